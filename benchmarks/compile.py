@@ -22,11 +22,10 @@ cache cannot remove. Not a test: numbers depend on the machine and what else run
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 
-from benchmarks.machine import emit, header, load_line, run_worker, write_atomic
+from benchmarks.machine import emit, header, load_line, publish, run_worker
 
 IMAGE_DATA = "mnist5k"
 SEQUENCE_DATA = "mnist1d"
@@ -138,11 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         load_line(),
         "",
     ]
-    text = "\n".join(report)
-    if args.out:
-        print(f"wrote {write_atomic(args.out, text)}")
-    else:
-        sys.stdout.write(text)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

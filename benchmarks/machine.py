@@ -21,7 +21,16 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["RESULT_PREFIX", "emit", "header", "machine_info", "run_worker", "write_atomic"]
+__all__ = [
+    "RESULT_PREFIX",
+    "emit",
+    "header",
+    "load_line",
+    "machine_info",
+    "markdown_table",
+    "run_worker",
+    "write_atomic",
+]
 
 RESULT_PREFIX = "BENCHMARK-RESULT "
 REPO = Path(__file__).resolve().parent.parent
@@ -106,6 +115,14 @@ def load_line() -> str:
     )
 
 
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A markdown table's lines; cells are written with ``str``."""
+    if any(len(row) != len(columns) for row in rows):
+        raise ValueError(f"every row needs {len(columns)} cells ({', '.join(columns)})")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Writes ``text`` to ``path`` through a temporary file and a rename (no half files)."""
     path = Path(path)
@@ -119,6 +136,15 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def publish(report: Sequence[str], out: str | os.PathLike[str] | None) -> None:
+    """Writes the report's lines to ``out`` atomically, or prints them when ``out`` is None."""
+    text = "\n".join(report)
+    if out:
+        print(f"wrote {write_atomic(out, text)}")
+    else:
+        sys.stdout.write(text)
 
 
 def emit(result: Mapping[str, object]) -> None:

@@ -25,7 +25,6 @@ depend on the machine and what else runs on it.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import jax
@@ -34,7 +33,7 @@ import numpy as np
 
 import toolkit as tk
 from benchmarks.flops import count_flops
-from benchmarks.machine import header, load_line, write_atomic
+from benchmarks.machine import header, load_line, publish
 from toolkit import training
 from toolkit.data import Split
 
@@ -153,11 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             f"| {achieved / r['peak']:.0%} |"
         )
     report += ["", load_line(), ""]
-    text = "\n".join(report)
-    if args.out:
-        print(f"wrote {write_atomic(args.out, text)}")
-    else:
-        sys.stdout.write(text)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

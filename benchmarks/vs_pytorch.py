@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
-from benchmarks.machine import emit, header, load_line, run_worker, write_atomic
+from benchmarks.machine import emit, header, load_line, publish, run_worker
 
 MODELS = ("mlp", "cnn", "gru")
 DEFAULT_STEPS = {"mlp": 2000, "cnn": 2000, "gru": 1000}
@@ -240,11 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         load_line(),
         "",
     ]
-    text = "\n".join(report)
-    if args.out:
-        print(f"wrote {write_atomic(args.out, text)}")
-    else:
-        sys.stdout.write(text)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ from experiments import mnist1d_table
 
 
 def test_table_script_writes_markdown_and_csv(tmp_path):
-    mnist1d_table.main(["--models", "linear", "cnn", "--seeds", "2", "--steps", "60",
-                        "--out", str(tmp_path)])
+    mnist1d_table.main(
+        ["--models", "linear", "cnn", "--seeds", "2", "--steps", "60", "--out", str(tmp_path)]
+    )
     df = pd.read_csv(tmp_path / "mnist1d_table.csv")
     assert list(df["model"]) == ["linear", "linear", "cnn", "cnn"]
     assert list(df["params"]) == [410, 410, 5210, 5210]  # the reference parameter counts

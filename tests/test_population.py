@@ -4,6 +4,8 @@ rates, per-member labels, a diverging member, BatchNorm, and sharding over devic
 """
 
 import dataclasses
+import io
+import json
 
 import jax
 import numpy as np
@@ -12,11 +14,13 @@ import pytest
 import toolkit as tk
 from toolkit.data import Split
 from toolkit.population import (
+    choose_mode,
     group_into_populations,
     plan,
     population_key,
     train_population,
 )
+from toolkit.sweep import storage
 from toolkit.training import TrainConfig
 
 RNG = np.random.default_rng(0)
@@ -151,13 +155,35 @@ def test_sharded_population_equals_unsharded():
         for s, lr in ((0, 1e-2), (1, 3e-3), (2, 1e-2), (3, 3e-3), (4, 1e-2), (5, 3e-3))
     ]
     single = train_population(SPLIT, configs, num_classes=4)
+    assert {run.info["population_sharding"] for run in single} == {"none"}
     for size in (4, 6):
         sharded = train_population(SPLIT, configs[:size], num_classes=4, shard=True)
         assert len(sharded) == size
         for a, b in zip(sharded, single, strict=False):
-            assert a.info["device_count"] == 4
+            assert a.info["device_count"] == 4 and a.info["population_sharding"] == "population"
             assert_trees_close(a.params, b.params)
             np.testing.assert_allclose(a.curve[-1]["loss"], b.curve[-1]["loss"], rtol=1e-5)
+    # Two members on four devices: "auto" splits each member's batch of 16 over all four.
+    data = train_population(SPLIT, configs[:2], num_classes=4, shard="auto")
+    for a, b in zip(data, single, strict=False):
+        assert a.info["population_sharding"] == "data" and a.info["device_count"] == 4
+        assert a.params["head"]["kernel"].sharding.is_fully_replicated
+        assert len(a.params["head"]["kernel"].sharding.device_set) == 4
+        assert_trees_close(a.params, b.params)
+        np.testing.assert_allclose(
+            [r["loss"] for r in a.curve], [r["loss"] for r in b.curve], rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize(
+    ("members", "devices", "batch", "mode"),
+    [(5, 1, 16, "none"), (4, 4, 16, "population"), (9, 4, 16, "population"),
+     (3, 4, 16, "data"), (1, 4, 100, "data"), (3, 4, 50, "population"), (1, 2, 7, "population")],
+)  # fmt: skip
+def test_auto_rule(members, devices, batch, mode):
+    # The documented rule, case by case: whole members per device when every device gets
+    # one, data parallel when members are too few and the batch splits evenly.
+    assert choose_mode(members, devices, batch) == mode
 
 
 def test_placement_rule():
@@ -169,9 +195,44 @@ def test_placement_rule():
     assert {shard.data.shape for shard in stacked.addressable_shards} == {(2, 3)}
     assert len({shard.device for shard in stacked.addressable_shards}) == 4
     assert plan(2, True).device_count == 2 and plan(2, True).order == (0, 1)
-    assert plan(5, False).mesh is None and plan(5, "auto").device_count == 4
-    with pytest.raises(ValueError, match="shard must be True, False or 'auto', got 'yes'"):
+    assert plan(5, False).mesh is None and plan(5, "auto", 16).device_count == 4
+    # Fewer members than devices: data parallel over all four when the batch allows it,
+    # else the population axis over as many devices as members.
+    data = plan(2, "auto", 16)
+    assert (data.mode, data.device_count, data.order) == ("data", 4, (0, 1))
+    replicated = data.stacked(np.zeros((2, 3), np.float32))
+    assert {shard.data.shape for shard in replicated.addressable_shards} == {(2, 3)}
+    assert (plan(2, "auto", 50).mode, plan(2, "auto", 50).device_count) == ("population", 2)
+    with pytest.raises(ValueError, match=r"shard must be one of .*'data'; got 'yes'"):
         plan(2, "yes")
+    with pytest.raises(ValueError, match="batch_size 50 is not a multiple of 4"):
+        plan(2, "data", 50)
+    with pytest.raises(ValueError, match="shard='auto' needs the members' batch_size"):
+        plan(2, "auto")
+
+
+def test_sweep_runner_picks_the_placement_per_population(tmp_path):
+    """The population executor on four devices: four seeds of one program train with the
+    population axis split, two seeds of another (batch 8, a multiple of 4) data-parallel."""
+    from toolkit.sweep.defaults import base_config
+    from toolkit.sweep.runner import run_sweep
+
+    cfg = base_config("placement", dataset="mnist1d")
+    cfg.dataset_kwargs = {"num_samples": 200}
+    cfg.train.update(model="linear", steps=4, log_every=2, batch_size=8)
+    cfg.executor = "population"
+
+    def sweep_fn(_):
+        return [{"seed": s} for s in range(2)] + [{"seed": s, "batch_size": 16} for s in range(4)]
+
+    result = run_sweep(cfg, sweep_fn, results_dir=tmp_path, progress=False, out=io.StringIO())
+    assert result.count("trained") == 6, result.failed
+    placed = {}
+    for run_dir in storage.run_dirs(result.experiment_dir):
+        record = json.loads(run_dir.provenance.read_text())
+        batch = json.loads(run_dir.config.read_text())["train"]["batch_size"]
+        placed.setdefault(batch, set()).add((record["population_sharding"], record["device_count"]))
+    assert placed == {8: {("data", 4)}, 16: {("population", 4)}}
 
 
 @pytest.mark.parametrize(

@@ -543,3 +543,27 @@ def test_no_shift_rows_still_reports(tmp_path):
     assert "No shift rows" in report.files["report.md"]
     assert "accuracy_vs_severity.png" not in report.files
     assert "mean corrupted acc" not in report.files["report.md"].split("## Loss x")[0]
+
+
+def test_labels_name_only_keys_that_vary_within_one_model():
+    # Each architecture carries its own model_hparams; that difference is already in the
+    # model name, so it must not be spelled out in every legend entry. A learning rate that
+    # varies within one model is.
+    from toolkit.report.stats import series_labels, varying_keys
+
+    groups = pd.DataFrame(
+        {
+            "model": ["mlp", "mlp", "cnn", "cnn"],
+            "model_hparams": ['{"hidden": [100]}'] * 2 + ['{"channels": 25}'] * 2,
+            "learning_rate": [0.01, 0.001, 0.01, 0.01],
+            "loss": ["softmax_cross_entropy"] * 4,
+            "loss_label": ["CE"] * 4,
+        }
+    )
+    assert varying_keys(groups) == ["learning_rate"]
+    assert list(series_labels(groups)) == [
+        "CE, learning_rate=0.01",
+        "CE, learning_rate=0.001",
+        "CE, learning_rate=0.01",
+        "CE, learning_rate=0.01",
+    ]

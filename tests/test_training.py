@@ -112,6 +112,29 @@ def test_same_seed_same_numbers_and_other_seed_differs():
     )
 
 
+def test_a_second_seed_reuses_the_compiled_program_with_its_own_numbers(monkeypatch):
+    from toolkit import training
+
+    split = Split(SEQ_X, SEQ_Y)
+    training._PROGRAMS.clear()
+    fit(split, seed=5, batch_size=8, learning_rate=3e-3)  # builds and compiles the program
+    built = []
+    real = training.make_run_chunk
+    monkeypatch.setattr(
+        training, "make_run_chunk", lambda *a, **k: built.append(a) or real(*a, **k)
+    )
+    reused = fit(split, seed=6, batch_size=8, learning_rate=3e-3)
+    assert built == []  # same program: nothing traced or compiled again
+    fit(split, seed=6, batch_size=8, learning_rate=4e-3)
+    assert built  # another learning rate is another program
+    training._PROGRAMS.clear()
+    fresh_seed6 = fit(split, seed=6, batch_size=8, learning_rate=3e-3)
+    for x, y in zip(
+        jax.tree.leaves(reused.params), jax.tree.leaves(fresh_seed6.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_chunking_does_not_change_the_result():
     split = Split(SEQ_X, SEQ_Y)
     one = tk.train(

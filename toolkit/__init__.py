@@ -19,7 +19,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "attributions",
+    "compilation_cache",
     "data",
+    "distributed",
     "evaluation",
     "losses",
     "metrics",
@@ -31,6 +34,7 @@ _SUBMODULES = (
     "report",
     "schedules",
     "shifts",
+    "sweep",
     "training",
 )
 _ATTRS = {

@@ -179,6 +179,18 @@ def evaluate(
                 "or a dataset name from tk.data.names(include_tfds=True)"
             )
     key = jax.random.key(0) if key is None else key
+    # OOD inputs are built (and their shapes checked) before the model runs, so a set that
+    # does not fit the data fails at once rather than after the clean predictions.
+    ood_inputs = {
+        name: _resolve_ood(
+            name,
+            given_ood.get(name),
+            split,
+            key=jax.random.fold_in(key, _seed_of(name)),
+            data_kwargs=data_kwargs,
+        )
+        for name in ood
+    }
     labels = jnp.asarray(split.y)
     clean = predict(run, split.x, batch_size=batch_size)
     clean_row = {"eval_set": "clean", "kind": "clean", "severity": 0, "num_examples": len(split)}
@@ -211,14 +223,7 @@ def evaluate(
             {"eval_set": name, "kind": "set", "severity": 0, "num_examples": len(extra)}
             | _classification_row(logits, jnp.asarray(extra.y))
         )
-    for name in ood:
-        x_out = _resolve_ood(
-            name,
-            given_ood.get(name),
-            split,
-            key=jax.random.fold_in(key, _seed_of(name)),
-            data_kwargs=data_kwargs,
-        )
+    for name, x_out in ood_inputs.items():
         logits_out = predict(run, x_out, batch_size=batch_size)
         rows.append(
             {"eval_set": name, "kind": "ood", "severity": 0, "num_examples": int(x_out.shape[0])}

@@ -41,7 +41,7 @@ from toolkit import schedules
 from toolkit.registry import Registry
 from toolkit.schedules import check_nonnegative, check_positive, concrete_float
 
-__all__ = ["describe", "entry", "eval_params", "get", "hparams", "names", "optimizers"]
+__all__ = ["describe", "entry", "eval_params", "get", "hparams", "names", "optimizers", "register"]
 
 # Options every optimizer takes; the factories below take the rest.
 _COMMON = {
@@ -113,8 +113,19 @@ describe = optimizers.describe
 get = optimizers.get
 
 
-def _register(name: str, *, description: str, weight_decay: str) -> Callable[[Callable], Callable]:
-    """Registers ``factory`` with its own defaults plus the shared options."""
+WEIGHT_DECAY_KINDS = ("l2", "decoupled", "decoupled_unscaled")
+
+
+def register(name: str, *, description: str, weight_decay: str) -> Callable[[Callable], Callable]:
+    """Decorator: registers ``factory(*, learning_rate, weight_decay, **own)`` under ``name``.
+
+    ``learning_rate`` arrives as a schedule, and the shared options (schedule, warmup,
+    gradient clipping) are applied around the factory, so a new optimizer only builds its
+    own transformation. ``weight_decay`` says how the factory applies it, one of
+    ``WEIGHT_DECAY_KINDS`` (see the module docstring).
+    """
+    if weight_decay not in WEIGHT_DECAY_KINDS:
+        raise ValueError(f"weight_decay must be one of {WEIGHT_DECAY_KINDS}, got {weight_decay!r}")
 
     def decorator(factory: Callable[..., optax.GradientTransformation]) -> Callable:
         own = {
@@ -147,13 +158,13 @@ def _l2(weight_decay: Any, tx: optax.GradientTransformation) -> optax.GradientTr
 
 
 # -- SGD family ------------------------------------------------------------------------
-@_register("sgd", weight_decay="l2", description="Plain stochastic gradient descent.")
+@register("sgd", weight_decay="l2", description="Plain stochastic gradient descent.")
 def sgd(*, learning_rate: Any = 0.01, weight_decay: Any = 0.0) -> optax.GradientTransformation:
     """p <- p - eta_t (g + lambda p) (Robbins & Monro 1951)."""
     return _l2(weight_decay, optax.sgd(learning_rate))
 
 
-@_register("momentum", weight_decay="l2", description="SGD with heavy-ball momentum.")
+@register("momentum", weight_decay="l2", description="SGD with heavy-ball momentum.")
 def momentum(
     *, learning_rate: Any = 0.01, momentum: float = 0.9, weight_decay: Any = 0.0
 ) -> optax.GradientTransformation:
@@ -161,7 +172,7 @@ def momentum(
     return _l2(weight_decay, optax.sgd(learning_rate, momentum=momentum))
 
 
-@_register("nesterov", weight_decay="l2", description="SGD with Nesterov momentum.")
+@register("nesterov", weight_decay="l2", description="SGD with Nesterov momentum.")
 def nesterov(
     *, learning_rate: Any = 0.01, momentum: float = 0.9, weight_decay: Any = 0.0
 ) -> optax.GradientTransformation:
@@ -170,7 +181,7 @@ def nesterov(
 
 
 # -- adaptive ---------------------------------------------------------------------------
-@_register("adam", weight_decay="l2", description="Adam; weight_decay is coupled L2.")
+@register("adam", weight_decay="l2", description="Adam; weight_decay is coupled L2.")
 def adam(
     *,
     learning_rate: Any = 1e-3,
@@ -186,7 +197,7 @@ def adam(
     return _l2(weight_decay, optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
 
 
-@_register("adamw", weight_decay="decoupled", description="Adam with decoupled weight decay.")
+@register("adamw", weight_decay="decoupled", description="Adam with decoupled weight decay.")
 def adamw(
     *,
     learning_rate: Any = 1e-3,
@@ -203,7 +214,7 @@ def adamw(
     return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
 
 
-@_register("lamb", weight_decay="decoupled", description="LAMB: layer-wise trust-ratio Adam.")
+@register("lamb", weight_decay="decoupled", description="LAMB: layer-wise trust-ratio Adam.")
 def lamb(
     *,
     learning_rate: Any = 1e-3,
@@ -219,7 +230,7 @@ def lamb(
     return optax.lamb(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
 
 
-@_register("lion", weight_decay="decoupled", description="Lion: signed momentum (Chen 2023).")
+@register("lion", weight_decay="decoupled", description="Lion: signed momentum (Chen 2023).")
 def lion(
     *, learning_rate: Any = 1e-4, b1: float = 0.9, b2: float = 0.99, weight_decay: Any = 1e-3
 ) -> optax.GradientTransformation:
@@ -231,7 +242,7 @@ def lion(
     return optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
 
 
-@_register("rmsprop", weight_decay="l2", description="RMSProp; weight_decay is coupled L2.")
+@register("rmsprop", weight_decay="l2", description="RMSProp; weight_decay is coupled L2.")
 def rmsprop(
     *,
     learning_rate: Any = 1e-3,
@@ -244,7 +255,7 @@ def rmsprop(
     return _l2(weight_decay, optax.rmsprop(learning_rate, decay=decay, eps=eps, centered=centered))
 
 
-@_register(
+@register(
     "adafactor",
     weight_decay="decoupled_unscaled",
     description="Adafactor: factored second moments, relative step size.",
@@ -313,7 +324,7 @@ def _muon_dimension_numbers(reshape_kernels: bool) -> Callable[[Any], Any]:
     return lambda params: jax.tree_util.tree_map_with_path(spec, params)
 
 
-@_register(
+@register(
     "muon",
     weight_decay="decoupled",
     description="Muon: orthogonalised momentum for matrices, AdamW for the rest.",
@@ -354,7 +365,7 @@ def muon(
     )
 
 
-@_register(
+@register(
     "schedule_free_adamw",
     weight_decay="decoupled",
     description="Schedule-free AdamW; evaluate at eval_params(opt_state, params).",

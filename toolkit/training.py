@@ -14,7 +14,9 @@ Design (why it is fast on small models):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -292,6 +294,48 @@ def make_run_chunk(train_step, num_steps: int, batch_size: int, mesh: Mesh | Non
 
 
 @dataclasses.dataclass
+class _Program:
+    """The compiled pieces of one training program, shared by runs that differ only in seed."""
+
+    model: nn.Module
+    tx: optax.GradientTransformation
+    train_step: Callable
+    runners: dict[int, Callable]  # chunk length -> jitted ``run_chunk``
+    entries: tuple[Any, ...]  # kept alive so their ids in the cache key stay unique
+
+
+# Runs that differ only in their seed (or data of the same shape) trace and compile the
+# same program; keeping the jitted chunk functions lets jit's own cache skip both (a
+# sweep's 2nd..5th seed, a notebook re-running a cell). Seeds are arguments, not constants.
+_PROGRAMS: collections.OrderedDict[str, _Program] = collections.OrderedDict()
+_MAX_PROGRAMS = 16
+
+
+def _program(cfg: TrainConfig, num_classes: int, devices: Sequence[jax.Device]) -> _Program:
+    entries = (
+        models.models.entry(cfg.model),
+        losses.losses.entry(cfg.loss),
+        optimizers.optimizers.entry(cfg.optimizer),
+    )
+    fields = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "log_every")}
+    key = json.dumps(
+        [fields, num_classes, [d.id for d in devices], [id(e) for e in entries]],
+        sort_keys=True,
+        default=repr,
+    )
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        return _PROGRAMS[key]
+    model = build_model(cfg, num_classes)
+    tx = build_optimizer(cfg)
+    program = _Program(model, tx, make_train_step(model, build_loss(cfg), tx), {}, entries)
+    _PROGRAMS[key] = program
+    if len(_PROGRAMS) > _MAX_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
+    return program
+
+
+@dataclasses.dataclass
 class Run:
     """A trained model: its config, module, final state and training curve.
 
@@ -374,20 +418,20 @@ def train(
     devices = resolve_devices(devices, cfg.batch_size)
     mesh = data_mesh(devices) if len(devices) > 1 else None
 
-    model = build_model(cfg, num_classes)
-    tx = build_optimizer(cfg)
-    train_step = make_train_step(model, build_loss(cfg), tx)
+    program = _program(cfg, num_classes, devices)
+    model = program.model
     init_key, data_key, step_key = jax.random.split(jax.random.key(cfg.seed), 3)
     # Data and state replicated on every device; batches are sharded inside the step.
     replicated = NamedSharding(mesh, P()) if mesh is not None else devices[0]
     x_all, y_all = jax.device_put((split.x, split.y), replicated)
-    state = init_state(model, tx, x_all[: cfg.batch_size], key=init_key)
     if initial_state is not None:
         state = initial_state
+    else:
+        state = init_state(model, program.tx, x_all[: cfg.batch_size], key=init_key)
     state = jax.device_put(state, replicated)
 
     chunk = cfg.steps_per_dispatch
-    runners: dict[int, Callable] = {}
+    runners = program.runners
     curve: list[dict[str, float]] = []
     report = _progress(verbose, cfg.steps)
     start = time.perf_counter()
@@ -395,7 +439,7 @@ def train(
     while step < cfg.steps and int(state.diverged_step) < 0:
         n = min(chunk, cfg.steps - step)
         if n not in runners:
-            runners[n] = make_run_chunk(train_step, n, cfg.batch_size, mesh)
+            runners[n] = make_run_chunk(program.train_step, n, cfg.batch_size, mesh)
         t0 = time.perf_counter()
         state, metrics = runners[n](state, x_all, y_all, data_key, step_key)
         metrics = jax.device_get(metrics)

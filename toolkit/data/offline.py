@@ -43,8 +43,9 @@ MNIST1D_DEFAULTS: dict[str, Any] = {
 def validate_mnist1d_args(**generator_args: Any) -> dict[str, Any]:
     """The full MNIST-1D generator argument set: published defaults updated by ``generator_args``.
 
-    Raises before any compute on an unknown argument (naming the valid ones) and on
-    ``max_translation <= 0``, which ``mnist1d`` cannot sample from.
+    Raises before any compute on an unknown argument (naming the valid ones), on
+    ``max_translation <= 0`` (which ``mnist1d`` cannot sample from) and on sizes that leave
+    a split empty.
     """
     unknown = sorted(set(generator_args) - set(MNIST1D_DEFAULTS))
     if unknown:
@@ -56,6 +57,20 @@ def validate_mnist1d_args(**generator_args: Any) -> dict[str, Any]:
     if args["max_translation"] <= 0:
         # mnist1d draws randint(-max_translation, max_translation) and fails on 0.
         raise ValueError(f"max_translation must be positive, got {args['max_translation']}")
+    num_samples, train_split = args["num_samples"], args["train_split"]
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    if not 0.0 < train_split < 1.0:
+        raise ValueError(f"train_split must be in (0, 1), got {train_split!r}")
+    n_train = int(num_samples * train_split)
+    if not 0 < n_train < num_samples:
+        # mnist1d splits at int(num_samples * train_split); an empty split cannot train/test.
+        raise ValueError(
+            f"num_samples={num_samples} with train_split={train_split} leaves "
+            f"{n_train} training and {num_samples - n_train} test examples; both must be > 0"
+        )
+    if args["final_seq_length"] < 1:
+        raise ValueError(f"final_seq_length must be >= 1, got {args['final_seq_length']!r}")
     return args
 
 

@@ -10,7 +10,10 @@
 Members of one population share the program (``population_key``: model, optimizer,
 schedule, batch size, steps, ...) and may differ in seed, loss, learning rate, weight
 decay and training labels; each member's result equals its solo ``tk.train`` run.
-``shard=True`` splits the members over local devices (:mod:`.sharding`).
+On several local devices, ``shard="population"`` splits the members over them and
+``shard="data"`` splits every member's batches over them; ``shard="auto"`` picks by the
+rule in :mod:`.sharding` (population axis when there are at least as many members as
+devices), which the sweep runner uses.
 """
 
 from toolkit.population.grouping import (
@@ -19,13 +22,14 @@ from toolkit.population.grouping import (
     group_into_populations,
     population_key,
 )
-from toolkit.population.sharding import Placement, plan
+from toolkit.population.sharding import Placement, choose_mode, plan
 from toolkit.population.trainer import train_population
 
 __all__ = [
     "POPULATION_FIELDS",
     "Placement",
     "check_population",
+    "choose_mode",
     "group_into_populations",
     "plan",
     "population_key",

@@ -92,13 +92,15 @@ def member_hyperparameters(configs: Sequence[TrainConfig]) -> dict[str, np.ndarr
 class Program:
     """Builds the population functions for members with ``configs``.
 
-    ``sharding``, when given, is the ``NamedSharding`` of everything stacked over members:
-    the compiled chunks keep the population axis split across devices.
+    ``sharding``, when given, is the ``NamedSharding`` of everything stacked over members
+    (the compiled chunks keep it); with ``data_mesh`` each member's batches are split over
+    that mesh's "data" axis (data parallel, as ``tk.train`` on several devices).
     """
 
     model: nn.Module
     configs: tuple[TrainConfig, ...]
     sharding: jax.sharding.Sharding | None = None
+    data_mesh: jax.sharding.Mesh | None = None
 
     @property
     def config(self) -> TrainConfig:
@@ -150,7 +152,9 @@ class Program:
 
         def member(state, hyper, y, data_key, step_key, x_all):
             train_step = make_train_step(self.model, self.loss(hyper), self.optimizer(hyper))
-            run_chunk = make_run_chunk(train_step, num_steps, self.config.batch_size)
+            run_chunk = make_run_chunk(
+                train_step, num_steps, self.config.batch_size, self.data_mesh
+            )
             return run_chunk(state, x_all, y, data_key, step_key)
 
         in_axes = (0, 0, 0 if member_labels else None, 0, 0, None)

@@ -1,16 +1,28 @@
-"""Where a population lives: one device, or its member axis split across local devices.
+"""Where a population lives: one device, its member axis split across devices, or every
+member data-parallel across devices.
 
-Rule (``shard`` argument of ``train_population``):
+Modes (the ``shard`` argument of ``train_population``; ``Placement.mode`` reports which):
 
-* ``False`` (default) -- every member on the default device.
-* ``True`` -- a 1-D mesh ``("pop",)`` over ``d = min(K, number of local devices)`` local
-  devices; everything stacked over members is split along axis 0 (``P("pop")``) and the
-  training data is replicated (``P()``), so each device trains K/d members with no
-  communication (the members are independent; XLA's partitioner keeps them apart).
-  When K is not a multiple of d, the population is padded with copies of member 0 up
-  to the next multiple; the copies train alongside (wasted but harmless work, identical
-  to member 0) and are dropped from the results.
-* ``"auto"`` -- ``True`` when there is more than one local device, else ``False``.
+* ``"none"`` (also ``False``, the default) -- every member on the first local device.
+* ``"population"`` (also ``True``) -- a 1-D mesh ``("pop",)`` over ``d = min(K, D)`` of
+  the D local devices; everything stacked over members is split along axis 0
+  (``P("pop")``) and the training data is replicated (``P()``), so each device trains K/d
+  members with no communication (the members are independent; XLA's partitioner keeps
+  them apart). When K is not a multiple of d, the population is padded with copies of
+  member 0 up to the next multiple; the copies train alongside (wasted but harmless
+  work, identical to member 0) and are dropped from the results.
+* ``"data"`` -- data parallel, as ``tk.train`` runs one model: a 1-D mesh ``("data",)``
+  over all D devices, every member's state replicated and each member's batch split
+  across the devices (the batch size must be a multiple of D); gradients and BatchNorm
+  statistics are reduced over the global batch on every step.
+* ``"auto"`` -- the rule the sweep runner uses (``toolkit.sweep.populations``):
+
+  1. one local device: ``"none"``;
+  2. K >= D: ``"population"`` -- every device gets whole members and never waits for
+     another, where data parallelism would all-reduce the gradients at every step;
+  3. K < D and the batch size a multiple of D: ``"data"`` -- population sharding would
+     leave D - K devices idle;
+  4. otherwise ``"population"`` over K devices.
 
 Meshes use ``AxisType.Auto`` (JAX >= 0.9 defaults to explicit axes): the partitioner
 propagates the population sharding through the vmapped program on its own.
@@ -25,9 +37,13 @@ from typing import Any
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "Placement", "plan"]
+from toolkit.training import data_mesh
+
+__all__ = ["AXIS", "MODES", "Placement", "choose_mode", "plan"]
 
 AXIS = "pop"
+MODES = ("none", "population", "data")
+_ALIASES = {False: "none", True: "population"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +55,7 @@ class Placement:
     num_members: int
     order: tuple[int, ...]
     mesh: jax.sharding.Mesh | None
+    mode: str = "none"
 
     @property
     def device_count(self) -> int:
@@ -52,8 +69,17 @@ class Placement:
 
     @property
     def sharding(self) -> NamedSharding | None:
-        """The sharding of stacked trees (axis 0 over the mesh), None on one device."""
-        return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec(AXIS))
+        """The sharding of stacked trees, None on one device: axis 0 over the mesh for
+        ``"population"``, replicated for ``"data"``."""
+        if self.mesh is None:
+            return None
+        spec = PartitionSpec(AXIS) if self.mode == "population" else PartitionSpec()
+        return NamedSharding(self.mesh, spec)
+
+    @property
+    def data_mesh(self) -> jax.sharding.Mesh | None:
+        """The mesh each member's batches are split over (``"data"`` mode), else None."""
+        return self.mesh if self.mode == "data" else None
 
     def stacked(self, tree: Any) -> Any:
         """Puts a tree stacked over the padded population on its devices."""
@@ -68,19 +94,46 @@ class Placement:
         return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
 
-def plan(num_members: int, shard: bool | str) -> Placement:
-    """The placement of ``num_members`` members under the ``shard`` rule (module doc)."""
-    if shard not in (True, False, "auto"):
-        raise ValueError(f"shard must be True, False or 'auto', got {shard!r}")
+def choose_mode(num_members: int, num_devices: int, batch_size: int) -> str:
+    """The ``"auto"`` rule (module docstring): ``"none"``, ``"population"`` or ``"data"``."""
+    if num_devices == 1:
+        return "none"
+    if num_members < num_devices and batch_size % num_devices == 0:
+        return "data"
+    return "population"
+
+
+def plan(num_members: int, shard: bool | str, batch_size: int | None = None) -> Placement:
+    """The placement of ``num_members`` members under ``shard`` (module docstring).
+
+    ``batch_size`` (each member's) is needed by ``"data"`` and ``"auto"``.
+    """
+    valid = (True, False, "auto", *MODES)
+    if isinstance(shard, bool):
+        mode = _ALIASES[shard]
+    elif shard in valid:
+        mode = shard
+    else:
+        raise ValueError(f"shard must be one of {', '.join(map(repr, valid))}; got {shard!r}")
     devices = jax.local_devices()
-    if shard == "auto":
-        shard = len(devices) > 1
-    if not shard:
-        return Placement(num_members, tuple(range(num_members)), None)
+    if mode in ("auto", "data") and batch_size is None:
+        raise ValueError(f"shard={mode!r} needs the members' batch_size")
+    if mode == "auto":
+        mode = choose_mode(num_members, len(devices), batch_size)
+    if mode == "none" or len(devices) == 1:
+        return Placement(num_members, tuple(range(num_members)), None, "none")
+    if mode == "data":
+        if batch_size % len(devices):
+            raise ValueError(
+                f"shard='data' splits each batch over the {len(devices)} local devices: "
+                f"batch_size {batch_size} is not a multiple of {len(devices)}; use "
+                f"shard='population' or a batch size that is"
+            )
+        return Placement(num_members, tuple(range(num_members)), data_mesh(devices), "data")
     used = min(num_members, len(devices))
     padded = math.ceil(num_members / used) * used
     mesh = jax.make_mesh(
         (used,), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:used]
     )
     order = tuple(range(num_members)) + (0,) * (padded - num_members)
-    return Placement(num_members, order, mesh)
+    return Placement(num_members, order, mesh, "population")

@@ -155,14 +155,17 @@ def train_population(
         is member k's state (a diverged member's state as of its diverging chunk).
       initial_states: K states to resume from (e.g. saved by the callback). Healthy ones
         must share one step; diverged ones stay as they are.
-      shard: split the members across local devices; see :mod:`toolkit.population.sharding`.
+      shard: ``False``/``"none"``, ``True``/``"population"`` (members split across local
+        devices), ``"data"`` (each member's batch split across them) or ``"auto"`` (the
+        sweep runner's rule); see :mod:`toolkit.population.sharding`.
 
     Everything is checked before compute. A member whose loss or gradients stop being
     finite is frozen at its last finite state (``TrainState.diverged_step``) while the
     others go on; ``run.info["diverged_step"]`` reports it, and its Run holds its state
     and curve as of the chunk it diverged in, as ``tk.train`` would stop there. Training
     stops early only when every member has diverged. ``run.info`` also has
-    ``population_size``, ``member`` and ``wall_time_s`` (the whole population's).
+    ``population_size``, ``member``, ``population_sharding`` (the mode used) and
+    ``wall_time_s`` (the whole population's).
     """
     configs = tuple(configs)
     split, num_classes = _split_and_classes(dataset, num_classes)
@@ -173,12 +176,12 @@ def train_population(
         labels = _member_labels(train_labels, size, split, num_classes)
     if initial_states is not None and len(initial_states) != size:
         raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
-    placement = sharding.plan(size, shard)
-    order = list(placement.order)
     cfg = configs[0]
+    placement = sharding.plan(size, shard, cfg.batch_size)
+    order = list(placement.order)
 
     program = Program(build_model(cfg, num_classes), tuple(configs[i] for i in order),
-                      placement.sharding)  # fmt: skip
+                      placement.sharding, placement.data_mesh)  # fmt: skip
     host_hyper = member_hyperparameters(program.configs)
     hyper = placement.stacked(host_hyper)
     keys = jnp.stack([jax.random.split(jax.random.key(c.seed), 3) for c in program.configs])
@@ -247,6 +250,8 @@ def train_population(
             "member": k,
             "device_kind": placement.devices[0].device_kind,
             "device_count": placement.device_count,
+            "population_sharding": placement.mode,
+            "global_batch_size": config.batch_size,
             "backend": jax.default_backend(),
             "diverged_step": diverged_step if diverged_step >= 0 else None,
         }

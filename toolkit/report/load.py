@@ -2,10 +2,12 @@
 
 The layout (written by the sweep runner) is ``<dir>/runs/<run_id>/done`` markers plus an
 append-only ``<dir>/evals.jsonl`` with one flat JSON object per (run, eval_set, severity).
-Only rows of runs with a ``done`` marker are kept: a run without one was interrupted and
-its rows may be partial. A re-evaluation appends rows with the same (run_id, eval_set,
-severity) key; the last one wins. A truncated last line (a writer killed mid-append) and
-unparsable lines are skipped with a :class:`ReportWarning`.
+Only rows of runs with a ``done`` marker are kept: a run without one (or with a torn one)
+was interrupted and its rows may be partial; so is a run whose marker lists eval rows that
+are missing from ``evals.jsonl`` (rows lost after the fact), which is skipped whole. A
+re-evaluation appends rows with the same (run_id, eval_set, severity) key; the last one
+wins. A truncated last line (a writer killed mid-append) and unparsable lines are skipped
+with a :class:`ReportWarning`.
 """
 
 from __future__ import annotations
@@ -121,19 +123,56 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def finished_runs(results_dir: Path) -> dict[str, dict[str, Any]]:
-    """``{run_id: done marker}`` for every ``runs/<run_id>/done`` in ``results_dir``."""
+    """``{run_id: done marker}`` for every readable ``runs/<run_id>/done`` in ``results_dir``.
+
+    The runner writes markers atomically, so an unreadable one is damage: that run is not
+    finished (the runner redoes it), and it is skipped with a warning.
+    """
     done = {}
     for marker in sorted(Path(results_dir).glob("runs/*/done")):
         try:
             info = json.loads(marker.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            # The marker is written atomically, so this is a hand-made or foreign file.
+            info = None
+        if not isinstance(info, dict):
             warnings.warn(
-                f"{marker}: unreadable done marker, taken as done", ReportWarning, stacklevel=2
+                f"{marker}: unreadable done marker; run skipped as unfinished",
+                ReportWarning,
+                stacklevel=2,
             )
-            info = {}
-        done[marker.parent.name] = info if isinstance(info, dict) else {}
+            continue
+        done[marker.parent.name] = info
     return done
+
+
+def _incomplete(done: Mapping[str, Mapping[str, Any]], rows: list[dict]) -> dict[str, list]:
+    """``{run_id: [missing (eval_set, severity), ...]}`` of finished runs whose marker lists
+    rows that ``rows`` lack (markers without a list are taken as complete)."""
+
+    def key(eval_set: Any, severity: Any) -> tuple[str, int] | None:
+        try:
+            return str(eval_set), int(severity)
+        except (TypeError, ValueError):
+            return None
+
+    have: dict[str, set] = {}
+    for row in rows:
+        have.setdefault(row["run_id"], set()).add(key(row["eval_set"], row["severity"]))
+    for keys in have.values():
+        keys.discard(None)
+    out = {}
+    for run_id, marker in done.items():
+        listed = marker.get("evals") or []
+        pairs = listed if isinstance(listed, list) else [listed]
+        missing = [
+            pair
+            for pair in pairs
+            if not (isinstance(pair, list) and len(pair) == 2)
+            or key(*pair) not in have.get(run_id, set())
+        ]
+        if missing:
+            out[run_id] = missing
+    return out
 
 
 def _canonical(value: Any) -> str:
@@ -210,6 +249,16 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
             stacklevel=2,
         )
     kept = [r for r in kept if r["run_id"] in done]
+    incomplete = _incomplete(done, kept)
+    if incomplete:
+        warnings.warn(
+            f"{results_dir}: skipped {len(incomplete)} finished run(s) whose done marker lists "
+            f"eval rows missing from evals.jsonl (rows lost; rerun the sweep to redo them): "
+            + ", ".join(f"{r} (e.g. {m[0]})" for r, m in sorted(incomplete.items())),
+            ReportWarning,
+            stacklevel=2,
+        )
+        kept = [r for r in kept if r["run_id"] not in incomplete]
     if not kept:
         raise ReportError(
             f"{str(results_dir)!r} has no evaluation rows of finished runs "

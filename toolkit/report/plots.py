@@ -8,7 +8,7 @@ Figure; :func:`save` writes it as PNG. Colours are fixed per series label across
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -113,6 +113,22 @@ def _probit_ticks(ax, lo: float, hi: float) -> None:
         axis.set_ticks(ndtri(ticks), [f"{100 * t:g}" for t in ticks])
 
 
+def draw_reliability(ax, pooled: Mapping[str, np.ndarray]) -> None:
+    """One reliability diagram from :func:`pooled_reliability`'s output: bars = accuracy
+    per confidence bin, hatched = the gap to the bin's mean confidence, dashed = perfect
+    calibration."""
+    bins = len(pooled["count"])
+    centers = (np.arange(bins) + 0.5) / bins
+    used = pooled["count"] > 0
+    acc, conf = pooled["accuracy"][used], pooled["confidence"][used]
+    ax.bar(centers[used], acc, width=1 / bins, color="tab:blue", edgecolor="k",
+           linewidth=0.4, label="accuracy")  # fmt: skip
+    ax.bar(centers[used], conf - acc, bottom=acc, width=1 / bins, fill=False, hatch="///",
+           edgecolor="tab:red", linewidth=0.6, label="gap to confidence")  # fmt: skip
+    ax.plot([0, 1], [0, 1], color="0.4", linestyle="--", linewidth=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+
+
 def accuracy_on_the_line(fit: LineFit, runs: pd.DataFrame) -> Figure:
     """Clean vs mean corrupted accuracy per run on probit axes with the fitted line.
 
@@ -182,31 +198,7 @@ def reliability_diagrams(df: pd.DataFrame, runs: pd.DataFrame, model: str) -> Fi
         return None
     fig, axes = _panels(len(panels), width=3.4, height=3.4, cols=4)
     for ax, (label, pooled, n) in zip(axes, sorted(panels, key=lambda p: p[0]), strict=True):
-        bins = len(pooled["count"])
-        centers = (np.arange(bins) + 0.5) / bins
-        used = pooled["count"] > 0
-        ax.bar(
-            centers[used],
-            pooled["accuracy"][used],
-            width=1 / bins,
-            color="tab:blue",
-            edgecolor="k",
-            linewidth=0.4,
-            label="accuracy",
-        )
-        ax.bar(
-            centers[used],
-            (pooled["confidence"] - pooled["accuracy"])[used],
-            bottom=pooled["accuracy"][used],
-            width=1 / bins,
-            fill=False,
-            hatch="///",
-            edgecolor="tab:red",
-            linewidth=0.6,
-            label="gap to confidence",
-        )
-        ax.plot([0, 1], [0, 1], color="0.4", linestyle="--", linewidth=1)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+        draw_reliability(ax, pooled)
         ax.set_title(
             f"{label}\nECE {100 * pooled['ece']:.1f}% ({n} seed{'s' if n != 1 else ''})", fontsize=9
         )

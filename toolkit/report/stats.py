@@ -153,9 +153,17 @@ def aggregate(
 
 
 def varying_keys(groups: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
-    """Config keys (not ``model`` nor ``exclude``) that take > 1 value across groups."""
+    """Config keys (not ``model`` nor ``exclude``) that take > 1 value among the groups of
+    one model.
+
+    Per model, because a key that differs only between models (each model's own
+    ``model_hparams``) says nothing the model name does not already say.
+    """
     keys = [k for k in group_keys(groups) if k not in ("model", *exclude)]
-    return [k for k in keys if groups[k].astype(str).nunique() > 1]
+    if "model" not in groups or groups.empty:
+        return [k for k in keys if groups[k].astype(str).nunique() > 1]
+    per_model = groups[keys].astype(str).groupby(groups["model"].astype(str))
+    return [k for k in keys if (per_model[k].nunique() > 1).any()]
 
 
 def _format_value(value) -> str:

@@ -3,8 +3,10 @@
 Restores go against an abstract state (``jax.eval_shape`` of ``init_state``), so the
 result is a real ``TrainState`` with the optimizer's own state types, not nested dicts.
 Orbax finalises a step by renaming its temporary directory, so a crash mid-save leaves
-no visible step; a step whose files were damaged afterwards fails to restore, and the
-previous kept step is tried instead (two steps are kept for that reason).
+no visible step (the leftover temporary directory is removed when that step is saved
+again); a step whose files were damaged afterwards fails to restore, and the previous kept
+step is tried instead (two steps are kept for that reason). Restores never unpickle:
+orbax reads JSON metadata and tensorstore arrays.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from toolkit.sweep import faults
 from toolkit.training import TrainConfig, TrainState, build_model, build_optimizer, init_state
 
 __all__ = ["Checkpoints", "abstract_state"]
@@ -45,13 +48,28 @@ def abstract_state(config: TrainConfig, num_classes: int, input_shape: tuple[int
     return jax.eval_shape(lambda x: init_state(model, tx, x, key=jax.random.key(0)), example)
 
 
+class _CrashBeforeCommit(ocp.path.atomicity.AtomicRenameTemporaryPath):
+    """Orbax's atomic-rename save with the ``checkpoint_write`` crash point between writing
+    the files and the rename (a test hook: used only while ``TOOLKIT_CRASH_AT`` names it)."""
+
+    async def finalize(self, *args, **kwargs):
+        # Orbax finalises the item directory inside the step's, then the step's own (named
+        # by the step number): one pass per checkpoint, just before the step is committed.
+        if self.get_final().name.isdigit():
+            faults.crash_point("checkpoint_write")
+        return await super().finalize(*args, **kwargs)
+
+
 class Checkpoints:
     """The checkpoints of one run (an orbax ``CheckpointManager`` keeping the last two)."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory).absolute()
+        hook = (
+            {"temporary_path_class": _CrashBeforeCommit} if faults.armed("checkpoint_write") else {}
+        )
         self._options = ocp.CheckpointManagerOptions(
-            max_to_keep=2, create=True, enable_async_checkpointing=False
+            max_to_keep=2, create=True, enable_async_checkpointing=False, **hook
         )
         self._manager: ocp.CheckpointManager | None = None
 
@@ -73,25 +91,44 @@ class Checkpoints:
             self.manager.save(step, args=ocp.args.StandardSave(state))
             self.manager.wait_until_finished()
 
-    def restore(self, abstract: TrainState) -> TrainState | None:
-        """The newest step that restores cleanly, or None (no usable checkpoint).
+    def _read(self, step: int, abstract: TrainState, then: str) -> TrainState | None:
+        try:
+            with _quiet():
+                return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as error:  # orbax/tensorstore raise several types for bad files
+            warnings.warn(
+                f"{self.directory}: checkpoint step {step} is unreadable "
+                f"({type(error).__name__}: {str(error)[:120]}){then}",
+                stacklevel=3,
+            )
+            return None
+
+    def restore(
+        self, abstract: TrainState, *, step: int | None = None, at_most: int | None = None
+    ) -> TrainState | None:
+        """The newest step (``<= at_most`` if given) that restores cleanly, or None.
 
         A step that fails to restore (truncated or damaged files) is deleted with a
-        warning, so the next save does not collide with it.
+        warning, so the next save does not collide with it. With ``step``, only that step
+        is tried and nothing is deleted (None if it is missing or unreadable): for
+        evaluating a finished run, where an older step would be the wrong model.
         """
-        for step in sorted(self.steps(), reverse=True):
-            try:
-                with _quiet():
-                    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-            except Exception as error:  # orbax/tensorstore raise several types for bad files
-                warnings.warn(
-                    f"{self.directory}: checkpoint step {step} is unreadable "
-                    f"({type(error).__name__}: {str(error)[:120]}); trying an older one",
-                    stacklevel=2,
-                )
-                shutil.rmtree(self.directory / str(step), ignore_errors=True)
-                self.manager.reload()
+        if step is not None:
+            return self._read(step, abstract, "") if step in self.steps() else None
+        for newest in sorted(self.steps(), reverse=True):
+            if at_most is not None and newest > at_most:
+                continue
+            state = self._read(newest, abstract, "; trying an older one")
+            if state is not None:
+                return state
+            shutil.rmtree(self.directory / str(newest), ignore_errors=True)
+            self.manager.reload()
         return None
+
+    def drop_after(self, step: int) -> None:
+        """Deletes the steps after ``step`` (a resume from ``step`` will save them anew)."""
+        for later in [s for s in self.steps() if s > step]:
+            self.manager.delete(later)
 
     def close(self) -> None:
         if self._manager is not None:

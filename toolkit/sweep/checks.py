@@ -29,12 +29,14 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def check_options(config: Any, executors: Sequence[str]) -> None:
-    """The runner's own options: executor, workers, checkpoint_every."""
+    """The runner's own options: executor, workers, checkpoint_every, population_size."""
     executor = config.get("executor", "auto")
     if executor not in executors:
         raise SweepConfigError(f"unknown executor {executor!r}; valid: {', '.join(executors)}")
     _positive_int("workers", config.get("workers", 0), minimum=0)
     _positive_int("checkpoint_every", config.get("checkpoint_every", 5))
+    if config.get("population_size") is not None:  # None: one population per group
+        _positive_int("population_size", config.get("population_size"))
 
 
 def _check_axes(axes: Mapping[str, Any], num_classes: int) -> None:

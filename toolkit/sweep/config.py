@@ -32,6 +32,7 @@ __all__ = [
     "Trial",
     "expand",
     "run_id_of",
+    "trial_from_record",
 ]
 
 
@@ -127,6 +128,23 @@ class Trial:
             f"model={t['model']!r}, loss={t['loss']!r}, optimizer={t['optimizer']!r}, "
             f"seed={t['seed']}"
         )
+
+
+def trial_from_record(payload: Any, run_id: str) -> Trial:
+    """The :class:`Trial` a run directory's ``config.json`` holds, checked to be run
+    ``run_id``: its fields must hash to it. The payload is data, never code: names are only
+    looked up in registries later. Raises ValueError for anything else (a torn, hand-edited
+    or foreign file)."""
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"config.json is not a JSON object (got {type(payload).__name__})")
+    try:
+        trial = Trial.from_json(payload)
+        actual = trial.run_id
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise ValueError(f"config.json is not a trial ({type(error).__name__}: {error})") from None
+    if actual != run_id or payload.get("run_id") != run_id:
+        raise ValueError(f"config.json describes run {actual!r}, not {run_id!r}")
+    return trial
 
 
 # -- expansion -------------------------------------------------------------------------------

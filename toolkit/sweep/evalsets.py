@@ -44,13 +44,18 @@ def _path(spec: dict[str, Any]) -> Path:
 
 
 def _save(path: Path, split: Split) -> None:
+    """Atomically (temporary file, fsync, rename); a failed write leaves no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, x=split.x, y=split.y)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, x=split.x, y=split.y)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _load(path: Path) -> Split | None:

@@ -4,7 +4,8 @@ Order of writes in a run dir: ``config.json``, then ``metrics.jsonl`` rows per c
 checkpoint every ``checkpoint_every`` chunks and at the end, then the ``evals.jsonl`` rows,
 ``provenance.json``, and ``done`` last. A crash anywhere before ``done`` leaves a run that
 the next invocation resumes from its newest readable checkpoint (curve rows written after
-that checkpoint are dropped first, so the curve has no gaps or repeats).
+that checkpoint are dropped first, so the curve has no gaps or repeats). The crash points
+of :mod:`toolkit.sweep.faults` sit between these writes (inert unless a test arms one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import Dataset, Split
-from toolkit.sweep import storage
+from toolkit.sweep import faults, storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
@@ -55,6 +56,7 @@ class Recorder:
         self.chunks += 1
         if self.chunks % self.every == 0:
             self.checkpoints.save(state)
+        faults.crash_point("train_chunk")
 
 
 def train_fields(config: TrainConfig) -> dict[str, Any]:
@@ -86,13 +88,18 @@ def record(
     started: str,
     **extra: Any,
 ) -> list[dict]:
-    """Evaluates a trained run and writes its eval rows, provenance and done marker."""
+    """Evaluates a trained run and writes its eval rows, provenance and done marker (which
+    lists the rows, so that a reader can tell when rows were lost)."""
+    faults.crash_point("before_evals")
     diverged_step = run.info.get("diverged_step")
     results = evaluate_trial(
         run, dataset, trial, parse_evals(evals), diverged=diverged_step is not None
     )
     rows = eval_rows(trial, results, diverged_step)
-    storage.append_jsonl(run_dir.path.parent.parent / storage.EVALS, rows)
+    storage.append_jsonl(
+        run_dir.path.parent.parent / storage.EVALS, rows, crash_point="evals_append"
+    )
+    faults.crash_point("after_evals")
     finished = storage.now()
     storage.atomic_write_json(
         run_dir.provenance,
@@ -104,7 +111,11 @@ def record(
             **extra,
         ),
     )
-    run_dir.write_done(diverged_step)
+    run_dir.write_done(
+        diverged_step,
+        step=int(run.state.step),
+        evals=[(row["eval_set"], row["severity"]) for row in rows],
+    )
     return rows
 
 
@@ -118,12 +129,34 @@ def prepare(trial: Trial) -> tuple[Dataset, Split, float]:
     return dataset, Split(split.x, labels), rate
 
 
+def intact_until(rows: list[dict[str, Any]], config: TrainConfig) -> int:
+    """The last step up to which the curve has every chunk's row, in order (0: none).
+
+    Chunk rows are written at steps ``chunk, 2 chunk, ...`` and ``steps`` (the trainer's
+    ``steps_per_dispatch``); a row lost to damage ends the intact prefix, so a resume must
+    start at or before it.
+    """
+    chunk = config.steps_per_dispatch
+    expected = [*range(chunk, config.steps, chunk), config.steps]
+    last = 0
+    for row, step in zip(rows, expected, strict=False):
+        if row.get("step") != step:
+            break
+        last = step
+    return last
+
+
 def restore(trial: Trial, run_dir: storage.RunDir, dataset: Dataset) -> tuple[Checkpoints, Any]:
-    """The run's checkpoints and its newest readable state (None: start from scratch)."""
+    """The run's checkpoints and the newest readable state its curve covers (None: start
+    from scratch); curve rows and checkpoints after that state are dropped."""
+    config = trial.train_config()
     checkpoints = Checkpoints(run_dir.checkpoint)
-    abstract = abstract_state(trial.train_config(), dataset.num_classes, dataset.input_shape)
-    state = checkpoints.restore(abstract)
-    run_dir.keep_metrics_until(int(state.step) if state is not None else 0)
+    abstract = abstract_state(config, dataset.num_classes, dataset.input_shape)
+    covered = intact_until(run_dir.read_metrics(), config)
+    state = checkpoints.restore(abstract, at_most=covered)
+    step = int(state.step) if state is not None else 0
+    checkpoints.drop_after(step)
+    run_dir.keep_metrics_until(step)
     return checkpoints, state
 
 
@@ -143,6 +176,7 @@ def _execute(task: Task) -> dict[str, Any]:
         dataset, split, noise = prepare(trial)
         checkpoints, state = restore(trial, run_dir, dataset)
         resumed_from = int(state.step) if state is not None else 0
+        faults.log_event("train_start", run_id=trial.run_id, step=resumed_from)
         config = trial.train_config()
         t0 = time.perf_counter()
         # One device per run: a sweep's parallelism is across runs (one per worker).

@@ -2,18 +2,22 @@
 
 * ``inline``: one after another in this process (tests, debugging).
 * ``process``: a ``ProcessPoolExecutor`` of spawned single-threaded workers, one per core,
-  each taking whole runs (the CPU default).
+  each taking whole runs (the CPU default). Workers live for the whole sweep (the dataset
+  and the compiled programs stay loaded between runs), and runs are handed out so that
+  workers start on different programs (:func:`spread_programs`).
 * ``submitit``: one cluster job per run (a Slurm job array; ``cluster="local"`` runs them
   as local processes), writing into the same results layout.
 * ``population``: vmapped populations in this process (``toolkit.population``), the
-  default on GPU and TPU.
+  default on GPU and TPU; on several local devices each population is placed by the
+  documented rule of :mod:`toolkit.sweep.populations` (population axis or data parallel).
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -24,7 +28,7 @@ from toolkit.sweep.config import Trial
 from toolkit.sweep.execute import Task, execute, summarize
 from toolkit.sweep.workers import init_worker, run_task, worker_flags
 
-__all__ = ["choose_executor", "default_workers", "executors"]
+__all__ = ["choose_executor", "default_workers", "executors", "program_key", "spread_programs"]
 
 Executor = Callable[..., Iterator[dict[str, Any]]]
 executors = Registry("executor", build=lambda factory, **kw: factory)
@@ -38,6 +42,49 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def program_key(task: Task) -> Hashable:
+    """What fixes a solo run's compiled programs: its trial without the seed.
+
+    Runs that differ only in their seed lower to the same programs (the seed enters as
+    data); everything else (model, loss, optimizer and its Python-valued hyperparameters,
+    steps, batch size, the dataset and its data axes) may change them. Label noise changes
+    only data, so keying on it too merely splits a group that could have shared programs.
+    """
+    trial = task.trial
+    train = {k: v for k, v in trial["train"].items() if k != "seed"}
+    return json.dumps(
+        [trial["dataset"], trial["dataset_kwargs"], train, trial["data_axes"]],
+        sort_keys=True,
+        default=str,
+    )
+
+
+def spread_programs(tasks: Sequence[Task], width: int) -> list[Task]:
+    """``tasks`` ordered so that ``width`` workers taking them in turn start on different
+    programs (:func:`program_key`) and then keep to them.
+
+    Programs are taken in order of first appearance, ``width`` at a time; inside each such
+    window their runs alternate (P0 Q0 P1 Q1 ... with two workers), and the order of runs
+    inside one program is kept. Cold, each worker compiles a different program at the
+    start, instead of every worker compiling the same one at once as in sweep order
+    (seeds innermost); a program's runs still come close together, so a worker finds the
+    program it just ran in the trainer's in-memory cache, which a round-robin over all of
+    a sweep's programs would evict.
+    """
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive int, got {width!r}")
+    by_program: dict[Hashable, list[Task]] = {}
+    for task in tasks:
+        by_program.setdefault(program_key(task), []).append(task)
+    groups = list(by_program.values())
+    ordered: list[Task] = []
+    for start in range(0, len(groups), width):
+        window = groups[start : start + width]
+        for i in range(max(len(group) for group in window)):
+            ordered += [group[i] for group in window if i < len(group)]
+    return ordered
+
+
 @executors.register("inline", description="Runs trials one after another in this process.")
 def run_inline(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, Any]]:
     for task in tasks:
@@ -47,13 +94,14 @@ def run_inline(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, Any]
 @executors.register("process", description="One spawned single-threaded worker per core.")
 def run_process(tasks: Sequence[Task], *, workers: int, **options: Any) -> Iterator[dict]:
     context = multiprocessing.get_context("spawn")  # fork would copy a live XLA runtime
+    workers = max(1, min(workers, len(tasks)))
     with ProcessPoolExecutor(
-        max_workers=max(1, min(workers, len(tasks))),
+        max_workers=workers,
         mp_context=context,
         initializer=init_worker,
         initargs=(worker_flags(),),
     ) as pool:
-        futures = {pool.submit(execute, task): task for task in tasks}
+        futures = {pool.submit(execute, task): task for task in spread_programs(tasks, workers)}
         try:
             for future in as_completed(futures):
                 try:

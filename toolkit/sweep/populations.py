@@ -6,6 +6,21 @@ dataset kwargs, ``train_size``, ``imbalance``); label noise differs per member t
 ``train_labels``. Resumed members must restart from one step, so the restart step is part
 of the grouping key; a member restored after it diverged trains no further and is only
 evaluated. Each member is recorded exactly like a solo run.
+
+On several local devices the runner picks, for each population of the sweep, between
+splitting the population axis across the devices and data parallelism inside every member,
+by the rule of :func:`toolkit.population.choose_mode` (``shard="auto"``):
+
+* at least as many members as devices: population axis (each device trains whole members,
+  no communication between devices);
+* fewer members than devices, and a batch size that splits evenly over the devices: data
+  parallel (every device holds every member and a slice of each batch; gradients are
+  summed across devices at every step);
+* otherwise the population axis over as many devices as there are members.
+
+``config.population_size`` caps a population's size (e.g. to fit device memory); the
+chosen mode and device count are recorded in each run's ``provenance.json``
+(``population_sharding``, ``device_count``).
 """
 
 from __future__ import annotations
@@ -99,6 +114,7 @@ def _train_group(group: list[_Member]) -> Iterator[dict[str, Any]]:
         train_labels=labels,
         callback=callback,
         initial_states=resumed if all(s is not None for s in resumed) else None,
+        shard="auto",
     )
     for member, run, (_, rate) in zip(group, runs, noisy, strict=True):
         try:
@@ -116,6 +132,7 @@ def _train_group(group: list[_Member]) -> Iterator[dict[str, Any]]:
                 num_train=len(split),
                 label_noise_realised=rate,
                 population_size=len(group),
+                population_sharding=run.info["population_sharding"],
             )
             yield summarize(member.trial, "trained", rows, resumed_from=resumed_from)
         finally:

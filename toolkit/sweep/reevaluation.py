@@ -1,7 +1,11 @@
 """Evaluate finished runs on new shifts from their checkpoints, without retraining.
 
 New rows are appended to ``evals.jsonl``; a row whose (run_id, eval_set, severity) already
-exists replaces it for readers (the last row wins), so re-evaluating is idempotent.
+exists replaces it for readers (the last row wins), so re-evaluating is idempotent. Each
+run's ``config.json`` is read as data and must hash to its run id, and only the run's final
+checkpoint (the step its ``done`` marker names) is evaluated: a run whose record or final
+checkpoint is damaged is skipped with a warning, never evaluated from an older step, and
+nothing in its directory is changed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from toolkit.sweep import storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
-from toolkit.sweep.config import SweepConfigError, Trial
+from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
 from toolkit.sweep.data import load_dataset
 from toolkit.sweep.evals import check_evals, eval_rows, evaluate_trial, parse_evals
 from toolkit.training import Run, build_model
@@ -24,10 +28,16 @@ __all__ = ["reevaluate"]
 
 def _trials(experiment_dir: Path) -> list[tuple[storage.RunDir, Trial, dict]]:
     found = []
+    finished, _ = storage.finished_run_ids(experiment_dir)
     for run_dir in storage.run_dirs(experiment_dir):
-        marker, config = run_dir.done_marker(), storage.read_json(run_dir.config)
-        if marker is not None and isinstance(config, dict):
-            found.append((run_dir, Trial.from_json(config), marker))
+        if run_dir.run_id not in finished:
+            continue
+        try:
+            trial = trial_from_record(storage.read_json(run_dir.config), run_dir.run_id)
+        except ValueError as error:
+            warnings.warn(f"{run_dir.path}: {error}; not re-evaluated", stacklevel=3)
+            continue
+        found.append((run_dir, trial, run_dir.done_marker()))
     return found
 
 
@@ -57,12 +67,19 @@ def reevaluate(
         dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
         config = trial.train_config()
         checkpoints = Checkpoints(run_dir.checkpoint)
-        state = checkpoints.restore(
-            abstract_state(config, dataset.num_classes, dataset.input_shape)
-        )
+        abstract = abstract_state(config, dataset.num_classes, dataset.input_shape)
+        final = marker.get("step")  # absent in markers of older sweeps: the newest step
+        if final is None:
+            steps = checkpoints.steps()
+            final = max(steps) if steps else None
+        state = None if final is None else checkpoints.restore(abstract, step=int(final))
         checkpoints.close()
         if state is None:
-            warnings.warn(f"{run_dir.path}: no readable checkpoint; not re-evaluated", stacklevel=2)
+            warnings.warn(
+                f"{run_dir.path}: final checkpoint (step {final}) missing or unreadable; "
+                f"not re-evaluated",
+                stacklevel=2,
+            )
             continue
         model = build_model(config, dataset.num_classes)
         run = Run(

@@ -3,13 +3,17 @@
 Rerunning the same command is always safe: finished runs (``done`` marker) are skipped,
 unfinished ones resume from their newest checkpoint, and runs another process is training
 right now (its lock is held) are left to it. A sweep split across processes or machines
-that share the results directory fills one experiment directory.
+that share the results directory fills one experiment directory. A ``done`` marker whose
+run is not intact (its listed eval rows missing from ``evals.jsonl``, or its
+``config.json`` unreadable or not the trial's) is removed under the run's lock, so that
+run is redone: resumed from its last checkpoint, i.e. evaluated again without retraining.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ import numpy as np
 
 from toolkit.sweep import storage
 from toolkit.sweep.checks import check_options, check_trials
-from toolkit.sweep.config import SweepConfigError, Trial, expand
+from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import EXECUTOR_CHOICES, choose_executor, default_workers, executors
@@ -76,6 +80,52 @@ def group_line(group: str, rows: list[dict], num_runs: int) -> str:
     )
 
 
+def _config_problem(run_dir: storage.RunDir) -> str | None:
+    """Why ``config.json`` is not the record of run ``run_dir.run_id`` (None: it is)."""
+    try:
+        trial_from_record(storage.read_json(run_dir.config), run_dir.run_id)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _problem(run_dir: storage.RunDir) -> str | None:
+    marker = run_dir.done_marker()
+    if marker is None:
+        return None
+    rows = storage.read_jsonl(run_dir.path.parent.parent / storage.EVALS)
+    keys = storage.row_keys(r for r in rows if r.get("run_id") == run_dir.run_id)
+    missing = storage.missing_evals(marker, keys.get(run_dir.run_id, set()))
+    if missing:
+        return (
+            f"its done marker lists {len(missing)} eval row(s) missing from "
+            f"{storage.EVALS} (e.g. {missing[0]})"
+        )
+    return _config_problem(run_dir)
+
+
+def reopen_damaged(experiment_dir: Path, trials: Sequence[Trial]) -> list[str]:
+    """Removes the done marker of each planned run that is marked done but not intact
+    (:func:`_problem`), under the run's lock; returns their run ids. A run whose lock
+    another process holds is left to it."""
+    rows = storage.read_jsonl(experiment_dir / storage.EVALS)
+    _, incomplete = storage.finished_run_ids(experiment_dir, rows)
+    reopened = []
+    for trial in trials:
+        run_dir = storage.RunDir(experiment_dir, trial.run_id)
+        if not run_dir.is_done():
+            continue
+        if trial.run_id not in incomplete and _config_problem(run_dir) is None:
+            continue
+        with run_dir.lock as held:
+            problem = _problem(run_dir) if held else None  # re-checked: someone may have redone it
+            if problem is not None:
+                warnings.warn(f"{run_dir.path}: {problem}; redoing this run", stacklevel=2)
+                run_dir.done.unlink()
+                reopened.append(trial.run_id)
+    return reopened
+
+
 def run_sweep(
     config: Any,
     sweep_fn: Callable[[Any], Sequence[Mapping]],
@@ -96,6 +146,7 @@ def run_sweep(
     experiment_dir = Path(results_dir) / trials[0].experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
     storage.atomic_write_json(experiment_dir / "sweep.json", _plain(config))
+    reopen_damaged(experiment_dir, trials)
     done = storage.done_run_ids(experiment_dir)
     pending = [t for t in trials if t.run_id not in done]
     every = int(config.get("checkpoint_every", 5))

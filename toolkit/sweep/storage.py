@@ -7,7 +7,8 @@
     <experiment>/runs/<run_id>/metrics.jsonl training curve, one row per chunk
     <experiment>/runs/<run_id>/checkpoint/  orbax checkpoints (see ``checkpoint``)
     <experiment>/runs/<run_id>/provenance.json
-    <experiment>/runs/<run_id>/done         written last: the run is finished
+    <experiment>/runs/<run_id>/done         written last: the run is finished (its final
+                                            step and the (eval_set, severity) keys of its rows)
     <experiment>/runs/<run_id>/lock         who is training the run (fcntl lock)
     <experiment>/evals.jsonl                one evaluation row per line
 
@@ -16,6 +17,10 @@ and renamed over the target (``os.replace`` is atomic on POSIX), so a reader see
 or the new file, never half of one. JSONL rows are appended as whole lines in one
 ``write`` under an exclusive ``fcntl.flock``; a line cut short by a crash is isolated by a
 newline before the next append, and readers skip it with a warning. Nothing is pickled.
+
+A ``done`` marker counts only when it parses and every eval row it lists is in
+``evals.jsonl`` (:func:`finished_run_ids`); a run whose marker fails that is unfinished for
+readers, and the runner redoes it.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from toolkit.sweep import faults
+
 __all__ = [
     "RunDir",
     "RunLock",
     "append_jsonl",
     "atomic_write_json",
     "done_run_ids",
+    "finished_run_ids",
     "json_safe",
     "now",
     "read_evals",
@@ -110,11 +118,15 @@ def read_json(path: str | os.PathLike) -> Any | None:
         return None
 
 
-def append_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+def append_jsonl(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, crash_point: str | None = None
+) -> None:
     """Appends ``rows`` as whole lines in one write, under an exclusive ``fcntl.flock``.
 
     If the file ends in a partial line (a writer died mid-line), a newline is written
     first so that the partial line stays on its own and readers can skip it.
+    ``crash_point`` names a :mod:`~toolkit.sweep.faults` point that dies halfway through
+    the write (a test hook; inert unless ``TOOLKIT_CRASH_AT`` names it).
     """
     data = "".join(_dumps(row) + "\n" for row in rows).encode()
     if not data:
@@ -127,6 +139,10 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> 
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             data = b"\n" + data
+        if crash_point is not None and faults.due(crash_point):
+            os.write(fd, data[: len(data) // 2])
+            os.fsync(fd)
+            faults.kill()
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -221,17 +237,38 @@ class RunDir:
     def is_done(self) -> bool:
         return self.done_marker() is not None
 
-    def write_done(self, diverged_step: int | None) -> None:
-        atomic_write_json(self.done, {"finished": now(), "diverged_step": diverged_step})
+    def write_done(
+        self,
+        diverged_step: int | None,
+        *,
+        step: int | None = None,
+        evals: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        """The marker: when, the divergence step, the final step (the checkpoint to evaluate
+        later) and the ``(eval_set, severity)`` keys of the rows just appended."""
+        marker = {
+            "finished": now(),
+            "diverged_step": diverged_step,
+            "step": step,
+            "evals": [[name, int(severity)] for name, severity in evals],
+        }
+        atomic_write_json(self.done, marker)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics)
 
     def keep_metrics_until(self, step: int) -> None:
-        """Drops curve rows after ``step`` (written after the checkpoint a resume starts from)."""
+        """Keeps the curve's rows up to ``step`` (the checkpoint a resume starts from): the
+        rows in file order while their steps increase, dropping later (and repeated) ones."""
         if not self.metrics.exists():
             return
-        rows = [r for r in read_jsonl(self.metrics) if int(r.get("step", 0)) <= step]
+        rows, last = [], 0
+        for row in read_jsonl(self.metrics):
+            at = row.get("step")
+            if not isinstance(at, int) or not last < at <= step:
+                break
+            rows.append(row)
+            last = at
         atomic_write_text(self.metrics, "".join(_dumps(r) + "\n" for r in rows))
 
 
@@ -244,23 +281,78 @@ def run_dirs(experiment_dir: str | os.PathLike) -> Iterator[RunDir]:
 
 
 def done_run_ids(experiment_dir: str | os.PathLike) -> set[str]:
+    """Runs with a readable ``done`` marker (see :func:`finished_run_ids` for complete ones)."""
     return {run.run_id for run in run_dirs(experiment_dir) if run.is_done()}
+
+
+def missing_evals(marker: Mapping[str, Any], keys: set[tuple[str, int]]) -> list[list]:
+    """The ``(eval_set, severity)`` pairs a done marker lists that are not among ``keys``
+    (markers written before the list existed list none)."""
+    listed = marker.get("evals") or []
+    if not isinstance(listed, list):
+        return [listed]
+    missing = []
+    for pair in listed:
+        try:
+            key = (str(pair[0]), int(pair[1]))
+        except (TypeError, ValueError, IndexError, KeyError):
+            key = None  # a malformed entry: the marker was not written by the runner
+        if key not in keys:
+            missing.append(pair)
+    return missing
+
+
+def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple[str, int]]]:
+    """``{run_id: {(eval_set, severity), ...}}`` of well-formed rows."""
+    keys: dict[str, set[tuple[str, int]]] = {}
+    for row in rows:
+        try:
+            key = (str(row["eval_set"]), int(row["severity"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        keys.setdefault(str(row.get("run_id")), set()).add(key)
+    return keys
+
+
+def finished_run_ids(
+    experiment_dir: str | os.PathLike, rows: list[dict] | None = None
+) -> tuple[set[str], dict[str, str]]:
+    """``(finished, incomplete)``: runs whose done marker parses and whose listed eval rows
+    are all in ``evals.jsonl`` (``rows``, read if not given), and ``{run_id: why}`` for
+    runs with a marker that fails that (e.g. rows lost from ``evals.jsonl``)."""
+    if rows is None:
+        rows = read_jsonl(Path(experiment_dir) / EVALS)
+    keys = row_keys(rows)
+    finished, incomplete = set(), {}
+    for run in run_dirs(experiment_dir):
+        marker = run.done_marker()
+        if marker is None:
+            continue
+        missing = missing_evals(marker, keys.get(run.run_id, set()))
+        if missing:
+            incomplete[run.run_id] = (
+                f"done marker lists {len(missing)} eval row(s) missing from {EVALS}, e.g. "
+                f"{missing[0]}"
+            )
+        else:
+            finished.add(run.run_id)
+    return finished, incomplete
 
 
 def read_evals(experiment_dir: str | os.PathLike, *, done_only: bool = True) -> list[dict]:
     """``evals.jsonl`` as rows: the last row per (run_id, eval_set, severity) key wins;
-    rows of runs without a ``done`` marker are skipped (with a warning) unless
-    ``done_only=False``."""
+    rows of runs that are not finished (:func:`finished_run_ids`) are skipped (with a
+    warning) unless ``done_only=False``."""
     rows = read_jsonl(Path(experiment_dir) / EVALS)
     latest = {tuple(row.get(k) for k in EVAL_KEY): row for row in rows}
     kept = list(latest.values())
     if done_only:
-        done = done_run_ids(experiment_dir)
+        done, _ = finished_run_ids(experiment_dir, rows)
         unfinished = {row.get("run_id") for row in kept} - done
         if unfinished:
             warnings.warn(
                 f"{experiment_dir}: skipping eval rows of {len(unfinished)} run(s) without a "
-                f"done marker",
+                f"complete done marker",
                 stacklevel=2,
             )
             kept = [row for row in kept if row.get("run_id") in done]

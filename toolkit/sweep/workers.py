@@ -1,43 +1,112 @@
-"""Worker-process setup, kept free of JAX imports so it runs before JAX is configured.
+"""Worker-process setup: a JAX CPU backend that runs on one thread, started before any task.
 
-A JAX CPU process runs XLA's Eigen thread pool across all cores; one single-threaded
-process per core trains more models per second on small models (measured 2.2-2.9x the
-model-steps/s of one multi-threaded process on 2 cores). XLA reads ``XLA_FLAGS`` when its
-backend starts, so setting it first thing in a fresh (spawned) worker is enough.
+A JAX CPU process executes its programs on XLA's intra-op thread pool (threads named
+``tf_XLAEigen``), one thread per core it may use. On small models those threads mostly
+wait for each other, so one single-threaded process per core trains more models per
+second than one process using every core (REFERENCE.md: 2.2x the MLP's and 2.9x the CNN's
+model-steps/s on 2 cores; ``benchmarks/population.py`` measures the runner's CPU mode).
+
+Two things make a worker single-threaded, and both must happen before its backend starts:
+
+* ``XLA_FLAGS`` gets ``--xla_cpu_multi_thread_eigen=false`` (:data:`SINGLE_THREADED`), so
+  a dot or convolution is not split across threads inside one operation. In jaxlib 0.10
+  that alone still leaves a pool of one thread per core, which runs independent
+  operations of one program at once (measured: a CNN chunk used 1.3 cores with the flag).
+  There is no XLA flag for the pool's size (``intra_op_parallelism_threads`` is a
+  TensorFlow session option; XLA ignores it silently).
+* The pool is sized from the CPUs the process may run on when the backend is created
+  (``sched_getaffinity``), so :func:`start_backend` restricts the process to one CPU,
+  creates the backend (a pool of one thread) and then gives every thread its CPUs back,
+  so the operating system still balances workers across all cores.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 __all__ = [
     "SINGLE_THREADED",
+    "die_with_parent",
     "enable_compilation_cache",
     "init_worker",
     "run_task",
+    "start_backend",
     "worker_flags",
+    "xla_pool_threads",
 ]
 
-SINGLE_THREADED = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+SINGLE_THREADED = "--xla_cpu_multi_thread_eigen=false"
+POOL_THREAD_PREFIX = "tf_XLAEigen"  # the name XLA gives its CPU intra-op pool threads
 
 
 def worker_flags(existing: str | None = None) -> str:
-    """``existing`` XLA flags (default: this process's) plus the single-threaded ones."""
+    """``existing`` XLA flags (default: this process's) plus the single-threaded one."""
     existing = os.environ.get("XLA_FLAGS", "") if existing is None else existing
     if "xla_cpu_multi_thread_eigen" in existing:
         return existing
     return f"{existing} {SINGLE_THREADED}".strip()
 
 
-def enable_compilation_cache() -> None:
-    """Turns on JAX's persistent compilation cache, unless the user configured one.
+def _threads() -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
-    ``tk.train`` compiles a fresh program per run, but runs that differ only in their seed
-    (or that another worker already compiled) lower to the same HLO, so the cache
-    (:mod:`toolkit.compilation_cache`, ``$TOOLKIT_CACHE_DIR/jax_cache``) turns a
-    multi-second compile into a file read (measured here: MLP runs 4.8 s -> 1.1 s each).
-    JAX decides whether to use the cache at its first compile, so call this first thing in
-    a fresh worker process.
+
+def _backend_started() -> bool:
+    try:  # a private JAX function; without it, go ahead (harmless if the backend exists)
+        from jax._src.xla_bridge import backends_are_initialized
+    except ImportError:
+        return False
+    return backends_are_initialized()
+
+
+def start_backend(threads: int = 1) -> bool:
+    """Creates JAX's backends with an XLA CPU pool of ``threads`` threads (Linux).
+
+    XLA still makes one pool thread per device at least (e.g. with
+    ``--xla_force_host_platform_device_count``). Returns False, leaving the process as it
+    is, when the backend already exists or the platform cannot set CPU affinity: then the
+    pool has one thread per usable core.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    if not hasattr(os, "sched_setaffinity") or _backend_started():
+        return False
+    allowed = os.sched_getaffinity(0)
+    if threads < len(allowed):
+        os.sched_setaffinity(0, sorted(allowed)[:threads])
+    try:
+        import jax
+
+        jax.devices()
+    finally:
+        # Threads started so far (the pool among them) inherited the narrow mask.
+        for tid in _threads():
+            try:
+                os.sched_setaffinity(tid, allowed)
+            except OSError:  # the thread ended meanwhile
+                pass
+    return True
+
+
+def xla_pool_threads() -> int | None:
+    """How many XLA CPU pool threads this process has (None where /proc is missing)."""
+    try:
+        names = [(task / "comm").read_text() for task in Path("/proc/self/task").iterdir()]
+    except OSError:
+        return None
+    return sum(name.startswith(POOL_THREAD_PREFIX) for name in names)
+
+
+def enable_compilation_cache() -> None:
+    """Turns on the toolkit's persistent compilation cache unless one is configured.
+
+    Runs that differ only in their seed lower to the same HLO, so with the cache
+    (:mod:`toolkit.compilation_cache`) every worker after the first reads a compiled
+    program back instead of compiling it. Call it before the first compile.
     """
     import jax
 
@@ -47,14 +116,39 @@ def enable_compilation_cache() -> None:
         enable()
 
 
+def die_with_parent() -> None:
+    """Asks Linux to SIGKILL this worker when the sweep process that spawned it dies.
+
+    A sweep killed with SIGKILL cannot shut its pool down; without this its workers would
+    finish their current run as orphans, racing the rerun for the run's lock. Elsewhere a
+    no-op (the run locks still keep two trainers off one run).
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def init_worker(xla_flags: str) -> None:
-    """ProcessPoolExecutor initializer: runs in the spawned worker before any task."""
+    """ProcessPoolExecutor initializer: runs in the spawned worker before any task.
+
+    The pool spawns workers from the thread that submits, the sweep's own, so the worker
+    dies with the sweep and not earlier (Linux ties the death signal to that thread).
+    """
+    die_with_parent()
     os.environ["XLA_FLAGS"] = xla_flags
+    start_backend(threads=1)
 
 
 def run_task(task, xla_flags: str):
-    """Entry point for workers that have no initializer (submitit jobs)."""
-    init_worker(xla_flags)
+    """Entry point for cluster jobs (submitit), which outlive the process that queued them."""
+    os.environ["XLA_FLAGS"] = xla_flags
+    start_backend(threads=1)
     from toolkit.sweep.execute import execute
 
     return execute(task)

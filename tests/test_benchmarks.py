@@ -1,0 +1,158 @@
+"""The population and sweep-wall benchmarks run end to end (tiny settings, no timing checks),
+and the mechanisms behind the sweep runner's CPU speed do what they claim: a worker's XLA
+pool has one thread, runs are handed out so that workers start on different programs, and
+a finished sweep's records add up to hand-computed totals.
+"""
+
+import json
+import multiprocessing
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+
+import jax
+import pytest
+
+from benchmarks import population, sweep_wall
+from toolkit.sweep.execute import Task
+from toolkit.sweep.executors import program_key, spread_programs
+from toolkit.sweep.workers import (
+    SINGLE_THREADED,
+    init_worker,
+    start_backend,
+    worker_flags,
+    xla_pool_threads,
+)
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in row] for row in rows if row[0].strip() == first_cell]
+
+
+@pytest.mark.slow  # five fresh JAX processes and one spawned worker
+def test_population_benchmark_writes_both_tables(tmp_path, capsys):
+    out = tmp_path / "population.md"
+    population.main(["--models", "mlp", "--sizes", "2", "--steps", "20", "--sequential-runs",
+                     "1", "--runner-runs", "2", "--runner-steps", "20", "--repeats", "1",
+                     "--cache", "cold", "--workers", "1", "--out", str(out)])  # fmt: skip
+    text = out.read_text()
+    assert "Load average at start" in text and "Load average at end" in text
+    assert "--sizes 2 --steps 20" in text  # the command that produced it
+    pop, *runner = table_rows(text, "mlp")
+    assert pop[:2] == ["mlp", "2"] and pop[9].endswith("(from 1)")
+    assert [row[2] for row in runner] == ["one process, XLA on all cores", "runner CPU mode"]
+    assert all(row[1] == "2 x 20" for row in runner)
+    assert runner[0][4] == runner[0][6] == runner[0][8] == runner[0][10] == "1.00x"
+    for cell in (*pop[2:4], *runner[0][3:11:2], *runner[1][3:11:2]):  # positive numbers
+        assert float(cell.split()[0].replace(",", "")) > 0
+    assert all(re.fullmatch(r"\d+\.\d\dx", cell) for cell in runner[1][4:12:2])
+    assert "wrote" in capsys.readouterr().out
+
+
+TINY_SWEEP = """
+from toolkit.sweep.defaults import base_config
+from toolkit.sweep.search import product
+
+
+def get_config(variant=""):
+    config = base_config("tiny_wall", dataset="mnist1d")
+    config.dataset_kwargs = {"num_samples": 200}
+    config.train.update(model="linear", steps=4, log_every=2, batch_size=20)
+    config.executor = "inline"
+    return config
+
+
+def sweep(config):
+    return product(seed=range(2))
+"""
+
+
+def fake_run(experiment, run_id, started, finished, wall, done=True):
+    run = experiment / "runs" / run_id
+    run.mkdir(parents=True)
+    provenance = {"started": started, "finished": finished, "wall_time_s": wall}
+    (run / "provenance.json").write_text(json.dumps(provenance))
+    if done:
+        (run / "done").write_text(json.dumps({"finished": finished, "diverged_step": None}))
+
+
+def test_run_records_add_up_to_hand_computed_totals(tmp_path):
+    fake_run(tmp_path, "a", "2026-01-01T10:00:00+00:00", "2026-01-01T10:00:30+00:00", 20.0)
+    fake_run(tmp_path, "b", "2026-01-01T10:00:10+00:00", "2026-01-01T10:01:40+00:00", 75.5)
+    fake_run(tmp_path, "c", "2026-01-01T10:01:00+00:00", "2026-01-01T10:01:05+00:00", 4.0, False)
+    (tmp_path / "runs" / "d").mkdir()  # a run that never got as far as its provenance
+    records = sweep_wall.run_records(tmp_path)
+    # span 10:00:00 -> 10:01:40; run walls 30 + 90 + 5; loops 20 + 75.5 + 4.
+    assert records == {"runs": 4, "done": 2, "span_s": 100.0, "run_wall_s": 125.0,
+                       "loop_s": 99.5}  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="not a sweep's experiment directory"):
+        sweep_wall.run_records(tmp_path / "runs")
+
+
+@pytest.mark.slow  # two fresh sweep processes
+def test_sweep_wall_benchmark_measures_and_reads_sweeps(tmp_path):
+    config = tmp_path / "tiny.py"
+    config.write_text(TINY_SWEEP)
+    finished = tmp_path / "finished"
+    fake_run(finished, "a", "2026-01-01T10:00:00+00:00", "2026-01-01T10:02:00+00:00", 100.0)
+    out = tmp_path / "wall.md"
+    sweep_wall.main(["--config", str(config), "--from", str(finished), "--out", str(out)])
+    text = out.read_text()
+    cold, warm = table_rows(text, str(config))
+    assert (cold[1], warm[1]) == ("cold", "warm")
+    for row in (cold, warm):
+        assert row[3] == "2 / 2" and float(row[2]) > 0 and float(row[6]) > 0
+    (read,) = table_rows(text, str(finished))
+    assert read[1:] == ["as recorded", "n/a", "1 / 1", "120.0", "120.0", "100.0", "0.5"]
+    with pytest.raises(SystemExit):
+        sweep_wall.main(["--config", str(config), "--bogus"])
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two usable CPUs (one CPU gives a one-thread pool anyway)",
+)
+def test_a_worker_runs_xla_on_one_thread_on_every_core():
+    # Without the worker setup the pool has one thread per usable CPU (or per simulated
+    # device); the forced device count is left out so that only the setup decides.
+    context = multiprocessing.get_context("spawn")
+    flags = worker_flags("")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=init_worker,
+                             initargs=(flags,)) as pool:  # fmt: skip
+        threads = pool.submit(xla_pool_threads).result()
+        affinity = pool.submit(os.sched_getaffinity, 0).result()
+        seen_flags = pool.submit(os.getenv, "XLA_FLAGS").result()
+    assert threads == 1
+    assert affinity == os.sched_getaffinity(0)  # the worker may still run on every core
+    assert seen_flags == SINGLE_THREADED == "--xla_cpu_multi_thread_eigen=false"
+    assert worker_flags("--xla_cpu_multi_thread_eigen=true") == "--xla_cpu_multi_thread_eigen=true"
+    jax.devices()
+    assert start_backend() is False  # this process's backend exists: too late to narrow it
+    with pytest.raises(ValueError, match="threads must be a positive int, got 0"):
+        start_backend(0)
+
+
+def task(seed, **train):
+    trial = {
+        "dataset": "mnist1d",
+        "dataset_kwargs": {},
+        "train": {"model": "mlp", "learning_rate": 0.01, "seed": seed, **train},
+        "data_axes": {"label_noise": 0.0},
+    }
+    return Task("unused", trial, {})
+
+
+def test_runs_are_spread_so_that_workers_start_on_different_programs():
+    p = [task(s) for s in range(3)]
+    q = [task(s, learning_rate=0.1) for s in range(2)]
+    r = [task(0, model="cnn")]
+    sweep_order = [*p, *q, *r]
+    assert program_key(p[0]) == program_key(p[2]) != program_key(q[0]) != program_key(r[0])
+    assert spread_programs(sweep_order, 1) == sweep_order
+    assert spread_programs(sweep_order, 2) == [p[0], q[0], p[1], q[1], p[2], r[0]]
+    assert spread_programs(sweep_order, 3) == [p[0], q[0], r[0], p[1], q[1], p[2]]
+    assert spread_programs([q[1], p[0], q[0]], 1) == [q[1], q[0], p[0]]
+    assert spread_programs([], 2) == []
+    with pytest.raises(ValueError, match="width must be a positive int, got 0"):
+        spread_programs(sweep_order, 0)
