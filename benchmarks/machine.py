@@ -17,7 +17,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -124,18 +123,11 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Writes ``text`` to ``path`` through a temporary file and a rename (no half files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Writes ``text`` to ``path`` through a temporary file, fsync and a rename."""
+    from toolkit.sweep.storage import atomic_write_text
+
+    atomic_write_text(path, text)
+    return Path(path)
 
 
 def publish(report: Sequence[str], out: str | os.PathLike[str] | None) -> None:

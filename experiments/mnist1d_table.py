@@ -10,15 +10,14 @@ seed). Reference settings: Adam, learning rate 1e-2, batch 100, 6000 steps.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import toolkit as tk
+from toolkit.sweep.storage import atomic_write_text
 
 # README accuracies of the reference models (github.com/greydanus/mnist1d).
 PUBLISHED = {"linear": 32.0, "mlp": 68.0, "cnn": 94.0, "gru": 91.0}
@@ -84,15 +83,6 @@ def to_markdown(df: pd.DataFrame, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def param_count(model: str) -> int:
     import jax
 
@@ -117,8 +107,8 @@ def main(argv=None) -> None:
     df = run_table(args.models, args.seeds, args.steps, verbose=args.verbose)
     df.insert(1, "params", df["model"].map({m: param_count(m) for m in args.models}))
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
-    _atomic_write(args.out / "mnist1d_table.csv", df.to_csv(index=False, float_format="%.4f"))
-    _atomic_write(args.out / "mnist1d_table.md", to_markdown(df, command))
+    atomic_write_text(args.out / "mnist1d_table.csv", df.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(args.out / "mnist1d_table.md", to_markdown(df, command))
     print(to_markdown(df, command))
 
 

@@ -30,3 +30,22 @@ def test_every_committed_result_names_the_command_that_regenerates_it():
     assert (
         "python -m experiments.mnist1d_table" in (ROOT / "results" / "mnist1d_table.md").read_text()
     )
+
+
+def test_every_committed_experiment_has_a_readme_with_its_commands_and_a_report():
+    experiments = [p for p in (ROOT / "results").iterdir() if (p / "evals.jsonl").exists()]
+    assert experiments, "no committed experiment under results/"
+    index = (ROOT / "results" / "README.md").read_text()
+    for experiment in experiments:
+        name = experiment.name
+        readme = (experiment / "README.md").read_text()
+        for command in (
+            f"python -m experiments.sweep --config experiments/configs/{name}.py",
+            f"python -m experiments.report results/{name}",
+        ):
+            assert command in readme, f"results/{name}/README.md lacks `{command}`"
+            assert command in index, f"results/README.md lacks `{command}`"
+        assert (experiment / "report" / "report.md").exists()
+        # Only data is committed: no checkpoints, locks or pickles.
+        tracked = [p for p in experiment.rglob("*") if p.is_file()]
+        assert not [p for p in tracked if p.suffix in (".pkl", ".pickle", ".npy")]

@@ -176,3 +176,15 @@ def test_checkpoint_restores_a_trainstate_and_falls_back_past_a_damaged_step(tmp
     for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(older), strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert Checkpoints(tmp_path / "ckpt").steps() == [10]  # the damaged step is gone
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    # mkstemp creates 0600 files: results shared on a cluster would be unreadable to the
+    # rest of the group. A plain open() (umask applied) is the reference.
+    from toolkit.sweep.storage import atomic_write_text
+
+    atomic_write_text(tmp_path / "atomic.json", "{}")
+    with open(tmp_path / "plain.json", "w") as handle:
+        handle.write("{}")
+    mode = (tmp_path / "atomic.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777

@@ -62,9 +62,32 @@ def _band(ax, x, mean, se, color, label) -> None:
         ax.fill_between(x[ok], lo[ok], hi[ok], color=color, alpha=0.2, linewidth=0)
 
 
+MAX_INSIDE_LEGEND = 8  # more entries than this go beside the panel, not over the lines
+
+
 def _legend(ax, **kwargs) -> None:
-    if ax.get_legend_handles_labels()[0]:  # a panel whose groups all diverged has no lines
+    handles = ax.get_legend_handles_labels()[0]
+    if not handles:  # a panel whose groups all diverged has no lines
+        return
+    if len(handles) <= MAX_INSIDE_LEGEND:
         ax.legend(fontsize=7, title_fontsize=7, **kwargs)
+        return
+    kwargs.pop("loc", None)
+    _legend_beside(ax, handles, **kwargs)
+
+
+def _legend_beside(ax, handles, **kwargs) -> None:
+    """The legend beside the panel, and the figure widened by about the legend's width so
+    the panel keeps its size (constrained layout makes room for legends outside the axes)."""
+    labels = [h.get_label() for h in handles]
+    columns = 1 if len(handles) <= 30 else 2
+    ax.legend(handles=handles, fontsize=6, title_fontsize=6, loc="upper left",
+              bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, ncols=columns, **kwargs)  # fmt: skip
+    fig, rows = ax.figure, ax.get_subplotspec().get_geometry()[0]
+    longest = max(len(label) for label in labels)
+    fig.set_figwidth(fig.get_figwidth() + columns * (0.055 * longest + 0.5) / rows)
+    tall = 0.12 * math.ceil(len(handles) / columns) + 1.0  # inches the legend needs
+    fig.set_figheight(max(fig.get_figheight(), rows * tall))
 
 
 def _note_diverged(ax, groups: pd.DataFrame, labels: pd.Series) -> None:
@@ -154,7 +177,6 @@ def accuracy_on_the_line(fit: LineFit, runs: pd.DataFrame) -> Figure:
             color=colors[label],
             marker=markers[model],
             s=30,
-            label=f"{model} / {label}",
             edgecolor="k",
             linewidth=0.4,
         )
@@ -175,7 +197,22 @@ def accuracy_on_the_line(fit: LineFit, runs: pd.DataFrame) -> Figure:
     ax.set_ylabel("mean corrupted accuracy (%, probit scale)")
     ax.set_title("Accuracy on the line: one point per run")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    # One entry per loss (colour) and one per model (marker), not one per pair: 17 losses
+    # x 3 models would bury the plot under 51 entries.
+    from matplotlib.lines import Line2D
+
+    def dot(color, marker, label):
+        return Line2D([], [], color=color, marker=marker, linestyle="", markeredgecolor="k",
+                      markeredgewidth=0.4, label=label)  # fmt: skip
+
+    handles = [*ax.get_legend_handles_labels()[0]]
+    handles += [dot(colors[label], "o", label) for label in sorted(colors)]
+    if len(markers) > 1:
+        handles += [dot("0.8", marker, model) for model, marker in markers.items()]
+    if len(handles) > MAX_INSIDE_LEGEND:
+        _legend_beside(ax, handles)
+    else:
+        ax.legend(handles=handles, fontsize=7, loc="upper left")
     return fig
 
 
