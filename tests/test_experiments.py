@@ -1,9 +1,17 @@
-"""End-to-end: the MNIST-1D table script, quick on every run and in full in the slow group."""
+"""End-to-end: the MNIST-1D table script, quick on every run and in full in the slow group;
+the shipped sweeps' quick variants through their README commands (slow group)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from experiments import mnist1d_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_table_script_writes_markdown_and_csv(tmp_path):
@@ -33,3 +41,41 @@ def test_reference_cnn_reaches_the_published_accuracy(tmp_path):
     mnist1d_table.main(["--models", "cnn", "--seeds", "1", "--out", str(tmp_path)])
     df = pd.read_csv(tmp_path / "mnist1d_table.csv")
     assert df["test_accuracy"].iloc[0] == pytest.approx(94.0, abs=3.0)
+
+
+SHIPPED = sorted(
+    p.stem for p in (ROOT / "experiments" / "configs").glob("*.py") if p.stem != "__init__"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED)
+def test_quick_variant_runs_end_to_end_with_the_readme_commands(name, tmp_path):
+    """Each shipped sweep's quick variant, through the two commands its README gives: every
+    planned run finishes, trains above chance, and the report covers every configuration."""
+    from toolkit.sweep.cli import load_config
+    from toolkit.sweep.runner import plan
+
+    config_spec = f"experiments/configs/{name}.py:quick"
+    config, sweep_fn = load_config(str(ROOT / config_spec))
+    trials, _ = plan(config, sweep_fn)
+    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(tmp_path / "cache")}
+    results = tmp_path / "results"
+    sweep = [sys.executable, "-m", "experiments.sweep", "--config", config_spec,
+             "--results_dir", str(results), "--no_progress"]  # fmt: skip
+    done = subprocess.run(sweep, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    experiment = results / config.experiment
+    report = [sys.executable, "-m", "experiments.report", str(experiment)]
+    done = subprocess.run(report, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    finished = sorted(p.parent.name for p in (experiment / "runs").glob("*/done"))
+    assert finished == sorted(t.run_id for t in trials)
+    rows = pd.read_json(experiment / "evals.jsonl", lines=True)
+    clean = rows[rows["eval_set"] == "clean"].set_index("run_id")["accuracy"]
+    assert sorted(clean.index) == finished
+    assert (clean > 0.2).all(), clean  # 10 classes: chance is 0.1
+    summary = pd.read_csv(experiment / "report" / "summary.csv")
+    assert summary["n"].sum() == len(trials)
+    assert (experiment / "report" / "report.md").stat().st_size > 0
