@@ -6,6 +6,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -577,3 +579,48 @@ def test_submitit_local_executor_fills_the_same_layout(finished, tmp_path):
     result = sweep_into(tmp_path, config)
     assert result.count("trained") == 2, result.failed
     assert rows_by_key(result.experiment_dir).keys() == rows_by_key(finished).keys()
+
+
+CUSTOM_LOSS_CONFIG = """
+import optax
+
+import toolkit as tk
+from toolkit.sweep.defaults import base_config
+from toolkit.sweep.search import product
+
+
+@tk.losses.register("half_cross_entropy", description="Cross-entropy / 2 (a test loss).")
+def half_cross_entropy(logits, labels):
+    return 0.5 * optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def get_config(variant=""):
+    config = base_config("custom", dataset="mnist1d")
+    config.dataset_kwargs = {"num_samples": 300}
+    config.train.update({"model": "linear", "steps": 20, "batch_size": 20, "log_every": 10})
+    config.executor = "process"
+    config.workers = 1
+    return config
+
+
+def sweep(config):
+    return product(loss=["half_cross_entropy"], seed=[0])
+"""
+
+
+@pytest.mark.slow
+def test_process_workers_know_the_registrations_of_the_config_file(tmp_path):
+    # Workers are spawned: they import the toolkit, not the config file, unless the runner
+    # hands it to them. Run in a fresh process so the test loss stays out of this one.
+    config = tmp_path / "custom.py"
+    config.write_text(CUSTOM_LOSS_CONFIG)
+    command = [sys.executable, "-m", "experiments.sweep", "--config", str(config),
+               "--results_dir", str(tmp_path / "results"), "--no_progress"]  # fmt: skip
+    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trained 1," in done.stderr and "failed 0" in done.stderr, done.stderr[-3000:]
+    (run,) = storage.run_dirs(tmp_path / "results" / "custom")
+    assert json.loads(run.config.read_text())["train"]["loss"] == "half_cross_entropy"
+    provenance = json.loads(run.provenance.read_text())
+    assert provenance["executor_pid"] != os.getpid()  # trained in a worker

@@ -18,13 +18,13 @@ from typing import Any
 
 from toolkit.sweep.config import SweepConfigError
 
-__all__ = ["apply_overrides", "load_config", "parse_overrides"]
+__all__ = ["apply_overrides", "config_file_of", "load_config", "load_module", "parse_overrides"]
 
 
 def _module(path: Path):
     if not path.is_file():
         raise SweepConfigError(f"config file {str(path)!r} does not exist")
-    spec = importlib.util.spec_from_file_location(f"sweep_config_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(f"{CONFIG_MODULE_PREFIX}{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -43,6 +43,23 @@ def _module(path: Path):
                 f"sweep(config); {name} is missing"
             )
     return module
+
+
+CONFIG_MODULE_PREFIX = "sweep_config_"
+
+
+def load_module(path: str | Path):
+    """Executes a config file as a fresh module (its top-level registrations included)."""
+    return _module(Path(path))
+
+
+def config_file_of(sweep_fn: Callable) -> str | None:
+    """The config file ``sweep_fn`` was loaded from by :func:`load_config`, else None
+    (a ``sweep`` defined in a notebook or an importable module)."""
+    if not getattr(sweep_fn, "__module__", "").startswith(CONFIG_MODULE_PREFIX):
+        return None
+    path = getattr(sweep_fn, "__globals__", {}).get("__file__")
+    return str(Path(path).resolve()) if path else None
 
 
 def load_config(spec: str, overrides: Sequence[str] | dict[str, Any] = ()) -> tuple[Any, Callable]:

@@ -92,14 +92,16 @@ def run_inline(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, Any]
 
 
 @executors.register("process", description="One spawned single-threaded worker per core.")
-def run_process(tasks: Sequence[Task], *, workers: int, **options: Any) -> Iterator[dict]:
+def run_process(
+    tasks: Sequence[Task], *, workers: int, config_file: str | None = None, **options: Any
+) -> Iterator[dict]:
     context = multiprocessing.get_context("spawn")  # fork would copy a live XLA runtime
     workers = max(1, min(workers, len(tasks)))
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=init_worker,
-        initargs=(worker_flags(),),
+        initargs=(worker_flags(), config_file),
     ) as pool:
         futures = {pool.submit(execute, task): task for task in spread_programs(tasks, workers)}
         try:
@@ -121,6 +123,7 @@ def run_submitit(
     workers: int,
     folder: Path,
     submitit: dict[str, Any] | None = None,
+    config_file: str | None = None,
     **options: Any,
 ) -> Iterator[dict]:
     try:
@@ -137,7 +140,8 @@ def run_submitit(
         settings.setdefault("slurm_array_parallelism", workers)
     executor.update_parameters(**settings)
     flags = worker_flags()
-    jobs = executor.map_array(run_task, list(tasks), [flags] * len(tasks))
+    count = len(tasks)
+    jobs = executor.map_array(run_task, list(tasks), [flags] * count, [config_file] * count)
     by_job = dict(zip((job.job_id for job in jobs), tasks, strict=True))
     for job in submitit_lib.helpers.as_completed(jobs, poll_frequency=poll):
         try:

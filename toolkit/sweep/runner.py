@@ -22,6 +22,7 @@ import numpy as np
 
 from toolkit.sweep import storage
 from toolkit.sweep.checks import check_options, check_trials
+from toolkit.sweep.cli import config_file_of
 from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
@@ -180,6 +181,8 @@ def run_sweep(
         "folder": experiment_dir / "submitit",
         "submitit": _plain(config.get("submitit") or {}),
         "population_size": config.get("population_size"),
+        # Worker processes run the config file again for its own registrations.
+        "config_file": config_file_of(sweep_fn),
     }
     try:
         for summary in run(tasks, **options):

@@ -30,6 +30,7 @@ __all__ = [
     "die_with_parent",
     "enable_compilation_cache",
     "init_worker",
+    "load_registrations",
     "run_task",
     "start_backend",
     "worker_flags",
@@ -134,7 +135,20 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
-def init_worker(xla_flags: str) -> None:
+def load_registrations(config_file: str | None) -> None:
+    """Executes the sweep's config file in this worker, as the sweep process did.
+
+    A config file may register its own models, losses, optimizers, datasets or shifts at
+    its top level; a spawned worker imports only the toolkit, so without this it would
+    not know those names.
+    """
+    if config_file:
+        from toolkit.sweep.cli import load_module
+
+        load_module(config_file)
+
+
+def init_worker(xla_flags: str, config_file: str | None = None) -> None:
     """ProcessPoolExecutor initializer: runs in the spawned worker before any task.
 
     The pool spawns workers from the thread that submits, the sweep's own, so the worker
@@ -143,12 +157,14 @@ def init_worker(xla_flags: str) -> None:
     die_with_parent()
     os.environ["XLA_FLAGS"] = xla_flags
     start_backend(threads=1)
+    load_registrations(config_file)
 
 
-def run_task(task, xla_flags: str):
+def run_task(task, xla_flags: str, config_file: str | None = None):
     """Entry point for cluster jobs (submitit), which outlive the process that queued them."""
     os.environ["XLA_FLAGS"] = xla_flags
     start_backend(threads=1)
+    load_registrations(config_file)
     from toolkit.sweep.execute import execute
 
     return execute(task)
