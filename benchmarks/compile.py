@@ -25,7 +25,7 @@ import argparse
 import tempfile
 import time
 
-from benchmarks.machine import emit, header, load_line, publish, run_worker
+from benchmarks.machine import emit, header, publish, run_worker
 
 IMAGE_DATA = "mnist5k"
 SEQUENCE_DATA = "mnist1d"
@@ -134,8 +134,6 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"`import toolkit` + enabling the cache took {min(imports):.2f}-{max(imports):.2f} s "
         "per process (not included above).",
-        load_line(),
-        "",
     ]
     publish(report, args.out)
 

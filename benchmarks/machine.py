@@ -131,8 +131,12 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def publish(report: Sequence[str], out: str | os.PathLike[str] | None) -> None:
-    """Writes the report's lines to ``out`` atomically, or prints them when ``out`` is None."""
-    text = "\n".join(report)
+    """Ends the report's lines with the load average now (:func:`load_line`) and writes them
+    to ``out`` atomically, or prints them when ``out`` is None."""
+    lines = list(report)
+    while lines and not lines[-1]:
+        lines.pop()
+    text = "\n".join([*lines, "", load_line(), ""])
     if out:
         print(f"wrote {write_atomic(out, text)}")
     else:

@@ -52,7 +52,6 @@ from pathlib import Path
 from benchmarks.machine import (
     emit,
     header,
-    load_line,
     markdown_table,
     publish,
     run_worker,
@@ -390,7 +389,6 @@ def main(argv: list[str] | None = None) -> None:
             *markdown_table(RUNNER_COLUMNS, rows),
             "",
         ]  # fmt: skip
-    report += [load_line(), ""]
     publish(report, args.out)
 
 

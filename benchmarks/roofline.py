@@ -33,7 +33,7 @@ import numpy as np
 
 import toolkit as tk
 from benchmarks.flops import count_flops
-from benchmarks.machine import header, load_line, publish
+from benchmarks.machine import header, publish
 from toolkit import training
 from toolkit.data import Split
 
@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> None:
             f"| {r['flops_jaxpr'] * r['steps_per_s'] / 1e9:.1f} | {r['peak'] / 1e9:.1f} "
             f"| {achieved / r['peak']:.0%} |"
         )
-    report += ["", load_line(), ""]
     publish(report, args.out)
 
 

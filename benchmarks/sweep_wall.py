@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.machine import REPO, header, load_line, markdown_table, publish
+from benchmarks.machine import REPO, header, markdown_table, publish
 
 QUICK = "experiments/configs/loss_comparison.py:quick"
 FULL = "experiments/configs/loss_comparison.py"
@@ -164,9 +164,6 @@ def main(argv: list[str] | None = None) -> None:
         + (f" Overrides of the quick sweep: `{' '.join(overrides)}`." if overrides else ""),
         "",
         *markdown_table(COLUMNS, rows),
-        "",
-        load_line(),
-        "",
     ]
     publish(report, args.out)
 

@@ -30,7 +30,7 @@ import argparse
 import statistics
 import time
 
-from benchmarks.machine import emit, header, load_line, publish, run_worker
+from benchmarks.machine import emit, header, publish, run_worker
 
 MODELS = ("mlp", "cnn", "gru")
 DEFAULT_STEPS = {"mlp": 2000, "cnn": 2000, "gru": 1000}
@@ -235,9 +235,6 @@ def main(argv: list[str] | None = None) -> None:
             for model, _ in models
             for engine in engines
         ),
-        "",
-        load_line(),
-        "",
     ]
     publish(report, args.out)
 

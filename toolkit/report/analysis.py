@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from toolkit.report.curves import LineFit, pooled_reliability
-from toolkit.report.plots import _band, _colors, _legend, _panels, draw_reliability
-from toolkit.report.stats import aggregate, carried, series_labels
+from toolkit.report.curves import LineFit, pooled_reliability, severity_curves, with_run_config
+from toolkit.report.plots import _colors, _panels, draw_reliability, severity_panels
+from toolkit.report.stats import aggregate, series_labels
 
 __all__ = [
     "OOD_SCORES",
@@ -41,11 +41,6 @@ OOD_SCORES = ("msp", "max_logit", "energy", "entropy")
 _PERCENT = {"accuracy": "accuracy (%)", "ece": "ECE (%)"}
 
 
-def _with_config(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    config = runs[["run_id", "group_id", *carried(runs), "diverged"]]
-    return rows.merge(config, on="run_id", how="inner")
-
-
 def _labels_per_model(groups: pd.DataFrame) -> dict[str, str]:
     """``group_id -> label`` with the config keys that vary within each model's groups:
     across models the model hyperparameters always differ, which says nothing per panel."""
@@ -56,44 +51,24 @@ def _labels_per_model(groups: pd.DataFrame) -> dict[str, str]:
 
 
 def metric_vs_severity(df: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """``metric`` vs shift severity per group: mean +/- SE over seeds.
-
-    As ``curves.severity_curves`` does for accuracy: per run and severity ``s >= 1`` the
-    mean over the shifts evaluated at ``s``; severity 0 is the clean test set. Returns one
-    row per (group, severity) with ``<metric>_mean``, ``_se``, ``_n``; empty without shifts.
-    """
+    """``metric`` vs shift severity per group: mean +/- SE over seeds
+    (:func:`toolkit.report.curves.severity_curves` for any metric in the rows)."""
     if metric not in df:
         raise ValueError(f"no metric {metric!r} in the rows; columns: {', '.join(df.columns)}")
-    shift = df[df["kind"] == "shift"]
-    if shift.empty:
-        return pd.DataFrame()
-    per_severity = shift.groupby(["run_id", "severity"], as_index=False)[metric].mean()
-    clean = df.loc[df["kind"] == "clean", ["run_id", metric]].assign(severity=0)
-    rows = _with_config(pd.concat([clean, per_severity], ignore_index=True), runs)
-    return aggregate(rows, [metric], by=["severity"])
+    return severity_curves(df, runs, metric)
 
 
 def severity_figure(curves: pd.DataFrame, metric: str, *, title: str = "") -> Figure:
     """``metric`` (a fraction, shown in percent) vs severity from :func:`metric_vs_severity`:
     one panel per model, a line per loss, band = +/- 1 SE over seeds."""
-    label_of = _labels_per_model(curves.drop_duplicates("group_id"))
-    colors = _colors(list(label_of.values()))
-    models = sorted(curves["model"].astype(str).unique())
-    fig, axes = _panels(len(models))
-    for ax, model in zip(axes, models, strict=True):
-        rows = curves[curves["model"].astype(str) == model]
-        for group_id, line in rows.groupby("group_id", sort=False):
-            line = line[line[f"{metric}_n"] > 0].sort_values("severity")
-            if len(line):
-                label = label_of[group_id]
-                mean, se = line[f"{metric}_mean"], line[f"{metric}_se"]
-                _band(ax, line["severity"], mean, se, colors[label], label)
-        ax.set(title=model, xlabel="severity (0 = clean)", ylabel=_PERCENT.get(metric, metric))
-        ax.set_xticks(sorted(rows["severity"].unique()))
-        ax.grid(alpha=0.3)
-        _legend(ax, title="loss")
-    fig.suptitle(title or f"{metric} vs shift severity (mean over shifts; +/- 1 SE over seeds)")
-    return fig
+    return severity_panels(
+        curves,
+        metric,
+        _labels_per_model(curves.drop_duplicates("group_id")),
+        ylabel=_PERCENT.get(metric, metric),
+        title=title or f"{metric} vs shift severity (mean over shifts; +/- 1 SE over seeds)",
+        xlabel="severity (0 = clean)",
+    )
 
 
 def effective_robustness(fit: LineFit, runs: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +117,7 @@ def ood_auroc(
     if missing:
         raise ValueError(f"no OOD score column {missing[0]!r}; valid scores: {OOD_SCORES}")
     per_run = ood.groupby("run_id", as_index=False)[columns].mean()
-    return aggregate(_with_config(per_run, runs), columns)
+    return aggregate(with_run_config(per_run, runs), columns)
 
 
 def ood_auroc_figure(table: pd.DataFrame, scores: Sequence[str] = OOD_SCORES) -> Figure:

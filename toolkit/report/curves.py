@@ -17,10 +17,11 @@ __all__ = [
     "pooled_reliability",
     "set_accuracy",
     "severity_curves",
+    "with_run_config",
 ]
 
 
-def _with_run_config(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+def with_run_config(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Attaches each run's group_id, config keys and diverged flag to ``rows``."""
     config = runs[["run_id", "group_id", *carried(runs), "diverged"]]
     return rows.merge(config, on="run_id", how="inner")
@@ -36,24 +37,26 @@ def set_accuracy(df: pd.DataFrame, runs: pd.DataFrame, kind: str = "shift") -> p
     rows = df.loc[df["kind"] == kind, ["run_id", "eval_set", "severity", "accuracy"]]
     if rows.empty:
         return pd.DataFrame()
-    rows = _with_run_config(rows, runs)
+    rows = with_run_config(rows, runs)
     return aggregate(rows, ["accuracy"], by=["eval_set", "severity"])
 
 
-def severity_curves(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy vs severity averaged over shifts, mean +/- SE over seeds.
+def severity_curves(df: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """``metric`` (accuracy by default) vs severity averaged over shifts, mean +/- SE over
+    seeds.
 
-    For each run and severity ``s >= 1`` the accuracy is first averaged over the shifts
-    evaluated at ``s``; severity 0 is the clean test accuracy. Then mean +/- SE over the
-    group's non-diverged seeds: one row per (group, ``severity``).
+    For each run and severity ``s >= 1`` the metric is first averaged over the shifts
+    evaluated at ``s``; severity 0 is the clean test set's. Then mean +/- SE over the
+    group's non-diverged seeds: one row per (group, ``severity``) with ``<metric>_mean``,
+    ``_se``, ``_n``; empty without shifts.
     """
     shift = df[df["kind"] == "shift"]
     if shift.empty:
         return pd.DataFrame()
-    per_severity = shift.groupby(["run_id", "severity"], as_index=False)["accuracy"].mean()
-    clean = df.loc[df["kind"] == "clean", ["run_id", "accuracy"]].assign(severity=0)
-    rows = _with_run_config(pd.concat([clean, per_severity], ignore_index=True), runs)
-    return aggregate(rows, ["accuracy"], by=["severity"])
+    per_severity = shift.groupby(["run_id", "severity"], as_index=False)[metric].mean()
+    clean = df.loc[df["kind"] == "clean", ["run_id", metric]].assign(severity=0)
+    rows = with_run_config(pd.concat([clean, per_severity], ignore_index=True), runs)
+    return aggregate(rows, [metric], by=["severity"])
 
 
 @dataclasses.dataclass(frozen=True)

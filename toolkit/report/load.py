@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from toolkit.sweep import storage
+
 __all__ = [
     "CONFIG_KEYS",
     "KEY",
@@ -148,28 +150,10 @@ def finished_runs(results_dir: Path) -> dict[str, dict[str, Any]]:
 def _incomplete(done: Mapping[str, Mapping[str, Any]], rows: list[dict]) -> dict[str, list]:
     """``{run_id: [missing (eval_set, severity), ...]}`` of finished runs whose marker lists
     rows that ``rows`` lack (markers without a list are taken as complete)."""
-
-    def key(eval_set: Any, severity: Any) -> tuple[str, int] | None:
-        try:
-            return str(eval_set), int(severity)
-        except (TypeError, ValueError):
-            return None
-
-    have: dict[str, set] = {}
-    for row in rows:
-        have.setdefault(row["run_id"], set()).add(key(row["eval_set"], row["severity"]))
-    for keys in have.values():
-        keys.discard(None)
+    have = storage.row_keys(rows)
     out = {}
     for run_id, marker in done.items():
-        listed = marker.get("evals") or []
-        pairs = listed if isinstance(listed, list) else [listed]
-        missing = [
-            pair
-            for pair in pairs
-            if not (isinstance(pair, list) and len(pair) == 2)
-            or key(*pair) not in have.get(run_id, set())
-        ]
+        missing = storage.missing_evals(marker, have.get(run_id, set()))
         if missing:
             out[run_id] = missing
     return out

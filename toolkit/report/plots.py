@@ -97,36 +97,53 @@ def _note_diverged(ax, groups: pd.DataFrame, labels: pd.Series) -> None:
         ax.text(0.02, 0.02, text, transform=ax.transAxes, fontsize=7, va="bottom", color="0.3")
 
 
-def accuracy_vs_severity(curves: pd.DataFrame) -> Figure:
-    """Accuracy vs severity, averaged over shifts: one panel per model, a line per loss
-    (variant), mean +/- SE band over seeds; severity 0 is the clean test set."""
+def severity_panels(
+    curves: pd.DataFrame,
+    metric: str,
+    label_of: Mapping[str, str],
+    *,
+    ylabel: str,
+    title: str,
+    xlabel: str = "severity (0 = clean test set)",
+) -> Figure:
+    """``metric`` (a fraction, drawn in percent) vs severity: one panel per model, a line
+    per group labelled by ``label_of[group_id]``, mean +/- SE band over seeds; groups whose
+    seeds all diverged are named in their panel. ``curves`` has one row per (group,
+    severity) with ``<metric>_mean``, ``_se``, ``_n`` and the group's ``n``."""
     groups = curves.drop_duplicates("group_id")
-    label_of = dict(zip(groups["group_id"], series_labels(groups), strict=True))
     colors = _colors(list(label_of.values()))
     models = sorted(curves["model"].astype(str).unique())
     fig, axes = _panels(len(models))
     for ax, model in zip(axes, models, strict=True):
         rows = curves[curves["model"].astype(str) == model]
         for group_id, line in rows.groupby("group_id", sort=False):
-            line = line[line["accuracy_n"] > 0].sort_values("severity")
-            label = label_of[group_id]
+            line = line[line[f"{metric}_n"] > 0].sort_values("severity")
             if len(line):
-                _band(
-                    ax,
-                    line["severity"],
-                    line["accuracy_mean"],
-                    line["accuracy_se"],
-                    colors[label],
-                    label,
-                )
+                label = label_of[group_id]
+                mean, se = line[f"{metric}_mean"], line[f"{metric}_se"]
+                _band(ax, line["severity"], mean, se, colors[label], label)
         model_groups = groups[groups["model"].astype(str) == model]
         _note_diverged(ax, model_groups, model_groups["group_id"].map(label_of))
-        ax.set(title=model, xlabel="severity (0 = clean test set)", ylabel="accuracy (%)")
+        ax.set(title=model, xlabel=xlabel, ylabel=ylabel)
         ax.set_xticks(sorted(rows["severity"].unique()))
         ax.grid(alpha=0.3)
         _legend(ax, title="loss")
-    fig.suptitle("Accuracy vs shift severity (mean over shifts; band = +/- 1 SE over seeds)")
+    fig.suptitle(title)
     return fig
+
+
+def accuracy_vs_severity(curves: pd.DataFrame) -> Figure:
+    """Accuracy vs severity, averaged over shifts: one panel per model, a line per loss
+    (variant), mean +/- SE band over seeds; severity 0 is the clean test set."""
+    groups = curves.drop_duplicates("group_id")
+    label_of = dict(zip(groups["group_id"], series_labels(groups), strict=True))
+    return severity_panels(
+        curves,
+        "accuracy",
+        label_of,
+        ylabel="accuracy (%)",
+        title="Accuracy vs shift severity (mean over shifts; band = +/- 1 SE over seeds)",
+    )
 
 
 def _probit_ticks(ax, lo: float, hi: float) -> None:
