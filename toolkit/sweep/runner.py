@@ -96,13 +96,8 @@ def _problem(run_dir: storage.RunDir) -> str | None:
         return None
     rows = storage.read_jsonl(run_dir.path.parent.parent / storage.EVALS)
     keys = storage.row_keys(r for r in rows if r.get("run_id") == run_dir.run_id)
-    missing = storage.missing_evals(marker, keys.get(run_dir.run_id, set()))
-    if missing:
-        return (
-            f"its done marker lists {len(missing)} eval row(s) missing from "
-            f"{storage.EVALS} (e.g. {missing[0]})"
-        )
-    return _config_problem(run_dir)
+    problem = storage.why_incomplete(marker, keys.get(run_dir.run_id, set()))
+    return problem or _config_problem(run_dir)
 
 
 def reopen_damaged(experiment_dir: Path, trials: Sequence[Trial]) -> list[str]:

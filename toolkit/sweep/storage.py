@@ -48,10 +48,13 @@ __all__ = [
     "done_run_ids",
     "finished_run_ids",
     "json_safe",
+    "missing_evals",
     "now",
     "read_evals",
     "read_json",
     "read_jsonl",
+    "row_keys",
+    "why_incomplete",
 ]
 
 EVALS = "evals.jsonl"
@@ -308,8 +311,10 @@ def missing_evals(marker: Mapping[str, Any], keys: set[tuple[str, int]]) -> list
     missing = []
     for pair in listed:
         try:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise TypeError
             key = (str(pair[0]), int(pair[1]))
-        except (TypeError, ValueError, IndexError, KeyError):
+        except (TypeError, ValueError):
             key = None  # a malformed entry: the marker was not written by the runner
         if key not in keys:
             missing.append(pair)
@@ -342,15 +347,23 @@ def finished_run_ids(
         marker = run.done_marker()
         if marker is None:
             continue
-        missing = missing_evals(marker, keys.get(run.run_id, set()))
-        if missing:
-            incomplete[run.run_id] = (
-                f"done marker lists {len(missing)} eval row(s) missing from {EVALS}, e.g. "
-                f"{missing[0]}"
-            )
+        problem = why_incomplete(marker, keys.get(run.run_id, set()))
+        if problem:
+            incomplete[run.run_id] = problem
         else:
             finished.add(run.run_id)
     return finished, incomplete
+
+
+def why_incomplete(marker: Mapping[str, Any], keys: set[tuple[str, int]]) -> str | None:
+    """Why a done marker does not stand for a finished run given its rows' ``keys``
+    (:func:`row_keys`), or None when every row it lists is there."""
+    missing = missing_evals(marker, keys)
+    if not missing:
+        return None
+    return (
+        f"its done marker lists {len(missing)} eval row(s) missing from {EVALS}, e.g. {missing[0]}"
+    )
 
 
 def read_evals(experiment_dir: str | os.PathLike, *, done_only: bool = True) -> list[dict]:

@@ -148,6 +148,14 @@ def load_registrations(config_file: str | None) -> None:
         load_module(config_file)
 
 
+def _prepare(xla_flags: str, config_file: str | None) -> None:
+    """What every worker does before its first task: a single-threaded backend, then the
+    config file's registrations."""
+    os.environ["XLA_FLAGS"] = xla_flags
+    start_backend(threads=1)
+    load_registrations(config_file)
+
+
 def init_worker(xla_flags: str, config_file: str | None = None) -> None:
     """ProcessPoolExecutor initializer: runs in the spawned worker before any task.
 
@@ -155,16 +163,12 @@ def init_worker(xla_flags: str, config_file: str | None = None) -> None:
     dies with the sweep and not earlier (Linux ties the death signal to that thread).
     """
     die_with_parent()
-    os.environ["XLA_FLAGS"] = xla_flags
-    start_backend(threads=1)
-    load_registrations(config_file)
+    _prepare(xla_flags, config_file)
 
 
 def run_task(task, xla_flags: str, config_file: str | None = None):
     """Entry point for cluster jobs (submitit), which outlive the process that queued them."""
-    os.environ["XLA_FLAGS"] = xla_flags
-    start_backend(threads=1)
-    load_registrations(config_file)
+    _prepare(xla_flags, config_file)
     from toolkit.sweep.execute import execute
 
     return execute(task)
