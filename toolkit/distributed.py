@@ -53,6 +53,7 @@ import argparse
 import dataclasses
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -343,7 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
     )
     codes = [r.returncode for r in results]
-    return next((c for c in codes if c != 0), 0)
+    # When one process fails, launch_local SIGKILLs the others: report the failure that
+    # started it, not a stopped rank that happens to come first.
+    stopped = -signal.SIGKILL
+    return next((c for c in codes if c not in (0, stopped)), next((c for c in codes if c), 0))
 
 
 if __name__ == "__main__":
