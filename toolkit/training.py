@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -34,7 +35,15 @@ from jax.sharding import PartitionSpec as P
 from toolkit import losses, models, optimizers
 from toolkit.data import Dataset, Split
 
-__all__ = ["Run", "TrainConfig", "TrainState", "init_state", "make_train_step", "train"]
+__all__ = [
+    "Run",
+    "TrainConfig",
+    "TrainState",
+    "init_state",
+    "jit_init_state",
+    "make_train_step",
+    "train",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +166,19 @@ def init_state(
         opt_state=tx.init(params),
         diverged_step=jnp.full((), -1, jnp.int32),
     )
+
+
+def jit_init_state(model: nn.Module, tx: optax.GradientTransformation) -> Callable[..., TrainState]:
+    """:func:`init_state` as one compiled program: ``init(example_x, *, key)``.
+
+    Run op by op, a model's initialisers each compile a small program (one per op and
+    shape: ~150 for ResNet-20, whose truncated normals alone take seconds); as one program
+    they compile in about half the time and a warm persistent cache reads one entry instead
+    of all of them. Random bits are integer ops, so params equal op-by-op ones bit for bit
+    except where XLA folds an initialiser's constants (the transformer's ``normal(0.02)``
+    positional embedding: at most 1 ulp apart).
+    """
+    return jax.jit(functools.partial(init_state, model, tx))
 
 
 def apply_model(model: nn.Module, params, model_state, x, *, train: bool, key=None):
@@ -299,6 +321,7 @@ class _Program:
 
     model: nn.Module
     tx: optax.GradientTransformation
+    init: Callable  # jitted ``init_state(model, tx, example_x, key=)``
     train_step: Callable
     runners: dict[int, Callable]  # chunk length -> jitted ``run_chunk``
     entries: tuple[Any, ...]  # kept alive so their ids in the cache key stay unique
@@ -328,7 +351,14 @@ def _program(cfg: TrainConfig, num_classes: int, devices: Sequence[jax.Device]) 
         return _PROGRAMS[key]
     model = build_model(cfg, num_classes)
     tx = build_optimizer(cfg)
-    program = _Program(model, tx, make_train_step(model, build_loss(cfg), tx), {}, entries)
+    program = _Program(
+        model,
+        tx,
+        jit_init_state(model, tx),
+        make_train_step(model, build_loss(cfg), tx),
+        {},
+        entries,
+    )
     _PROGRAMS[key] = program
     if len(_PROGRAMS) > _MAX_PROGRAMS:
         _PROGRAMS.popitem(last=False)
@@ -427,7 +457,7 @@ def train(
     if initial_state is not None:
         state = initial_state
     else:
-        state = init_state(model, program.tx, x_all[: cfg.batch_size], key=init_key)
+        state = program.init(x_all[: cfg.batch_size], key=init_key)
     state = jax.device_put(state, replicated)
 
     chunk = cfg.steps_per_dispatch

@@ -18,8 +18,6 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
-import scipy.special
 from jax.typing import ArrayLike
 
 from toolkit.metrics._checks import check_logits, check_logits_labels, check_num_bins, is_concrete
@@ -118,6 +116,8 @@ def _divide(logits: jax.Array, t: jax.Array) -> jax.Array:
 
 
 def _nll_at_log_temperature(log_t: float, logits: np.ndarray, labels: np.ndarray) -> float:
+    import scipy.special  # host-side only; imported here to keep sweep workers' start-up short
+
     log_p = scipy.special.log_softmax(logits * math.exp(-log_t), axis=-1)
     return float(-np.mean(log_p[np.arange(labels.shape[0]), labels]))
 
@@ -152,6 +152,8 @@ def fit_temperature(
     if np.all(z.max(axis=-1) == z.min(axis=-1)):
         return 1.0
     log_lo, log_hi = math.log(lo), math.log(hi)
+    import scipy.optimize  # see _nll_at_log_temperature
+
     result = scipy.optimize.minimize_scalar(
         _nll_at_log_temperature,
         bounds=(log_lo, log_hi),

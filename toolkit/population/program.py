@@ -36,7 +36,7 @@ from toolkit.training import (
     TrainConfig,
     TrainState,
     build_optimizer,
-    init_state,
+    jit_init_state,
     make_run_chunk,
     make_train_step,
 )
@@ -130,15 +130,14 @@ class Program:
     def init(self, init_keys: jax.Array, hyper: dict, example_x: jax.Array) -> TrainState:
         """The stacked initial state of members with ``init_keys`` (K,).
 
-        Params and BatchNorm statistics come from the solo ``init_state`` run member by
-        member (op by op, as ``tk.train`` runs it), so they equal the solo runs' bit for
-        bit and reuse its compiled ops, while a jitted ``vmap`` of the initialisers costs a
-        long XLA compile on CPU (the threefry-based truncated normals: seconds for a
-        depth-8 ResNet, more than its train step) for no gain. The optimizer state is then
-        initialised for all members at once inside ``vmap``, with each member's traced
-        hyperparameters, so its layout is the one the vmapped train step expects.
+        Params and BatchNorm statistics come from the solo trainer's compiled
+        ``init_state`` run member by member, so they equal the solo runs' bit for bit. The
+        optimizer state is then initialised for all members at once inside ``vmap``, with
+        each member's traced hyperparameters, so its layout is the one the vmapped train
+        step expects.
         """
-        members = [init_state(self.model, optax.identity(), example_x, key=k) for k in init_keys]
+        init_params = jit_init_state(self.model, optax.identity())
+        members = [init_params(example_x, key=k) for k in init_keys]
         stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
         opt_init = jax.vmap(lambda params, hyper: self.optimizer(hyper).init(params))
         opt_state = jax.jit(opt_init)(stacked.params, hyper)
