@@ -189,22 +189,6 @@ FILES = {
 }
 
 
-@pytest.fixture
-def compiles():
-    """Counts XLA compiles (and persistent-cache reads standing in for them)."""
-    events = []
-
-    def listen(event, seconds, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-
-
 def refuse(*args, **kwargs):
     raise AssertionError("training started")
 

@@ -136,28 +136,16 @@ def test_a_second_seed_reuses_the_compiled_program_with_its_own_numbers(monkeypa
 
 
 @pytest.mark.parametrize("name", ["resnet", "transformer", "gru"])
-def test_init_is_one_compiled_program_with_the_op_by_op_values(name):
+def test_init_is_one_compiled_program_with_the_op_by_op_values(name, compiles):
     """The trainer initialises through one jitted program (not one compile per initialiser
     op and shape), and its params are those of ``init_state`` run op by op."""
-    import jax.monitoring as monitoring
-
     from toolkit import training
 
     split = Split(IMG_X, IMG_Y) if name in ("resnet", "transformer") else Split(SEQ_X, SEQ_Y)
     # Widths no other test uses, so that nothing is compiled already.
     hparams = {"resnet": {"depth": 8, "width": 3}, "gru": {"hidden": 7},
                "transformer": {"d_model": 12, "depth": 1, "heads": 2}}[name]  # fmt: skip
-    compiles = []
-
-    def on_duration(event: str, seconds: float, **_) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(seconds)
-
-    monitoring.register_event_duration_secs_listener(on_duration)
-    try:
-        run = fit(split, steps=1, model=name, model_hparams=hparams, seed=11)
-    finally:
-        monitoring.unregister_event_duration_listener(on_duration)
+    run = fit(split, steps=1, model=name, model_hparams=hparams, seed=11)
     # init, the chunk, and a few key/data-slicing helpers; op by op it was 40-150.
     assert len(compiles) <= 8, len(compiles)
 

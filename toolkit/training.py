@@ -320,7 +320,6 @@ class _Program:
     """The compiled pieces of one training program, shared by runs that differ only in seed."""
 
     model: nn.Module
-    tx: optax.GradientTransformation
     init: Callable  # jitted ``init_state(model, tx, example_x, key=)``
     train_step: Callable
     runners: dict[int, Callable]  # chunk length -> jitted ``run_chunk``
@@ -353,7 +352,6 @@ def _program(cfg: TrainConfig, num_classes: int, devices: Sequence[jax.Device]) 
     tx = build_optimizer(cfg)
     program = _Program(
         model,
-        tx,
         jit_init_state(model, tx),
         make_train_step(model, build_loss(cfg), tx),
         {},
