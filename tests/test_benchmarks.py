@@ -1,7 +1,8 @@
-"""The population and sweep-wall benchmarks run end to end (tiny settings, no timing checks),
-and the mechanisms behind the sweep runner's CPU speed do what they claim: a worker's XLA
-pool has one thread, runs are handed out so that workers start on different programs, and
-a finished sweep's records add up to hand-computed totals.
+"""The population, sweep-wall and shuffle benchmarks run end to end (tiny settings, no timing
+checks); every committed benchmark report is listed with its command; and the mechanisms
+behind the sweep runner's CPU speed do what they claim: a worker's XLA pool has one thread,
+runs are handed out so that workers start on different programs, and a finished sweep's
+records add up to hand-computed totals.
 """
 
 import json
@@ -9,11 +10,12 @@ import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import jax
 import pytest
 
-from benchmarks import population, sweep_wall
+from benchmarks import population, shuffle, sweep_wall
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import program_key, spread_programs
 from toolkit.sweep.workers import (
@@ -48,6 +50,29 @@ def test_population_benchmark_writes_both_tables(tmp_path, capsys):
         assert float(cell.split()[0].replace(",", "")) > 0
     assert all(re.fullmatch(r"\d+\.\d\dx", cell) for cell in runner[1][4:12:2])
     assert "wrote" in capsys.readouterr().out
+
+
+def test_shuffle_benchmark_checks_and_times_both_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr(shuffle, "CASES", (("tiny", 300, 10, 50),))
+    out = tmp_path / "shuffle.md"
+    shuffle.main(["--repeats", "1", "--chunks", "3", "--out", str(out)])
+    (row,) = table_rows(out.read_text(), "tiny")
+    # 10 steps x 50 = 500 examples of 300: epochs 0-1, or 0-2 when a chunk starts mid-epoch.
+    assert row[:4] == ["tiny", "300", "10 x 50", "3"]
+    assert all(float(cell) > 0 for cell in (*row[4:6], *row[7:9]))
+    assert re.fullmatch(r"\d+\.\dx", row[6]) and re.fullmatch(r"\d+\.\dx", row[9])
+
+
+def test_every_benchmark_report_is_listed_with_the_command_that_wrote_it():
+    folder = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
+    index = (folder / "README.md").read_text()
+    reports = [p for p in folder.glob("*.md") if p.name != "README.md"]
+    assert len(reports) >= 6
+    for report in reports:
+        command = f"python -m benchmarks.{report.stem} "
+        assert f"`{report.name}`" in index, f"{report.name} is not in results/benchmarks/README.md"
+        assert command in index, f"results/benchmarks/README.md lacks `{command}...`"
+        assert f"`{command}" in report.read_text(), f"{report.name} does not name its command"
 
 
 TINY_SWEEP = """

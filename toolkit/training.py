@@ -3,7 +3,8 @@
 Design (why it is fast on small models):
 - The whole training set lives on device; each batch is a gather of on-device indices, and
   the shuffle (one permutation per epoch, from the data key and the epoch number) happens
-  on device too, so no host-to-device copy happens inside the loop.
+  on device too, each epoch drawn once (:mod:`toolkit.shuffle`), so no host-to-device copy
+  happens inside the loop.
 - ``log_every`` steps run inside one ``jax.lax.scan`` per dispatch, so Python overhead is
   paid once per chunk, not per step. (Convolutions inside ``scan`` are slow on XLA's CPU
   backend; the model zoo's conv layer uses im2col + matmul on CPU to avoid that.)
@@ -32,7 +33,7 @@ from flax import struct
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from toolkit import losses, models, optimizers
+from toolkit import losses, models, optimizers, shuffle
 from toolkit.data import Dataset, Split
 
 __all__ = [
@@ -242,26 +243,6 @@ def make_train_step(
     return train_step
 
 
-def batch_indices(data_key, start_step, num_steps: int, batch_size: int, num_examples: int):
-    """Indices (num_steps, batch_size) of steps ``start_step ..`` of an epoch-wise shuffle.
-
-    Batches are consecutive slices of the stream ``perm(epoch 0) ++ perm(epoch 1) ++ ...``
-    where ``perm(e)`` is a permutation drawn from ``fold_in(data_key, e)``. Every example is
-    seen once per epoch, and the indices of a step depend only on the step number, so a
-    resumed run sees the same batches as an uninterrupted one.
-    """
-    first = start_step * batch_size
-    epoch0 = first // num_examples
-    num_epochs = (num_steps * batch_size + num_examples - 1) // num_examples + 1
-    epochs = epoch0 + jnp.arange(num_epochs)
-    perms = jax.vmap(
-        lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), num_examples)
-    )(epochs)
-    offset = first - epoch0 * num_examples
-    flat = jax.lax.dynamic_slice(perms.reshape(-1), (offset,), (num_steps * batch_size,))
-    return flat.reshape(num_steps, batch_size)
-
-
 def data_mesh(devices: Sequence[jax.Device]) -> Mesh:
     """A 1-D mesh named "data" over ``devices`` (explicit Auto axis: classic GSPMD sharding)."""
     return Mesh(np.asarray(devices), ("data",), axis_types=(AxisType.Auto,))
@@ -299,8 +280,9 @@ def make_run_chunk(train_step, num_steps: int, batch_size: int, mesh: Mesh | Non
     batch_sharding = None if mesh is None else NamedSharding(mesh, P("data"))
 
     @jax.jit
-    def run_chunk(state: TrainState, x_all, y_all, data_key, step_key):
-        idx = batch_indices(data_key, state.step, num_steps, batch_size, y_all.shape[0])
+    def run_chunk(state: TrainState, x_all, y_all, perms: tuple[jax.Array, ...], step_key):
+        # perms: the epochs these steps touch (shuffle.EpochPermutations.for_chunk).
+        idx = shuffle.chunk_indices(jnp.stack(perms), state.step, num_steps, batch_size)
 
         def body(state, idx_t):
             key = jax.random.fold_in(step_key, state.step)
@@ -460,6 +442,7 @@ def train(
 
     chunk = cfg.steps_per_dispatch
     runners = program.runners
+    epochs = shuffle.EpochPermutations(data_key, len(split), cfg.batch_size)
     curve: list[dict[str, float]] = []
     report = _progress(verbose, cfg.steps)
     start = time.perf_counter()
@@ -469,7 +452,8 @@ def train(
         if n not in runners:
             runners[n] = make_run_chunk(program.train_step, n, cfg.batch_size, mesh)
         t0 = time.perf_counter()
-        state, metrics = runners[n](state, x_all, y_all, data_key, step_key)
+        perms = epochs.for_chunk(step, n)
+        state, metrics = runners[n](state, x_all, y_all, perms, step_key)
         metrics = jax.device_get(metrics)
         elapsed = time.perf_counter() - t0
         step += n

@@ -144,17 +144,18 @@ class Program:
         return stacked.replace(opt_state=opt_state)
 
     def chunk(self, num_steps: int, *, member_labels: bool) -> Callable:
-        """``run(state, hyper, y, data_keys, step_keys, x_all) -> (state, metrics (K,))``:
+        """``run(state, hyper, y, perms, step_keys, x_all) -> (state, metrics (K,))``:
         ``num_steps`` steps of every member in one dispatch. ``y`` is (K, N) with
-        ``member_labels``, else the shared (N,) labels.
+        ``member_labels``, else the shared (N,) labels; ``perms`` are the members' epoch
+        permutations these steps touch (``shuffle.EpochPermutations.for_chunk``), each (K, N).
         """
 
-        def member(state, hyper, y, data_key, step_key, x_all):
+        def member(state, hyper, y, perms, step_key, x_all):
             train_step = make_train_step(self.model, self.loss(hyper), self.optimizer(hyper))
             run_chunk = make_run_chunk(
                 train_step, num_steps, self.config.batch_size, self.data_mesh
             )
-            return run_chunk(state, x_all, y, data_key, step_key)
+            return run_chunk(state, x_all, y, perms, step_key)
 
         in_axes = (0, 0, 0 if member_labels else None, 0, 0, None)
         return self._jit(jax.vmap(member, in_axes=in_axes))

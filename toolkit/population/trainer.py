@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toolkit import shuffle
 from toolkit.data import Dataset, Split
 from toolkit.population import sharding
 from toolkit.population.grouping import check_population
@@ -203,6 +204,7 @@ def train_population(
     }
     curves: list[list[dict[str, float]]] = [[] for _ in range(size)]
     runners: dict[int, Callable] = {}
+    epochs = shuffle.EpochPermutations(data_keys, len(split), cfg.batch_size)
     report = _report(verbose, cfg.steps, size)
     start = time.perf_counter()
     while step < cfg.steps and len(stopped) < size:
@@ -210,7 +212,8 @@ def train_population(
         if n not in runners:
             runners[n] = program.chunk(n, member_labels=labels is not None)
         t0 = time.perf_counter()
-        state, metrics = runners[n](state, hyper, y, data_keys, step_keys, x_all)
+        perms = epochs.for_chunk(step, n)
+        state, metrics = runners[n](state, hyper, y, perms, step_keys, x_all)
         metrics, diverged = jax.device_get((metrics, state.diverged_step))
         elapsed = time.perf_counter() - t0
         step += n
