@@ -158,6 +158,13 @@ CLI = {
     "bare argument": ("ok", "", ["seeds=3"], "'seeds=3'", "--config.seeds=5"),
     "unknown executor": ("ok", "", ["--config.executor=threads"], "'threads'", "process"),
     "checkpoint_every 0": ("ok", "", ["--config.checkpoint_every=0"], "got 0", ">= 1"),
+    "negative checkpoint_interval_s": (
+        "ok",
+        "",
+        ["--config.checkpoint_interval_s=-1"],
+        "got -1",
+        ">= 0",
+    ),
     "negative workers": ("ok", "", ["--config.workers=-1"], "got -1", ">= 0"),
     "population_size 0": ("ok", "", ["--config.population_size=0"], "got 0", ">= 1"),
     "negative population_size": ("ok", "", ["--config.population_size=-2"], "got -2", ">= 1"),

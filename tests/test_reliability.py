@@ -54,6 +54,7 @@ def get_config(variant=""):
     )
     config.executor = "inline"
     config.checkpoint_every = 2  # checkpoints at steps 20 and 40
+    config.checkpoint_interval_s = 0.0
     config.seeds = 2
     config.evals = {"shifts": {"names": ("iid_noise",), "severities": (2,)}}
     return config

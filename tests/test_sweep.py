@@ -22,7 +22,7 @@ from toolkit.sweep import storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.cli import load_config
 from toolkit.sweep.config import SweepConfigError, Trial, expand
-from toolkit.sweep.defaults import base_config
+from toolkit.sweep.defaults import CHECKPOINT_INTERVAL_S, base_config
 from toolkit.sweep.runner import plan, run_sweep
 from toolkit.sweep.search import product, random_search
 from toolkit.sweep.workers import SINGLE_THREADED
@@ -71,6 +71,7 @@ def tiny_config(**changes):
     config.model_hparams = {"mlp": {"hidden": (8,)}}
     config.executor = "inline"
     config.checkpoint_every = 2
+    config.checkpoint_interval_s = 0.0  # by chunks alone: saves at steps 20 and 40
     config.losses = ("softmax_cross_entropy", "softmax_focal")
     config.evals = {
         "shifts": {"names": ("iid_noise",), "severities": (2,)},
@@ -430,6 +431,17 @@ def test_a_run_locked_by_another_sweep_is_left_to_it(finished, tmp_path, monkeyp
     statuses = {s["run_id"]: s["status"] for s in result.summaries}
     assert statuses == {busy.run_id: "locked", free.run_id: "trained"} and counter.calls == 1
     assert not busy.is_done() and free.is_done()
+
+
+def test_default_schedule_saves_a_short_run_once_at_the_end(tmp_path):
+    """By default checkpoints are at least a minute apart: a run shorter than that is
+    saved once, at its last step, whatever checkpoint_every says."""
+    config = tiny_config(checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
+    result = sweep_into(tmp_path, config, lambda c: [{"loss": "softmax_cross_entropy"}])
+    (run,) = storage.run_dirs(result.experiment_dir)
+    assert CHECKPOINT_INTERVAL_S == 60.0 and config.checkpoint_every == 2
+    assert Checkpoints(run.checkpoint).steps() == [40]
+    assert [row["step"] for row in run.read_metrics()] == [10, 20, 30, 40]
 
 
 def test_diverged_run_gets_rows_with_null_metrics(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from toolkit.sweep import storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
+from toolkit.sweep.execute import SaveSchedule
 from toolkit.training import TrainConfig, TrainState, build_model, build_optimizer, init_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,6 +127,28 @@ def test_read_evals_keeps_last_row_per_key_and_only_done_runs(tmp_path):
         kept = storage.read_evals(tmp_path)
     assert sorted((r["eval_set"], r["accuracy"]) for r in kept) == [("clean", 0.4), ("rotate", 0.2)]
     assert len(storage.read_evals(tmp_path, done_only=False)) == 3
+
+
+def saved_chunks(every, interval_s, chunk_seconds, chunks=12):
+    now = [0.0]
+    schedule = SaveSchedule(every, interval_s, clock=lambda: now[0])
+    saved = []
+    for chunk in range(1, chunks + 1):
+        now[0] += chunk_seconds
+        if schedule.due():
+            saved.append(chunk)
+    return saved
+
+
+def test_save_schedule_spaces_checkpoints_by_chunks_and_seconds():
+    # 3 s chunks, every 2nd chunk, 10 s apart: chunk 2 ends at 6 s (too early), 4 at 12 s
+    # (save), 6 at 18 s (6 s after it), 8 at 24 s (save), 10 at 30 s, 12 at 36 s (save).
+    assert saved_chunks(every=2, interval_s=10.0, chunk_seconds=3.0) == [4, 8, 12]
+    assert saved_chunks(every=2, interval_s=0.0, chunk_seconds=3.0) == [2, 4, 6, 8, 10, 12]
+    assert saved_chunks(every=5, interval_s=0.0, chunk_seconds=0.0) == [5, 10]
+    assert saved_chunks(every=1, interval_s=60.0, chunk_seconds=0.05) == []
+    # Long chunks: the interval has always passed, so the chunk count decides.
+    assert saved_chunks(every=3, interval_s=1.0, chunk_seconds=5.0) == [3, 6, 9, 12]
 
 
 def test_keep_metrics_until_drops_rows_after_the_checkpoint(tmp_path):

@@ -17,6 +17,7 @@ import numpy as np
 from toolkit.data.axes import LABEL_NOISE_KINDS, PATRINI_MNIST_MAP
 from toolkit.sweep.config import SweepConfigError, Trial
 from toolkit.sweep.data import effective_train_size, load_dataset
+from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import check_evals
 from toolkit.training import build_loss, build_model, build_optimizer, validate
 
@@ -29,12 +30,19 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def check_options(config: Any, executors: Sequence[str]) -> None:
-    """The runner's own options: executor, workers, checkpoint_every, population_size."""
+    """The runner's own options: executor, workers, checkpoint_every, checkpoint_interval_s,
+    population_size."""
     executor = config.get("executor", "auto")
     if executor not in executors:
         raise SweepConfigError(f"unknown executor {executor!r}; valid: {', '.join(executors)}")
     _positive_int("workers", config.get("workers", 0), minimum=0)
-    _positive_int("checkpoint_every", config.get("checkpoint_every", 5))
+    _positive_int("checkpoint_every", config.get("checkpoint_every", CHECKPOINT_EVERY))
+    interval = config.get("checkpoint_interval_s", CHECKPOINT_INTERVAL_S)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval >= 0:
+        raise SweepConfigError(
+            f"config.checkpoint_interval_s must be a number of seconds >= 0 (0: every "
+            f"checkpoint_every chunks), got {interval!r}"
+        )
     if config.get("population_size") is not None:  # None: one population per group
         _positive_int("population_size", config.get("population_size"))
 

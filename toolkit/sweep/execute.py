@@ -1,7 +1,7 @@
 """One trial from start (or its last checkpoint) to ``done``: the unit every executor runs.
 
 Order of writes in a run dir: ``config.json``, then ``metrics.jsonl`` rows per chunk and a
-checkpoint every ``checkpoint_every`` chunks and at the end, then the ``evals.jsonl`` rows,
+checkpoint when :class:`SaveSchedule` says so and at the end, then the ``evals.jsonl`` rows,
 ``provenance.json``, and ``done`` last. A crash anywhere before ``done`` leaves a run that
 the next invocation resumes from its newest readable checkpoint (curve rows written after
 that checkpoint are dropped first, so the curve has no gaps or repeats). The crash points
@@ -24,12 +24,20 @@ from toolkit.sweep import faults, storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
+from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import eval_rows, evaluate_trial, parse_evals
 from toolkit.sweep.provenance import provenance
 from toolkit.sweep.workers import enable_compilation_cache
 from toolkit.training import TrainConfig, TrainState, train
 
-__all__ = ["Recorder", "Task", "execute", "record", "summarize"]
+__all__ = [
+    "Recorder",
+    "SaveSchedule",
+    "Task",
+    "execute",
+    "record",
+    "summarize",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,22 +47,44 @@ class Task:
     experiment_dir: str
     trial: dict[str, Any]
     evals: dict[str, Any]
-    checkpoint_every: int = 5
+    checkpoint_every: int = CHECKPOINT_EVERY
+    checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
+
+    def schedule(self) -> SaveSchedule:
+        return SaveSchedule(self.checkpoint_every, self.checkpoint_interval_s)
+
+
+class SaveSchedule:
+    """Which chunks end with a checkpoint: every ``every``-th chunk that ends at least
+    ``interval_s`` seconds after the previous save began (or after training began, for the
+    first). ``interval_s=0`` checkpoints every ``every`` chunks exactly. A population shares
+    one schedule, so its members checkpoint at the same steps."""
+
+    def __init__(self, every: int, interval_s: float, *, clock=time.monotonic):
+        self.every, self.interval_s, self.clock = every, interval_s, clock
+        self.chunks = 0
+        self.last = clock()
+
+    def due(self) -> bool:
+        """Called once per finished chunk: whether to checkpoint now."""
+        self.chunks += 1
+        if self.chunks % self.every or self.clock() - self.last < self.interval_s:
+            return False
+        self.last = self.clock()
+        return True
 
 
 class Recorder:
-    """The training callback: appends each curve row, checkpoints every ``every`` chunks."""
+    """Writes a run's curve rows and, when asked, its checkpoint."""
 
-    def __init__(self, run_dir: storage.RunDir, checkpoints: Checkpoints, every: int):
-        self.run_dir, self.checkpoints, self.every = run_dir, checkpoints, every
-        self.chunks = 0
+    def __init__(self, run_dir: storage.RunDir, checkpoints: Checkpoints):
+        self.run_dir, self.checkpoints = run_dir, checkpoints
 
-    def __call__(self, row: dict[str, float] | None, state: TrainState) -> None:
+    def __call__(self, row: dict[str, float] | None, state: TrainState, *, save: bool) -> None:
         if row is None:  # a population member that diverged in an earlier chunk
             return
         storage.append_jsonl(self.run_dir.metrics, [row])
-        self.chunks += 1
-        if self.chunks % self.every == 0:
+        if save:
             self.checkpoints.save(state)
         faults.crash_point("train_chunk")
 
@@ -178,6 +208,7 @@ def _execute(task: Task) -> dict[str, Any]:
         resumed_from = int(state.step) if state is not None else 0
         faults.log_event("train_start", run_id=trial.run_id, step=resumed_from)
         config = trial.train_config()
+        recorder, schedule = Recorder(run_dir, checkpoints), task.schedule()
         t0 = time.perf_counter()
         # One device per run: a sweep's parallelism is across runs (one per worker).
         run = train(
@@ -185,7 +216,7 @@ def _execute(task: Task) -> dict[str, Any]:
             num_classes=dataset.num_classes,
             verbose=False,
             devices=1,
-            callback=Recorder(run_dir, checkpoints, task.checkpoint_every),
+            callback=lambda row, state: recorder(row, state, save=schedule.due()),
             initial_state=state,
             **train_fields(config),
         )

@@ -100,11 +100,13 @@ def _train_group(group: list[_Member]) -> Iterator[dict[str, Any]]:
         for m in group
     ]
     labels = np.stack([y for y, _ in noisy]) if any(rate for _, rate in noisy) else None
-    recorders = [Recorder(m.run_dir, m.checkpoints, m.task.checkpoint_every) for m in group]
+    recorders = [Recorder(m.run_dir, m.checkpoints) for m in group]
+    schedule = group[0].task.schedule()  # one for all: the members save at the same steps
 
     def callback(rows, states) -> None:
+        save = schedule.due()
         for recorder, row, state in zip(recorders, rows, states, strict=True):
-            recorder(row, state)
+            recorder(row, state, save=save)
 
     resumed = [m.state for m in group]
     runs = train_population(

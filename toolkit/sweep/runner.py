@@ -24,6 +24,7 @@ from toolkit.sweep import storage
 from toolkit.sweep.checks import check_options, check_trials
 from toolkit.sweep.cli import config_file_of
 from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
+from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import EXECUTOR_CHOICES, choose_executor, default_workers, executors
@@ -145,8 +146,11 @@ def run_sweep(
     reopen_damaged(experiment_dir, trials)
     done = storage.done_run_ids(experiment_dir)
     pending = [t for t in trials if t.run_id not in done]
-    every = int(config.get("checkpoint_every", 5))
-    tasks = [Task(str(experiment_dir), t.to_json(), evals, every) for t in pending]
+    saves = {
+        "checkpoint_every": int(config.get("checkpoint_every", CHECKPOINT_EVERY)),
+        "checkpoint_interval_s": float(config.get("checkpoint_interval_s", CHECKPOINT_INTERVAL_S)),
+    }
+    tasks = [Task(str(experiment_dir), t.to_json(), evals, **saves) for t in pending]
     name = choose_executor(config.get("executor", "auto"))
     workers = int(config.get("workers", 0)) or default_workers()
     summaries = [
