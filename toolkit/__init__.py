@@ -34,7 +34,9 @@ _SUBMODULES = (
     "report",
     "schedules",
     "shifts",
+    "shuffle",
     "sweep",
+    "train_step",
     "training",
 )
 _ATTRS = {

@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 from toolkit import data, metrics
 from toolkit.data import Split
 from toolkit.data.tfds_names import is_tfds_name
-from toolkit.training import data_mesh
+from toolkit.train_step import data_mesh
 
 __all__ = ["evaluate", "predict"]
 

@@ -32,14 +32,8 @@ import optax
 
 from toolkit import losses, optimizers
 from toolkit.population.grouping import freeze
-from toolkit.training import (
-    TrainConfig,
-    TrainState,
-    build_optimizer,
-    jit_init_state,
-    make_run_chunk,
-    make_train_step,
-)
+from toolkit.train_step import TrainState, jit_init_state, make_run_chunk, make_train_step
+from toolkit.training import TrainConfig, build_optimizer
 
 __all__ = ["Program", "loss_branches", "member_hyperparameters"]
 

@@ -37,7 +37,7 @@ from typing import Any
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from toolkit.training import data_mesh
+from toolkit.train_step import data_mesh
 
 __all__ = ["AXIS", "MODES", "Placement", "choose_mode", "plan"]
 
