@@ -1,8 +1,8 @@
-"""The population, sweep-wall and shuffle benchmarks run end to end (tiny settings, no timing
-checks); every committed benchmark report is listed with its command; and the mechanisms
-behind the sweep runner's CPU speed do what they claim: a worker's XLA pool has one thread,
-runs are handed out so that workers start on different programs, and a finished sweep's
-records add up to hand-computed totals.
+"""The population, sweep-wall, shuffle and checkpoint benchmarks run end to end (tiny
+settings, no timing checks); every committed benchmark report is listed with its command;
+and the mechanisms behind the sweep runner's CPU speed do what they claim: a worker's XLA
+pool has one thread, runs are handed out so that workers start on different programs, and
+a finished sweep's records add up to hand-computed totals.
 """
 
 import json
@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from benchmarks import population, shuffle, sweep_wall
+from benchmarks import checkpoint, population, shuffle, sweep_wall
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import program_key, spread_programs
 from toolkit.sweep.workers import (
@@ -61,6 +61,31 @@ def test_shuffle_benchmark_checks_and_times_both_ways(tmp_path, monkeypatch):
     assert row[:4] == ["tiny", "300", "10 x 50", "3"]
     assert all(float(cell) > 0 for cell in (*row[4:6], *row[7:9]))
     assert re.fullmatch(r"\d+\.\dx", row[6]) and re.fullmatch(r"\d+\.\dx", row[9])
+
+
+def test_saves_by_chunks_counts_hand_computed_cases():
+    assert checkpoint.saves_by_chunks(2000, 100, 5) == 4  # steps 500, 1000, 1500, 2000
+    assert checkpoint.saves_by_chunks(2000, 50, 5) == 8  # the GRU's 50-step chunks
+    assert checkpoint.saves_by_chunks(1050, 100, 5) == 3  # 500, 1000 and the end
+    assert checkpoint.saves_by_chunks(200, 100, 5) == 1  # the end only
+
+
+@pytest.mark.slow  # three short sweeps and a training run
+def test_checkpoint_benchmark_times_both_schedules(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # main() sets a worker's
+    out = tmp_path / "checkpoint.md"
+    checkpoint.main(["--models", "mlp", "--steps", "1000", "--runs", "1", "--rounds", "1",
+                     "--saves", "2", "--train-steps", "200", "--out", str(out)])  # fmt: skip
+    (row,) = table_rows(out.read_text(), "mlp")
+    # 40 -> 100 -> 100 -> 10 with biases: 4,100 + 10,100 + 1,010 parameters.
+    assert row[1] == "15,210"
+    # Chunks of 1000 / 20 = 50 steps, a save every 5th: steps 250, 500, 750, 1000; by
+    # default (a run under 60 s) the end only.
+    assert row[9:] == ["4", "1"]
+    assert all(float(cell.replace(",", "")) > 0 for cell in (*row[2:6], *row[6:8]))
+    assert re.fullmatch(r"\d+\.\d\dx", row[8])
+    with pytest.raises(SystemExit):
+        checkpoint.main(["--runs", "0"])
 
 
 def test_every_benchmark_report_is_listed_with_the_command_that_wrote_it():
