@@ -67,9 +67,13 @@ def save_cost(state, saves: int) -> tuple[float, float]:
 
 
 def saves_by_chunks(steps: int, chunk: int, every: int) -> int:
-    """Checkpoints of a run saved every ``every`` chunks of ``chunk`` steps and at its end."""
-    ends = [*range(chunk, steps, chunk), steps]
-    return len({end for i, end in enumerate(ends, 1) if i % every == 0} | {steps})
+    """Checkpoints of a run saved every ``every`` chunks of ``chunk`` steps and at its end:
+    the runner's own ``SaveSchedule`` with no time spacing, over the run's chunks."""
+    from toolkit.sweep.execute import SaveSchedule
+
+    schedule = SaveSchedule(every, 0.0)
+    due = [schedule.due() for _ in range(-(-steps // chunk))]
+    return sum(due) + (not due[-1])  # the end is saved unless its chunk just was
 
 
 def sweep_seconds(model: str, steps: int, seeds: range, interval_s: float, results: str) -> float:
@@ -162,8 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         f"run; by chunks = `checkpoint_interval_s=0` (a save every {CHECKPOINT_EVERY} chunks "
         f"and at the end, the runner's behaviour before the time spacing; a chunk is "
         f"`steps_per_dispatch` steps, {args.steps} / 20 capped at 500); "
-        f"default = at most one save per 60 s (here: at the end only). {args.runs} runs per "
-        f"variant, alternating, median of {args.rounds} round(s).",
+        f"default = at most one save per {CHECKPOINT_INTERVAL_S:g} s (here: at the end only). "
+        f"{args.runs} runs per variant, alternating, median of {args.rounds} round(s).",
         "",
         *markdown_table(COLUMNS, rows),
     ]

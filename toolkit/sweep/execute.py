@@ -68,9 +68,12 @@ class SaveSchedule:
     def due(self) -> bool:
         """Called once per finished chunk: whether to checkpoint now."""
         self.chunks += 1
-        if self.chunks % self.every or self.clock() - self.last < self.interval_s:
+        if self.chunks % self.every:
             return False
-        self.last = self.clock()
+        now = self.clock()
+        if now - self.last < self.interval_s:
+            return False
+        self.last = now
         return True
 
 
