@@ -760,3 +760,44 @@ def test_workers_die_with_a_sigkilled_sweep(tmp_path):
         assert not _alive(worker), f"worker {worker} outlived its killed sweep"
     finally:
         parent.kill()
+
+
+EXITING_WORKER_SCRIPT = """
+import atexit, gc, multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+from toolkit.sweep.workers import init_worker, worker_flags
+
+
+def leave_traces(out):
+    def at_exit():
+        open(os.path.join(out, "exit_handler"), "w").close()
+        # Only the interpreter's teardown collects garbage after the exit handlers.
+        gc.callbacks.append(
+            lambda phase, info: phase == "stop" and open(os.path.join(out, "teardown"), "w")
+        )
+
+    atexit.register(at_exit)
+    print("buffered output", end="")  # a pipe: block-buffered until the worker exits
+    return os.getpid()
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=init_worker,
+                             initargs=(worker_flags(),)) as pool:
+        pool.submit(leave_traces, sys.argv[1]).result()
+"""
+
+
+def test_a_worker_runs_its_exit_handlers_then_skips_the_teardown(tmp_path):
+    # Freeing JAX's modules one by one at exit costs each worker ~0.35 s of CPU, which a
+    # sweep waits for when it shuts its pool down; everything before that must still run.
+    script = tmp_path / "pool.py"
+    script.write_text(EXITING_WORKER_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "buffered output"  # flushed
+    assert (tmp_path / "exit_handler").exists()  # registered after the worker started
+    assert not (tmp_path / "teardown").exists()

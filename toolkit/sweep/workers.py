@@ -18,17 +18,24 @@ Two things make a worker single-threaded, and both must happen before its backen
   (``sched_getaffinity``), so :func:`start_backend` restricts the process to one CPU,
   creates the backend (a pool of one thread) and then gives every thread its CPUs back,
   so the operating system still balances workers across all cores.
+
+A worker also ends without the interpreter's teardown (:func:`exit_without_teardown`):
+freeing JAX's and the toolkit's modules one by one takes about 0.35 s of CPU per process,
+which the sweep waits for when it shuts its pool down.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from pathlib import Path
 
 __all__ = [
     "SINGLE_THREADED",
     "die_with_parent",
     "enable_compilation_cache",
+    "exit_without_teardown",
     "init_worker",
     "load_registrations",
     "run_task",
@@ -135,6 +142,31 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
+def _exit_now() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # closed or replaced streams
+            pass
+    os._exit(0)
+
+
+def exit_without_teardown() -> None:
+    """Makes this process end right after its exit handlers, skipping the teardown.
+
+    At exit Python still joins non-daemon threads and runs every exit handler registered
+    after this call (JAX's, orbax's, logging's), and the standard streams are flushed;
+    only the module-by-module teardown and the final garbage collection are skipped. After
+    importing JAX that teardown takes about 0.35 s of CPU, and a sweep that shuts its
+    pool down waits for every worker's (measured: 0.8 s at the end of a 2-worker sweep).
+    A pool worker has nothing left to do by then: each run's files were written and its
+    result sent before the pool told the worker to stop, and the pool notices a worker's
+    death by its process ending, not by its exit status (which is 0 here). Call it before
+    anything else registers an exit handler, so that every other handler still runs.
+    """
+    atexit.register(_exit_now)
+
+
 def load_registrations(config_file: str | None) -> None:
     """Executes the sweep's config file in this worker, as the sweep process did.
 
@@ -163,6 +195,7 @@ def init_worker(xla_flags: str, config_file: str | None = None) -> None:
     dies with the sweep and not earlier (Linux ties the death signal to that thread).
     """
     die_with_parent()
+    exit_without_teardown()  # registered first, so it runs after every other exit handler
     _prepare(xla_flags, config_file)
 
 
