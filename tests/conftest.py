@@ -2,11 +2,18 @@
 
 Strict dtype promotion turns silent int/float or float32/float64 mixing into errors, and
 four simulated CPU devices let multi-device code run on a laptop. Both must be set before
-JAX creates its backend, so they live here rather than in the tests.
+JAX creates its backend, so they live here rather than in the tests. The toolkit's caches
+go to a folder of the tests' own.
 """
 
 import os
+import tempfile
 
+# Tests prepare datasets in temporary data dirs, so each session would add new decoded
+# splits (and compiled programs) to the user's cache; they get a cache of their own.
+os.environ.setdefault(
+    "TOOLKIT_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"toolkit-tests-{os.getuid()}")
+)
 os.environ.setdefault("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=4"

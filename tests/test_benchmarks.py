@@ -1,4 +1,4 @@
-"""The population, sweep-wall, shuffle and checkpoint benchmarks run end to end (tiny
+"""The population, sweep-wall, shuffle, checkpoint and data-load benchmarks run end to end (tiny
 settings, no timing checks); every committed benchmark report is listed with its command;
 and the mechanisms behind the sweep runner's CPU speed do what they claim: a worker's XLA
 pool has one thread, runs are handed out so that workers start on different programs, and
@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from benchmarks import checkpoint, population, shuffle, sweep_wall
+from benchmarks import checkpoint, data_load, population, shuffle, sweep_wall
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import program_key, spread_programs
 from toolkit.sweep.workers import (
@@ -86,6 +86,20 @@ def test_checkpoint_benchmark_times_both_schedules(tmp_path, monkeypatch):
     assert re.fullmatch(r"\d+\.\d\dx", row[8])
     with pytest.raises(SystemExit):
         checkpoint.main(["--runs", "0"])
+
+
+@pytest.mark.slow  # five fresh processes that import TFDS
+def test_data_load_benchmark_checks_and_times_both_ways(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # digits prepared here
+    out = tmp_path / "data_load.md"
+    data_load.main(["--datasets", "digits", "--repeats", "1", "--out", str(out)])
+    (row,) = table_rows(out.read_text(), "digits")
+    # scikit-learn's 1,797 digits (1,437 + 360) of 8x8 uint8 pixels: 115,008 bytes of
+    # inputs and 7,188 of int32 labels, stored in two .npz files.
+    assert row[1:3] == ["1,797", "8x8x1"] and row[3] == "0.1"
+    assert float(row[4]) > 0 and float(row[5]) > 0 and re.fullmatch(r"\d+x", row[6])
+    with pytest.raises(SystemExit, match="--datasets takes mnist1d, digits, mnist5k"):
+        data_load.main(["--datasets", "cifar10"])
 
 
 def test_every_benchmark_report_is_listed_with_the_command_that_wrote_it():

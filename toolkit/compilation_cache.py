@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from toolkit.array_cache import cache_root
+
 __all__ = ["cache_events", "default_cache_dir", "enable_compilation_cache"]
 
 # jax.monitoring event names (jax 0.10): hits are recorded on reads, misses on writes.
@@ -44,9 +46,7 @@ DURATION_EVENTS = {
 
 def default_cache_dir() -> Path:
     """``$TOOLKIT_CACHE_DIR/jax_cache``, else ``~/.cache/toolkit/jax_cache``."""
-    root = os.environ.get("TOOLKIT_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "toolkit"
-    return base.expanduser() / "jax_cache"
+    return cache_root() / "jax_cache"
 
 
 def enable_compilation_cache(

@@ -12,7 +12,9 @@ The toolkit's datasets (``mnist1d``, ``digits``, ``mnist5k``) are TFDS builders
 (``data_dir=``, else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``) the first time
 they are loaded. TFDS datasets must be prepared beforehand (the error says how) or loaded
 with ``download=True``; see :func:`toolkit.data.tfds_source.load` for their arguments
-(``split``, ``train_split``, ``test_split``, ``max_examples``, ``image_size``).
+(``split``, ``train_split``, ``test_split``, ``max_examples``, ``image_size``). A split
+decoded once is kept on disk as arrays (:mod:`toolkit.data.decoded_cache`), so the next
+process loads it without decoding every example again.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Two read paths:
 Integer inputs are scaled to [0, 1] by the dataset's ``pixel_max`` metadata when it has
 one (the toolkit's digits: 16), else by the largest value of their dtype (255 for uint8
 images). Float inputs are kept as stored.
+
+What a read decodes is kept on disk (:mod:`toolkit.data.decoded_cache`), so the next
+process that reads the same split of the same prepared files loads arrays instead.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from unittest import mock
 
 import numpy as np
 
+from toolkit.data import decoded_cache
 from toolkit.data.dataset import Split
 
 __all__ = ["CHUNK", "choose_reader", "feature_keys", "read_split", "tensorflow_available"]
 
 CHUNK = 1024  # examples decoded per batched read
+READERS = ("data_source", "tf.data")
 
 
 def tensorflow_available() -> bool:
@@ -122,20 +127,22 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[..., None] if squeeze else out
 
 
-def _to_float(
-    xs: Sequence[np.ndarray] | np.ndarray, scale: float | None, image_size: tuple[int, int] | None
-) -> np.ndarray:
+def _stack(xs: Sequence[np.ndarray] | np.ndarray, image_size: tuple[int, int] | None) -> np.ndarray:
+    """One chunk's inputs as one array in their stored dtype, resized first if asked."""
     if image_size is not None:
         xs = [_resize(np.asarray(x), image_size) for x in xs]
     try:
-        arr = np.stack(xs) if not isinstance(xs, np.ndarray) else xs
+        return np.stack(xs) if not isinstance(xs, np.ndarray) else xs
     except ValueError as e:
         shapes = sorted({np.shape(x) for x in xs})[:3]
         raise ValueError(
             f"examples have different shapes (e.g. {shapes}); pass image_size=(H, W) to resize"
         ) from e
-    arr = arr.astype(np.float32)
-    return arr / np.float32(scale) if scale is not None else arr
+
+
+def _to_float(x: np.ndarray, scale: float | None) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    return x / np.float32(scale) if scale is not None else x
 
 
 def _data_source_chunks(
@@ -182,19 +189,19 @@ def _tf_chunks(
 def _collect(
     chunks: Iterator[tuple[Any, np.ndarray]],
     n: int | None,
-    scale: float | None,
     image_size: tuple[int, int] | None,
     shape: tuple[int | None, ...],
-) -> Split:
-    """Converts and joins chunks; with a known size ``n`` fills one array (no second copy)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Joins chunks into (inputs in their stored dtype, int32 labels); with a known size
+    ``n`` fills one array (no second copy)."""
     xs, ys = [], []
     x_all = y_all = None
     pos = 0
     for x_chunk, y_chunk in chunks:
-        x_chunk = _to_float(x_chunk, scale, image_size)
+        x_chunk = _stack(x_chunk, image_size)
         if n is not None:
             if x_all is None:
-                x_all = np.empty((n, *x_chunk.shape[1:]), np.float32)
+                x_all = np.empty((n, *x_chunk.shape[1:]), x_chunk.dtype)
                 y_all = np.empty((n,), np.int32)
             x_all[pos : pos + len(x_chunk)] = x_chunk
             y_all[pos : pos + len(x_chunk)] = y_chunk
@@ -207,7 +214,7 @@ def _collect(
     if x_all is None:  # an empty split: keep the input shape where it is known
         x_all = np.zeros((0, *(d or 0 for d in shape)), np.float32)
         y_all = np.zeros((0,), np.int32)
-    return Split(x_all, y_all)
+    return x_all, y_all
 
 
 def read_split(
@@ -224,18 +231,31 @@ def read_split(
 
     Only the first ``max_examples`` examples are read when it is given.
     """
+    if reader not in READERS:
+        raise ValueError(f"unknown reader {reader!r}; valid: {', '.join(READERS)}")
     feature = builder.info.features[x_key]
     shape = tuple(feature.shape)
     if image_size is not None:
         shape = (*image_size, *shape[2:])
-    if reader == "data_source":
-        source = builder.as_data_source(split=split)
-        n = len(source) if max_examples is None else min(len(source), max_examples)
-        chunks = _data_source_chunks(source, n, x_key, y_key)
-    elif reader == "tf.data":
-        n = None
-        static = all(d is not None for d in feature.shape)  # batchable before resizing
-        chunks = _tf_chunks(builder, split, x_key, y_key, max_examples, static)
-    else:
-        raise ValueError(f"unknown reader {reader!r}; valid: data_source, tf.data")
-    return _collect(chunks, n, _input_scale(builder.info, feature), image_size, shape)
+
+    def decode() -> tuple[np.ndarray, np.ndarray]:
+        if reader == "data_source":
+            source = builder.as_data_source(split=split)
+            n = len(source) if max_examples is None else min(len(source), max_examples)
+            chunks = _data_source_chunks(source, n, x_key, y_key)
+        else:
+            n = None
+            static = all(d is not None for d in feature.shape)  # batchable before resizing
+            chunks = _tf_chunks(builder, split, x_key, y_key, max_examples, static)
+        return _collect(chunks, n, image_size, shape)
+
+    key = decoded_cache.spec(
+        builder,
+        split=split,
+        reader=reader,
+        features=[x_key, y_key],
+        max_examples=max_examples,
+        image_size=list(image_size) if image_size is not None else None,
+    )
+    x, y = decoded_cache.cached(key, decode)
+    return Split(_to_float(x, _input_scale(builder.info, feature)), y)

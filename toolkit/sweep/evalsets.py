@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from toolkit import array_cache
 from toolkit.data import Split
 
-__all__ = ["cache_dir", "cached_sets", "regenerated_args", "regenerated_sets"]
+__all__ = ["cached_sets", "regenerated_args", "regenerated_sets"]
 
 # Dataset arguments that do not change the generated data.
 _NOT_GENERATOR = ("data_dir", "max_examples")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TOOLKIT_CACHE_DIR", Path.home() / ".cache" / "toolkit"))
 
 
 def regenerated_args(dataset_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -39,31 +31,16 @@ def regenerated_args(dataset_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _path(spec: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
-    return cache_dir() / "evalsets" / f"{digest}.npz"
+    return array_cache.entry_path("evalsets", spec)
 
 
 def _save(path: Path, split: Split) -> None:
-    """Atomically (temporary file, fsync, rename); a failed write leaves no temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, x=split.x, y=split.y)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    array_cache.save(path, x=split.x, y=split.y)
 
 
 def _load(path: Path) -> Split | None:
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return Split(arrays["x"], arrays["y"])
-    except (FileNotFoundError, ValueError, OSError, KeyError):
-        return None
+    arrays = array_cache.load(path, ("x", "y"))
+    return None if arrays is None else Split(arrays["x"], arrays["y"])
 
 
 def cached_sets(specs: Sequence[dict[str, Any]], build: Callable[..., Split]) -> list[Split]:

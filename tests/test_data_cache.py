@@ -1,0 +1,153 @@
+"""Decoded TFDS splits cached on disk (toolkit.data.decoded_cache over toolkit.array_cache).
+
+References: the MNIST-1D generator's own arrays (``mnist1d.data.make_dataset``) and
+scikit-learn's 8x8 digits (integers 0..16), never a second call of the cached path.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import toolkit.data as tkd
+from toolkit import array_cache
+from toolkit.data import decoded_cache, tfds_read
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(root))
+    monkeypatch.delenv(decoded_cache.ENV, raising=False)
+    return root / decoded_cache.KIND
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts the splits read from TFDS's files (each read decodes its examples)."""
+    calls = []
+    original = tfds_read._collect
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tfds_read, "_collect", counting)
+    return calls
+
+
+def entries(folder):
+    return sorted(folder.glob("*.npz")) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def mnist1d_reference():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    return make_dataset(get_dataset_args())
+
+
+def test_second_load_reads_the_cached_arrays_instead_of_decoding(
+    cache, decodes, tmp_path, mnist1d_reference
+):
+    data_dir = str(tmp_path / "tfds")
+    first = tkd.load("mnist1d", data_dir=data_dir, max_examples=300)
+    assert len(decodes) == 2 and len(entries(cache)) == 2  # train and test, one entry each
+    second = tkd.load("mnist1d", data_dir=data_dir, max_examples=300)
+    assert len(decodes) == 2  # nothing decoded again
+    ref = mnist1d_reference
+    for ds in (first, second):
+        np.testing.assert_array_equal(ds.train.x, ref["x"][:300].astype(np.float32))
+        np.testing.assert_array_equal(ds.train.y, ref["y"][:300])
+        np.testing.assert_array_equal(ds.test.x, ref["x_test"][:300].astype(np.float32))
+        assert ds.train.x.dtype == np.float32 and ds.train.y.dtype == np.int32
+    assert second.info == first.info  # provenance does not say where the arrays came from
+    tkd.load("mnist1d", data_dir=data_dir, max_examples=200)  # another read: its own entries
+    assert len(decodes) == 4 and len(entries(cache)) == 4
+
+
+def test_integer_images_are_stored_as_decoded_and_scaled_on_every_load(cache, tmp_path):
+    from sklearn.datasets import load_digits
+
+    data_dir = str(tmp_path / "tfds")
+    loads = [tkd.load("digits", data_dir=data_dir) for _ in range(2)]
+    stored = [array_cache.load(path, ("x", "y")) for path in entries(cache)]
+    assert {a["x"].dtype for a in stored} == {np.dtype(np.uint8)}  # as TFDS stores them
+    pixels = np.sort(load_digits().images.reshape(-1))
+    for ds in loads:
+        x = np.concatenate([ds.train.x, ds.test.x]).reshape(-1)
+        np.testing.assert_array_equal(np.sort(x) * 16, pixels)  # scaled by 1/16 each time
+        assert len(ds.train) == 1437 and len(ds.test) == 360
+
+
+def test_preparing_the_files_again_makes_a_new_entry(cache, decodes, tmp_path):
+    data_dir = tmp_path / "tfds"
+    tkd.load("digits", data_dir=str(data_dir))
+    prepared = data_dir / "digits" / "default" / "1.0.0"
+    record = next(prepared.glob("digits-test.array_record-*"))
+    stat = record.stat()
+    os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten in place
+    tkd.load("digits", data_dir=str(data_dir))
+    assert len(decodes) == 4 and len(entries(cache)) == 4
+
+
+def test_a_damaged_entry_is_decoded_again_and_rewritten(cache, decodes, tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    clean = tkd.load("digits", data_dir=data_dir, max_examples=50)
+    for path in entries(cache):
+        path.write_bytes(path.read_bytes()[:100])  # cut short
+    again = tkd.load("digits", data_dir=data_dir, max_examples=50)
+    assert len(decodes) == 4
+    np.testing.assert_array_equal(again.train.x, clean.train.x)
+    assert all(array_cache.load(p, ("x", "y")) is not None for p in entries(cache))
+    tkd.load("digits", data_dir=data_dir, max_examples=50)
+    assert len(decodes) == 4
+
+
+def test_mock_data_and_the_off_switch_cache_nothing(cache, decodes, tmp_path, monkeypatch):
+    # USE_FILES over a real prepared dataset: the files exist but the mock serves random
+    # examples, which must never be stored under those files' key.
+    data_dir = str(tmp_path / "tfds")
+    tkd.load("digits", data_dir=data_dir)
+    for path in entries(cache):
+        path.unlink()
+    with tfds.testing.mock_data(num_examples=5, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=data_dir):  # fmt: skip
+        mocked = tkd.load("digits", data_dir=data_dir)
+    assert len(mocked.test) == 5 and entries(cache) == []
+    monkeypatch.setenv(decoded_cache.ENV, "0")
+    assert not decoded_cache.enabled()
+    tkd.load("digits", data_dir=data_dir)
+    tkd.load("digits", data_dir=data_dir)
+    assert entries(cache) == [] and len(decodes) == 2 + 2 + 4
+
+
+def test_an_unwritable_cache_warns_and_still_returns_the_data(cache, tmp_path, monkeypatch):
+    def refuse(path, **arrays):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(array_cache, "save", refuse)
+    with pytest.warns(UserWarning, match="could not cache the decoded split in .*Permission"):
+        ds = tkd.load("digits", data_dir=str(tmp_path / "tfds"), max_examples=20)
+    assert len(ds.train) == 20 and entries(cache) == []
+
+
+def test_array_cache_writes_whole_entries_or_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path))
+    path = array_cache.entry_path("kind", {"b": 1, "a": [2, 3]})
+    assert path == array_cache.entry_path("kind", {"a": [2, 3], "b": 1})  # key order ignored
+    assert path.parent == tmp_path / "kind" and array_cache.load(path, ("x",)) is None
+    x = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    array_cache.save(path, x=x)
+    np.testing.assert_array_equal(array_cache.load(path, ("x",))["x"], x)
+    assert array_cache.load(path, ("x", "y")) is None  # an entry without 'y' is incomplete
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", fail)
+    other = array_cache.entry_path("kind", {"c": 1})
+    with pytest.raises(OSError, match="disk full"):
+        array_cache.save(other, x=x)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file
