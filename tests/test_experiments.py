@@ -1,7 +1,6 @@
 """End-to-end: the MNIST-1D table script, quick on every run and in full in the slow group;
 the shipped sweeps' quick variants through their README commands (slow group)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,15 +58,15 @@ def test_quick_variant_runs_end_to_end_with_the_readme_commands(name, tmp_path):
     config_spec = f"experiments/configs/{name}.py:quick"
     config, sweep_fn = load_config(str(ROOT / config_spec))
     trials, _ = plan(config, sweep_fn)
-    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(tmp_path / "cache")}
+    # No cache dir of their own: the tests' (conftest), so they reuse what others compiled.
     results = tmp_path / "results"
     sweep = [sys.executable, "-m", "experiments.sweep", "--config", config_spec,
              "--results_dir", str(results), "--no_progress"]  # fmt: skip
-    done = subprocess.run(sweep, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     experiment = results / config.experiment
     report = [sys.executable, "-m", "experiments.report", str(experiment)]
-    done = subprocess.run(report, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(report, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
 
     finished = sorted(p.parent.name for p in (experiment / "runs").glob("*/done"))

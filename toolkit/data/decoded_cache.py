@@ -1,8 +1,9 @@
 """Decoded TFDS splits kept on disk, so that a process loads arrays instead of decoding.
 
 Reading a prepared TFDS split deserializes every example in Python (and decodes every PNG
-of an image dataset): measured on one core, 0.33 s for MNIST-1D's 5,000 sequences and
-1.07 s for ``mnist5k``'s 5,000 28x28 images, about 15 s for a 70,000-image MNIST. Every
+of an image dataset): measured here (``benchmarks/data_load.py``), 0.25-0.34 s for
+MNIST-1D's 5,000 sequences and 1.0 s for ``mnist5k``'s 5,000 28x28 images, so at that
+rate some 14 s for MNIST's 70,000 (not measured: it is not prepared here). Every
 process that loads the dataset pays that again: the sweep process that checks a config,
 each of its workers, every notebook kernel. So the first read of a split stores what it
 decoded (inputs in their stored dtype, resized when asked, before scaling to [0, 1]; the
