@@ -35,6 +35,15 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 enable_compilation_cache()
 
 
+@pytest.fixture(scope="session")
+def mnist1d_reference():
+    """The MNIST-1D generator's own arrays at its default arguments, an independent
+    reference for the toolkit's dataset (read-only: tests share it)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    return make_dataset(get_dataset_args())
+
+
 @pytest.fixture
 def compiles():
     """Counts XLA compiles (and persistent-cache reads standing in for them)."""

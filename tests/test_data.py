@@ -33,11 +33,6 @@ def make_mnist1d(**overrides):
     return make_dataset(args)
 
 
-@pytest.fixture(scope="module")
-def mnist1d_reference():
-    return make_mnist1d()
-
-
 def test_names_are_the_registered_datasets():
     assert tkd.names() == ["mnist1d", "digits", "mnist5k"]
     for name in tkd.names():

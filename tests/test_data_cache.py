@@ -41,13 +41,6 @@ def entries(folder):
     return sorted(folder.glob("*.npz")) if folder.exists() else []
 
 
-@pytest.fixture(scope="module")
-def mnist1d_reference():
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    return make_dataset(get_dataset_args())
-
-
 def test_second_load_reads_the_cached_arrays_instead_of_decoding(
     cache, decodes, tmp_path, mnist1d_reference
 ):
