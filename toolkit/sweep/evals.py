@@ -34,7 +34,12 @@ from toolkit.ood.base import check_request
 from toolkit.registry import Registry
 from toolkit.sweep.config import SweepConfigError, Trial
 from toolkit.sweep.data import load_dataset
-from toolkit.sweep.evalsets import regenerated_sets
+from toolkit.sweep.evalsets import (
+    array_fingerprint,
+    cached_sets,
+    regenerated_sets,
+    shift_code_fingerprint,
+)
 
 __all__ = ["eval_rows", "evaluate_trial", "evaluations", "parse_evals"]
 
@@ -91,27 +96,43 @@ class Shifts:
 
     def rows(self, run, dataset: Dataset, trial: Trial, entry: str) -> list[dict]:
         # Each shifted set gives both tk.evaluate's metrics and the reliability bins.
-        source = (trial.dataset, json.dumps(dict(trial.dataset_kwargs), sort_keys=True))
+        pairs = [(n, s) for n in self.resolve(dataset) for s in _severities(self.severities)]
+        kwargs_json = json.dumps(dict(trial.dataset_kwargs), sort_keys=True)
+        shifted = _shifted_sets(trial.dataset, kwargs_json, json.dumps(pairs))
         rows = []
-        for name in self.resolve(dataset):
-            for severity in _severities(self.severities):
-                shifted = _shifted(*source, name, severity)
-                row = {"eval_set": name, "kind": "shift", "severity": severity}
-                row |= _metrics(run, Split(np.asarray(shifted), dataset.test.y))
-                row["reliability"] = _reliability(run, shifted, dataset.test.y)
-                rows.append(row)
+        for (name, severity), split in zip(pairs, shifted, strict=True):
+            row = {"eval_set": name, "kind": "shift", "severity": severity}
+            row |= _metrics(run, split)
+            row["reliability"] = _reliability(run, split.x, split.y)
+            rows.append(row)
         return rows
 
 
-@functools.lru_cache(maxsize=512)
-def _shifted(dataset: str, kwargs_json: str, name: str, severity: int) -> jax.Array:
-    """A shifted test set, made once per process: every run of a sweep sees the same one.
+def _shift(test: Split, shift: str, severity: int, **_: Any) -> Split:
+    """``test`` shifted; the key is derived per shift name as tk.evaluate derives it."""
+    key = jax.random.fold_in(jax.random.key(EVAL_KEY_SEED), zlib.crc32(shift.encode()))
+    x = shifts.apply(shift, jnp.asarray(test.x), key=key, severity=severity)
+    return Split(np.asarray(x), test.y)
 
-    The key is derived per shift name as tk.evaluate derives it, from one fixed key.
-    """
-    x = jnp.asarray(load_dataset(dataset, json.loads(kwargs_json)).test.x)
-    key = jax.random.fold_in(jax.random.key(EVAL_KEY_SEED), zlib.crc32(name.encode()))
-    return shifts.apply(name, x, key=key, severity=severity)
+
+@functools.lru_cache(maxsize=8)
+def _shifted_sets(dataset: str, kwargs_json: str, pairs_json: str) -> tuple[Split, ...]:
+    """The shifted test sets, one per ``[shift, severity]`` pair: loaded from the disk cache
+    (:mod:`toolkit.sweep.evalsets`) or built once per machine, then kept for this process.
+    Every run of a sweep sees the same examples (one fixed key)."""
+    test = load_dataset(dataset, json.loads(kwargs_json)).test
+    data = array_fingerprint(test.x)
+    specs = [
+        {
+            "shift": name,
+            "severity": severity,
+            "key_seed": EVAL_KEY_SEED,
+            "data": data,
+            "code": shift_code_fingerprint(name),
+        }
+        for name, severity in json.loads(pairs_json)
+    ]
+    return tuple(cached_sets(specs, functools.partial(_shift, test)))
 
 
 @dataclasses.dataclass(frozen=True)

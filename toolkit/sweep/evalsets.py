@@ -1,25 +1,45 @@
 """Named evaluation sets built from a trial's dataset, cached on disk across processes.
 
 Regenerating one shifted MNIST-1D test set runs the whole generator (about a second and a
-half on one core), and every worker of a sweep needs the same sets, so they are cached as
-``.npz`` files (numpy arrays, no pickle) under ``$TOOLKIT_CACHE_DIR`` (default
-``~/.cache/toolkit``). Workers that start together split the building: each builds the
-sets no other worker is building (non-blocking file locks), then waits for the rest.
+half on one core), and building the ``tk.shifts`` corruptions of a test split runs each
+shift op by op (scikit-learn digits, 20 shifts x 5 severities: 29.6 s the first time,
+6.3 s on a warm compilation cache, nearly 700 small programs). Every worker of a sweep,
+and every later invocation, needs the same sets, so they are cached as ``.npz`` files
+(numpy arrays, no pickle) under ``$TOOLKIT_CACHE_DIR`` (default ``~/.cache/toolkit``).
+Workers that start together split the building: each builds the sets no other worker is
+building (non-blocking file locks), then waits for the rest.
+
+A shifted set's key holds a hash of the clean test inputs (:func:`array_fingerprint`) and
+of the code that computes the shift (:func:`shift_code_fingerprint`: every module of
+``toolkit.shifts``, the module that defines the shift, and the JAX version), so an edited
+shift or re-prepared data gets new entries. Entries are float32 like the sets themselves:
+about 0.5 MB per digits set, 31 MB per 10,000-image MNIST set. Delete ``evalsets/`` under
+the cache directory to reclaim the space.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
+import inspect
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toolkit import array_cache
 from toolkit.data import Split
 
-__all__ = ["cached_sets", "regenerated_args", "regenerated_sets"]
+__all__ = [
+    "array_fingerprint",
+    "cached_sets",
+    "regenerated_args",
+    "regenerated_sets",
+    "shift_code_fingerprint",
+]
 
 # Dataset arguments that do not change the generated data.
 _NOT_GENERATOR = ("data_dir", "max_examples")
@@ -79,3 +99,31 @@ def regenerated_sets(
     args = regenerated_args(dataset_kwargs)
     specs = [{"kind": k, "severity": s, "standardize": standardize, **args} for k, s in pairs]
     return list(_regenerated(json.dumps(specs, sort_keys=True)))
+
+
+def array_fingerprint(x: np.ndarray) -> str:
+    """A hash of an array's bytes, dtype and shape."""
+    x = np.ascontiguousarray(x)
+    digest = hashlib.blake2b(memoryview(x).cast("B"), digest_size=16)
+    digest.update(f"{x.dtype.str} {x.shape}".encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def shift_code_fingerprint(name: str) -> str:
+    """A hash of the code behind shift ``name``: every module of ``toolkit.shifts`` (the
+    shifts share helpers), the module that defines it (e.g. a config file's own shift),
+    and the JAX and jaxlib versions (random bits and kernels)."""
+    import jax
+    import jaxlib
+
+    from toolkit import shifts
+
+    files = sorted(Path(shifts.__file__).parent.rglob("*.py"))
+    source = inspect.getsourcefile(inspect.unwrap(shifts.shifts.entry(name).factory))
+    if source is not None and Path(source) not in files:
+        files.append(Path(source))
+    digest = hashlib.blake2b(f"{jax.__version__} {jaxlib.__version__}".encode(), digest_size=16)
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
