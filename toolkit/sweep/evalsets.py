@@ -13,8 +13,8 @@ A shifted set's key holds a hash of the clean test inputs (:func:`array_fingerpr
 of the code that computes the shift (:func:`shift_code_fingerprint`: every module of
 ``toolkit.shifts``, the module that defines the shift, and the JAX version), so an edited
 shift or re-prepared data gets new entries. Entries are float32 like the sets themselves:
-about 0.5 MB per digits set, 31 MB per 10,000-image MNIST set. Delete ``evalsets/`` under
-the cache directory to reclaim the space.
+about 0.1 MB per digits test set (359 images), 31 MB per 10,000-image MNIST set. Delete
+``evalsets/`` under the cache directory to reclaim the space.
 """
 
 from __future__ import annotations
