@@ -1,6 +1,8 @@
 """``tk.evaluate`` with shifts, OOD sets and named sets: the tidy table against numpy/sklearn."""
 
 import re
+import subprocess
+import sys
 import zlib
 
 import jax
@@ -136,3 +138,28 @@ def test_the_issue_call_on_mocked_tfds_mnist_with_fashion_mnist_as_ood(tmp_path)
     }
     assert table[table.kind == "shift"]["accuracy"].notna().all()
     assert 0 <= table[table.kind == "ood"]["auroc_msp"].item() <= 1
+
+
+CLEAN_EVALUATION = """
+import sys
+import numpy as np
+import toolkit as tk
+import toolkit.ood, toolkit.shifts, toolkit.sweep.execute
+x = np.random.default_rng(0).normal(size=(32, 40)).astype(np.float32)
+y = (x[:, 0] > 0).astype(np.int32)
+run = tk.train(tk.data.Split(x, y), num_classes=2, model="linear", steps=2, batch_size=16,
+               verbose=False)
+tk.evaluate(run, tk.data.Split(x, y))
+print(sorted(m for m in sys.modules if m.startswith("scipy.ndimage")))
+"""
+
+
+def test_clean_evaluation_in_a_fresh_process_does_not_import_scipy_ndimage():
+    """scipy.ndimage takes about 0.35 s to import; only MNIST-1D's unseen templates and the
+    correlated-noise shift use it, so a sweep worker or notebook that evaluates on clean data
+    (which imports the shift and OOD registries) must not pay for it."""
+    done = subprocess.run(
+        [sys.executable, "-c", CLEAN_EVALUATION], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

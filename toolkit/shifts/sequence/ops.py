@@ -48,7 +48,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from toolkit.shifts.base import check_severity, register
 
@@ -73,7 +72,6 @@ MNIST1D_RAW_STD = 0.1546780
 _SHEAR_MAX_RAW = 0.75 / 2  # shear_scale * max|U - 0.5|
 _IID_RAW = 2e-2
 _CORR_SIGMA_GRID = 2.0  # gaussian_filter(noise, 2) on the 72-sample grid
-_CORR_RAW = 0.25 * float(np.linalg.norm(gaussian_filter1d(np.eye(1, 41, 20)[0], _CORR_SIGMA_GRID)))
 
 # Index = severity; entry 0 is the identity.
 TRANSLATION_FRACTION = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -229,11 +227,25 @@ def iid_noise(x: jax.Array, *, key: jax.Array, severity: int) -> jax.Array:
     return _on_3d(_iid_noise, x, key, jnp.asarray(sigma, x.dtype))
 
 
+def _gaussian_filter1d(x: np.ndarray, sigma: float, **options) -> np.ndarray:
+    # Imported on use: scipy.ndimage takes about 0.35 s to import, which every process that
+    # imports the shifts (a sweep worker, a notebook's first evaluate) would pay for nothing.
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(x, sigma, **options)
+
+
+@functools.cache
+def _corr_raw() -> float:
+    """Marginal std of the generator's corr noise, 0.25 * ||g_2|| (about 0.25 * 0.3756)."""
+    return 0.25 * float(np.linalg.norm(_gaussian_filter1d(np.eye(1, 41, 20)[0], _CORR_SIGMA_GRID)))
+
+
 def _smoothing_matrix(length: int, sigma: float) -> np.ndarray:
     """(L, L + 2r) matrix: Gaussian smoothing (scipy's kernel, truncate 4) of a longer white
     noise, so the result is stationary up to the ends; rows scaled to unit output std."""
     radius = int(4.0 * sigma + 0.5)
-    kernel = gaussian_filter1d(np.eye(1, 2 * radius + 1, radius)[0], sigma, truncate=4.0)
+    kernel = _gaussian_filter1d(np.eye(1, 2 * radius + 1, radius)[0], sigma, truncate=4.0)
     kernel /= np.linalg.norm(kernel)
     rows = np.zeros((length, length + 2 * radius))
     for i in range(length):
@@ -272,7 +284,7 @@ def correlated_noise(
         raise ValueError(f"sigma must be positive, got {sigma!r}")
     if _check(x, severity) == 0:
         return x
-    std = CORR_NOISE_MULTIPLE[severity] * _CORR_RAW / MNIST1D_RAW_STD
+    std = CORR_NOISE_MULTIPLE[severity] * _corr_raw() / MNIST1D_RAW_STD
     return _on_3d(_correlated_noise, x, key, jnp.asarray(std, x.dtype), sigma=float(sigma))
 
 
