@@ -1,4 +1,5 @@
-"""The sweep's disk cache of shifted test sets: built once, loaded after, keyed on data and code."""
+"""The disk cache of shifted test sets (sweeps and tk.evaluate): built once, loaded after, keyed
+on data, key and code."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 
 import toolkit as tk
-from toolkit.sweep import evals, evalsets
+from toolkit import evalsets
+from toolkit.data import Split
+from toolkit.sweep import evals
 
 KWARGS = {"num_samples": 600}
 PAIRS = [["iid_noise", 2], ["translation", 4]]
@@ -28,13 +31,13 @@ def cache_dir(tmp_path, monkeypatch):
 
 def count_builds(monkeypatch) -> list[tuple[str, int]]:
     built: list[tuple[str, int]] = []
-    build = evals._shift
+    build = evalsets.shifted_set
 
-    def counting(test, shift, severity, **spec):
-        built.append((shift, severity))
-        return build(test, shift, severity, **spec)
+    def counting(split, name, severity, *, key):
+        built.append((name, severity))
+        return build(split, name, severity, key=key)
 
-    monkeypatch.setattr(evals, "_shift", counting)
+    monkeypatch.setattr(evalsets, "shifted_set", counting)
     return built
 
 
@@ -110,3 +113,68 @@ def test_editing_the_module_that_defines_a_shift_changes_its_code_fingerprint(
     evalsets.shift_code_fingerprint.cache_clear()
     assert evalsets.shift_code_fingerprint("mine") != before
     evalsets.shift_code_fingerprint.cache_clear()
+
+
+X = np.random.default_rng(3).normal(size=(40, 40)).astype(np.float32)
+Y = (X[:, :20].sum(1) > 0).astype(np.int32)
+SHIFTS = ["iid_noise", "translation"]
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    return tk.train(
+        Split(X, Y), num_classes=2, model="linear", steps=5, batch_size=8, verbose=False
+    )
+
+
+def test_evaluate_reads_shifted_sets_from_the_cache_with_the_same_table(
+    small_run, monkeypatch, cache_dir
+):
+    key = jax.random.key(5)
+    uncached = tk.evaluate(
+        small_run, Split(X, Y), shifts=SHIFTS, severities=[1, 4], key=key, cache=False
+    )
+    assert not (cache_dir / "evalsets").exists()  # cache=False writes nothing
+    built = count_builds(monkeypatch)
+    first = tk.evaluate(small_run, Split(X, Y), shifts=SHIFTS, severities=[1, 4], key=key)
+    assert len(built) == 4
+    assert len(list((cache_dir / "evalsets").glob("*.npz"))) == 4
+    second = tk.evaluate(small_run, Split(X, Y), shifts=SHIFTS, severities=[1, 4], key=key)
+    assert len(built) == 4  # loaded, not built
+    for table in (first, second):
+        assert table.equals(uncached)
+    # The rows are those of the shifted inputs tk.shifts gives with the documented key.
+    x = np.asarray(
+        tk.shifts.apply(
+            "translation", X, key=jax.random.fold_in(key, zlib.crc32(b"translation")), severity=4
+        )
+    )
+    expected = np.mean(np.asarray(small_run.apply(x)).argmax(-1) == Y)
+    row = first[(first.eval_set == "translation") & (first.severity == 4)]
+    assert row.accuracy.item() == pytest.approx(expected)
+
+
+def test_evaluate_cache_keys_on_the_prng_key(small_run, cache_dir):
+    for seed in (0, 1, 1):
+        key = jax.random.key(seed)
+        tk.evaluate(small_run, Split(X, Y), shifts=["iid_noise"], severities=[2], key=key)
+    assert len(list((cache_dir / "evalsets").glob("*.npz"))) == 2
+
+
+def test_cached_shifted_sets_carry_the_callers_labels(cache_dir):
+    key = jax.random.key(0)
+    (first,) = evalsets.shifted_sets(Split(X, Y), [("iid_noise", 2)], key=key)
+    (relabelled,) = evalsets.shifted_sets(Split(X, 1 - Y), [("iid_noise", 2)], key=key)
+    assert len(list((cache_dir / "evalsets").glob("*.npz"))) == 1  # same inputs, one entry
+    np.testing.assert_array_equal(relabelled.x, first.x)
+    np.testing.assert_array_equal(first.y, Y)
+    np.testing.assert_array_equal(relabelled.y, 1 - Y)
+
+
+def test_a_sweep_and_tk_evaluate_with_the_default_key_share_entries(monkeypatch, cache_dir):
+    built = count_builds(monkeypatch)
+    shifted()  # the sweep's sets: key 0 (EVAL_KEY_SEED)
+    dataset = tk.data.load("mnist1d", **KWARGS)
+    run = tk.train(dataset, model="linear", steps=2, batch_size=48, verbose=False)
+    tk.evaluate(run, dataset.test, shifts=["iid_noise"], severities=[2])
+    assert built == [tuple(p) for p in PAIRS]  # iid_noise@2 was read from the sweep's entry

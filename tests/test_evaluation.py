@@ -103,6 +103,7 @@ def test_without_shifts_a_dict_is_returned(run):
         ({"shifts": ["iid_noise"], "severities": [6]}, "severity must be an int in 0..5"),
         ({"ood": ["nonexistent_set"]}, "unknown OOD set 'nonexistent_set'"),
         ({"ood": ["gaussian_noise"], "ood_scores": ["msq"]}, "Did you mean 'msp'"),
+        ({"shifts": ["iid_noise"], "cache": "yes"}, "cache must be True or False, got 'yes'"),
     ],
 )
 def test_bad_names_fail_before_compute(run, kwargs, message, monkeypatch):

@@ -9,7 +9,6 @@ OOD-detection metrics (every score in ``tk.metrics.ood_scores``) on far-OOD data
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from toolkit import data, metrics
+from toolkit import data, evalsets, metrics
 from toolkit.data import Split
 from toolkit.data.tfds_names import is_tfds_name
 from toolkit.train_step import data_mesh
@@ -119,10 +118,6 @@ def _resolve_ood(name: str, given, split: Split, *, key: jax.Array, data_kwargs)
     return other
 
 
-def _seed_of(name: str) -> int:
-    return zlib.crc32(name.encode())  # stable across processes, unlike hash()
-
-
 def evaluate(
     run,
     split: Split,
@@ -135,6 +130,7 @@ def evaluate(
     ood_scores: Sequence[str] = OOD_SCORES,
     key: jax.Array | None = None,
     data_kwargs: Mapping[str, Any] | None = None,
+    cache: bool = True,
 ):
     """Evaluates ``run`` on ``split`` and, optionally, on shifted and OOD data.
 
@@ -149,6 +145,10 @@ def evaluate(
       sets: extra named evaluation splits (e.g. regenerated or label-shifted test sets).
       ood_scores: OOD scores (``tk.metrics.ood_scores``) reported for each OOD set.
       key: typed PRNG key for random shifts and generated OOD sets (default key 0).
+      cache: keep the shifted sets on disk (:mod:`toolkit.evalsets`, under
+        ``$TOOLKIT_CACHE_DIR``), so that evaluating other runs on the same data and shifts,
+        here or in another process, loads them instead of building them again; False
+        builds them in memory on every call. The sets are the same either way.
 
     Returns:
       Without ``shifts``, ``ood`` and ``sets``: a dict (accuracy, nll, brier, ece,
@@ -166,6 +166,8 @@ def evaluate(
     shifts, ood, sets = list(shifts or []), list(ood or []), dict(sets or {})
     data_kwargs = dict(data_kwargs or {})
     # Check every name before any compute.
+    if not isinstance(cache, bool):
+        raise ValueError(f"cache must be True or False, got {cache!r}")
     severities = _check_severities(severities) if shifts else []
     for name in shifts:
         shift_module.check_applies(name, split.x.shape)
@@ -186,7 +188,7 @@ def evaluate(
             name,
             given_ood.get(name),
             split,
-            key=jax.random.fold_in(key, _seed_of(name)),
+            key=evalsets.set_key(key, name),
             data_kwargs=data_kwargs,
         )
         for name in ood
@@ -202,21 +204,17 @@ def evaluate(
     import pandas as pd
 
     rows = [clean_row]
-    x = jnp.asarray(split.x)
-    for name in shifts:
-        shift_key = jax.random.fold_in(key, _seed_of(name))
-        for severity in severities:
-            shifted = shift_module.apply(name, x, key=shift_key, severity=severity)
-            logits = predict(run, shifted, batch_size=batch_size)
-            rows.append(
-                {
-                    "eval_set": name,
-                    "kind": "shift",
-                    "severity": severity,
-                    "num_examples": len(split),
-                }
-                | _classification_row(logits, labels)
-            )
+    pairs = [(name, severity) for name in shifts for severity in severities]
+    if cache:
+        shifted_sets = evalsets.shifted_sets(split, pairs, key=key)
+    else:
+        shifted_sets = [evalsets.shifted_set(split, n, s, key=key) for n, s in pairs]
+    for (name, severity), shifted in zip(pairs, shifted_sets, strict=True):
+        logits = predict(run, shifted.x, batch_size=batch_size)
+        rows.append(
+            {"eval_set": name, "kind": "shift", "severity": severity, "num_examples": len(split)}
+            | _classification_row(logits, labels)
+        )
     for name, extra in sets.items():
         logits = predict(run, extra.x, batch_size=batch_size)
         rows.append(

@@ -28,18 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit import data, metrics, ood, shifts
+from toolkit import data, evalsets, metrics, ood, shifts
 from toolkit.data import Dataset, Split
 from toolkit.ood.base import check_request
 from toolkit.registry import Registry
 from toolkit.sweep.config import SweepConfigError, Trial
 from toolkit.sweep.data import load_dataset
-from toolkit.sweep.evalsets import (
-    array_fingerprint,
-    cached_sets,
-    regenerated_sets,
-    shift_code_fingerprint,
-)
 
 __all__ = ["eval_rows", "evaluate_trial", "evaluations", "parse_evals"]
 
@@ -108,31 +102,15 @@ class Shifts:
         return rows
 
 
-def _shift(test: Split, shift: str, severity: int, **_: Any) -> Split:
-    """``test`` shifted; the key is derived per shift name as tk.evaluate derives it."""
-    key = jax.random.fold_in(jax.random.key(EVAL_KEY_SEED), zlib.crc32(shift.encode()))
-    x = shifts.apply(shift, jnp.asarray(test.x), key=key, severity=severity)
-    return Split(np.asarray(x), test.y)
-
-
 @functools.lru_cache(maxsize=8)
 def _shifted_sets(dataset: str, kwargs_json: str, pairs_json: str) -> tuple[Split, ...]:
     """The shifted test sets, one per ``[shift, severity]`` pair: loaded from the disk cache
-    (:mod:`toolkit.sweep.evalsets`) or built once per machine, then kept for this process.
-    Every run of a sweep sees the same examples (one fixed key)."""
+    (:func:`toolkit.evalsets.shifted_sets`) or built once per machine, then kept for this
+    process. Every run of a sweep sees the same examples (one fixed key, the default of
+    ``tk.evaluate``, so a notebook evaluating with it reads the same entries)."""
     test = load_dataset(dataset, json.loads(kwargs_json)).test
-    data = array_fingerprint(test.x)
-    specs = [
-        {
-            "shift": name,
-            "severity": severity,
-            "key_seed": EVAL_KEY_SEED,
-            "data": data,
-            "code": shift_code_fingerprint(name),
-        }
-        for name, severity in json.loads(pairs_json)
-    ]
-    return tuple(cached_sets(specs, functools.partial(_shift, test)))
+    pairs = [tuple(pair) for pair in json.loads(pairs_json)]
+    return tuple(evalsets.shifted_sets(test, pairs, key=jax.random.key(EVAL_KEY_SEED)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +151,27 @@ class Ood:
 
     def rows(self, run, dataset: Dataset, trial: Trial, entry: str) -> list[dict]:
         return _evaluate(run, dataset.test, ood=self.resolve(dataset))
+
+
+# Dataset arguments that do not change the generated data.
+_NOT_GENERATOR = ("data_dir", "max_examples")
+
+
+@functools.lru_cache(maxsize=4)
+def _regenerated(specs_json: str) -> tuple[Split, ...]:
+    from toolkit.shifts.sequence.regenerated import mnist1d_shifted_test
+
+    return tuple(evalsets.cached_sets(json.loads(specs_json), mnist1d_shifted_test))
+
+
+def _regenerated_sets(
+    pairs: Sequence[tuple[str, int]], standardize: str, dataset_kwargs: dict[str, Any]
+) -> list[Split]:
+    """Regenerated MNIST-1D test sets, one per ``(kind, severity)``, in order: through the
+    disk cache (:func:`toolkit.evalsets.cached_sets`), then kept for this process."""
+    args = {k: v for k, v in dataset_kwargs.items() if k not in _NOT_GENERATOR}
+    specs = [{"kind": k, "severity": s, "standardize": standardize, **args} for k, s in pairs]
+    return list(_regenerated(json.dumps(specs, sort_keys=True)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +217,7 @@ class Mnist1dRegenerated:
 
     def rows(self, run, dataset: Dataset, trial: Trial, entry: str) -> list[dict]:
         pairs = self.pairs()
-        splits = regenerated_sets(pairs, self.standardize, dict(trial.dataset_kwargs))
+        splits = _regenerated_sets(pairs, self.standardize, dict(trial.dataset_kwargs))
         named = {f"{entry}/{k}@{s}": split for (k, s), split in zip(pairs, splits, strict=True)}
         rows = [r for r in _evaluate(run, dataset.test, sets=named) if r["kind"] == "set"]
         for row, (kind, severity) in zip(rows, pairs, strict=True):
