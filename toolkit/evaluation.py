@@ -146,9 +146,10 @@ def evaluate(
       ood_scores: OOD scores (``tk.metrics.ood_scores``) reported for each OOD set.
       key: typed PRNG key for random shifts and generated OOD sets (default key 0).
       cache: keep the shifted sets on disk (:mod:`toolkit.evalsets`, under
-        ``$TOOLKIT_CACHE_DIR``), so that evaluating other runs on the same data and shifts,
-        here or in another process, loads them instead of building them again; False
-        builds them in memory on every call. The sets are the same either way.
+        ``$TOOLKIT_CACHE_DIR``; each takes about the size of ``split.x``), so that
+        evaluating other runs on the same data and shifts, here or in another process,
+        loads them instead of building them again; False builds them in memory on every
+        call. The sets are the same either way.
 
     Returns:
       Without ``shifts``, ``ood`` and ``sets``: a dict (accuracy, nll, brier, ece,
@@ -204,17 +205,22 @@ def evaluate(
     import pandas as pd
 
     rows = [clean_row]
-    pairs = [(name, severity) for name in shifts for severity in severities]
-    if cache:
-        shifted_sets = evalsets.shifted_sets(split, pairs, key=key)
-    else:
-        shifted_sets = [evalsets.shifted_set(split, n, s, key=key) for n, s in pairs]
-    for (name, severity), shifted in zip(pairs, shifted_sets, strict=True):
-        logits = predict(run, shifted.x, batch_size=batch_size)
-        rows.append(
-            {"eval_set": name, "kind": "shift", "severity": severity, "num_examples": len(split)}
-            | _classification_row(logits, labels)
-        )
+    for name in shifts:  # one shift at a time: its severities' sets are all that is held
+        if cache:
+            shifted = evalsets.shifted_sets(split, [(name, s) for s in severities], key=key)
+        else:
+            shifted = [evalsets.shifted_set(split, name, s, key=key) for s in severities]
+        for severity, shifted_split in zip(severities, shifted, strict=True):
+            logits = predict(run, shifted_split.x, batch_size=batch_size)
+            rows.append(
+                {
+                    "eval_set": name,
+                    "kind": "shift",
+                    "severity": severity,
+                    "num_examples": len(split),
+                }
+                | _classification_row(logits, labels)
+            )
     for name, extra in sets.items():
         logits = predict(run, extra.x, batch_size=batch_size)
         rows.append(
