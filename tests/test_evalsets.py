@@ -178,3 +178,24 @@ def test_a_sweep_and_tk_evaluate_with_the_default_key_share_entries(monkeypatch,
     run = tk.train(dataset, model="linear", steps=2, batch_size=48, verbose=False)
     tk.evaluate(run, dataset.test, shifts=["iid_noise"], severities=[2])
     assert built == [tuple(p) for p in PAIRS]  # iid_noise@2 was read from the sweep's entry
+
+
+def test_ood_sets_are_built_once_per_process_and_equal_load_ood(monkeypatch):
+    evalsets._ood_set.cache_clear()
+    calls = []
+    load = tk.ood.load_ood
+
+    def counting(name, like, **kwargs):
+        calls.append(name)
+        return load(name, like, **kwargs)
+
+    monkeypatch.setattr(tk.ood, "load_ood", counting)
+    key = jax.random.key(4)
+    first = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=key, num=30)
+    again = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=jax.random.key(4), num=30)
+    other = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=jax.random.key(5), num=30)
+    assert calls == ["mnist1d_unseen_templates"] * 2  # key 4 once, key 5 once
+    assert again is first and not first.flags.writeable  # shared, so read-only
+    np.testing.assert_array_equal(first, load("mnist1d_unseen_templates", (40,), key=key, num=30))
+    assert not np.array_equal(first, other)
+    evalsets._ood_set.cache_clear()

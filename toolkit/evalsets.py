@@ -40,6 +40,7 @@ from toolkit.data import Split
 __all__ = [
     "array_fingerprint",
     "cached_sets",
+    "ood_set",
     "set_key",
     "shift_code_fingerprint",
     "shifted_set",
@@ -149,3 +150,29 @@ def shifted_sets(split: Split, pairs: Sequence[tuple[str, int]], *, key: jax.Arr
         return shifted_set(split, shift, severity, key=key)
 
     return [Split(s.x, split.y) for s in cached_sets(specs, build)]
+
+
+def ood_set(name: str, shape: tuple[int, ...], *, key: jax.Array, num: int) -> np.ndarray:
+    """``tk.ood.load_ood(name, shape, key=key, num=num)``, built once per process.
+
+    A sweep evaluates every run against the same far-OOD sets (one fixed key), and the
+    generated ones are not cheap: ``mnist1d_unseen_templates`` runs the MNIST-1D generator
+    in numpy, about 0.7 s for 1,000 sequences, which a sweep worker paid for every run.
+    They are kept in memory only (at most 16 sets): unlike the shifts, their code spans
+    several packages, so a disk entry could not be keyed on it safely. The array is
+    shared by every caller, hence read-only.
+    """
+    key_data = tuple(np.asarray(jax.random.key_data(key)).tolist())
+    return _ood_set(
+        name, tuple(int(d) for d in shape), int(num), str(jax.random.key_impl(key)), key_data
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _ood_set(name: str, shape: tuple[int, ...], num: int, impl: str, key_data: tuple) -> np.ndarray:
+    from toolkit import ood
+
+    key = jax.random.wrap_key_data(np.asarray(key_data, np.uint32), impl=impl)
+    x = np.array(ood.load_ood(name, shape, key=key, num=num))
+    x.flags.writeable = False
+    return x

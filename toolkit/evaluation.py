@@ -107,7 +107,7 @@ def _resolve_ood(name: str, given, split: Split, *, key: jax.Array, data_kwargs)
     if given is not None:
         other = given.x if isinstance(given, Split) else np.asarray(given, np.float32)
     elif name in ood.names():
-        return ood.load_ood(name, split, key=key, num=len(split))
+        return evalsets.ood_set(name, split.x.shape[1:], key=key, num=len(split))
     else:
         other = data.load(name, **data_kwargs).test.x
     if other.shape[1:] != split.x.shape[1:]:
