@@ -233,3 +233,30 @@ def test_regenerated_errors():
         mnist1d_shifted_test("iid_noise", 2, standardize="train")
     with pytest.raises(ValueError, match="unknown MNIST-1D generator argument"):
         mnist1d_shifted_test("iid_noise", 2, noise=0.1)
+
+
+def test_raw_stats_are_computed_once_then_read_from_disk(tmp_path, monkeypatch):
+    from toolkit.shifts.sequence import generator
+
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path))
+    calls = []
+    generate = generator.raw_mnist1d
+
+    def counting(**args):
+        calls.append(args)
+        return generate(**args)
+
+    monkeypatch.setattr(generator, "raw_mnist1d", counting)
+    generator._raw_stats_cached.cache_clear()
+    try:
+        first = raw_stats(num_samples=200)
+        generator._raw_stats_cached.cache_clear()  # as a new process would start
+        again = raw_stats(num_samples=200)
+        assert len(calls) == 1 and again == first
+        raw = generate(num_samples=200).x  # the generator's own array, its numpy statistics
+        assert first == (float(raw.mean()), float(raw.std()))
+        raw_stats(num_samples=300)  # other arguments: computed, in an entry of its own
+        assert len(calls) == 2
+        assert len(list((tmp_path / "raw_stats").glob("*.npz"))) == 2
+    finally:
+        generator._raw_stats_cached.cache_clear()
