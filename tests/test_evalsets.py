@@ -92,27 +92,35 @@ def test_array_fingerprint_sees_values_dtype_and_shape():
     assert evalsets.array_fingerprint(changed) != same
 
 
-def test_editing_the_module_that_defines_a_shift_changes_its_code_fingerprint(
-    tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("registry", "fingerprint", "other"),
+    [
+        (lambda: tk.shifts.shifts, evalsets.shift_code_fingerprint, "iid_noise"),
+        (lambda: tk.ood.ood_sets, evalsets.ood_code_fingerprint, "gaussian_noise"),
+    ],
+    ids=["shift", "ood"],
+)
+def test_editing_the_module_that_defines_a_set_changes_its_code_fingerprint(
+    tmp_path, monkeypatch, registry, fingerprint, other
 ):
-    source = tmp_path / "my_shift.py"
-    source.write_text("def my_shift(x, *, key, severity):\n    return x + 0.1 * severity\n")
-    spec = importlib.util.spec_from_file_location("my_shift", source)
+    source = tmp_path / "my_set.py"
+    source.write_text("def my_set(x, *, key, **_):\n    return x + 0.1\n")
+    spec = importlib.util.spec_from_file_location("my_set", source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    entry = tk.shifts.shifts.entry
+    entry = registry().entry
 
     def entry_with_mine(name):
-        return types.SimpleNamespace(factory=module.my_shift) if name == "mine" else entry(name)
+        return types.SimpleNamespace(factory=module.my_set) if name == "mine" else entry(name)
 
-    monkeypatch.setattr(tk.shifts.shifts, "entry", entry_with_mine)
-    evalsets.shift_code_fingerprint.cache_clear()
-    before = evalsets.shift_code_fingerprint("mine")
-    assert before != evalsets.shift_code_fingerprint("iid_noise")
-    source.write_text("def my_shift(x, *, key, severity):\n    return x + 0.2 * severity\n")
-    evalsets.shift_code_fingerprint.cache_clear()
-    assert evalsets.shift_code_fingerprint("mine") != before
-    evalsets.shift_code_fingerprint.cache_clear()
+    monkeypatch.setattr(registry(), "entry", entry_with_mine)
+    fingerprint.cache_clear()
+    before = fingerprint("mine")
+    assert before != fingerprint(other)
+    source.write_text("def my_set(x, *, key, **_):\n    return x + 0.2\n")
+    fingerprint.cache_clear()
+    assert fingerprint("mine") != before
+    fingerprint.cache_clear()
 
 
 X = np.random.default_rng(3).normal(size=(40, 40)).astype(np.float32)
@@ -180,7 +188,7 @@ def test_a_sweep_and_tk_evaluate_with_the_default_key_share_entries(monkeypatch,
     assert built == [tuple(p) for p in PAIRS]  # iid_noise@2 was read from the sweep's entry
 
 
-def test_ood_sets_are_built_once_per_process_and_equal_load_ood(monkeypatch):
+def test_ood_sets_are_built_once_then_read_and_equal_load_ood(monkeypatch, cache_dir):
     evalsets._ood_set.cache_clear()
     calls = []
     load = tk.ood.load_ood
@@ -195,6 +203,10 @@ def test_ood_sets_are_built_once_per_process_and_equal_load_ood(monkeypatch):
     again = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=jax.random.key(4), num=30)
     other = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=jax.random.key(5), num=30)
     assert calls == ["mnist1d_unseen_templates"] * 2  # key 4 once, key 5 once
+    evalsets._ood_set.cache_clear()  # as a new process would start: read from disk
+    reread = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=key, num=30)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(reread, first)
     assert again is first and not first.flags.writeable  # shared, so read-only
     np.testing.assert_array_equal(first, load("mnist1d_unseen_templates", (40,), key=key, num=30))
     assert not np.array_equal(first, other)

@@ -1,4 +1,4 @@
-"""Evaluation sets built from a test split, cached on disk across processes.
+"""Evaluation sets (shifted, regenerated, far-OOD), cached on disk across processes.
 
 Building the ``tk.shifts`` corruptions of a test split runs each image shift op by op
 (scikit-learn digits, 20 shifts x 5 severities: 29.6 s the first time, 6.3 s on a warm
@@ -16,7 +16,8 @@ code that computes the shift (:func:`shift_code_fingerprint`: every module of
 ``toolkit.shifts``, the module that defines the shift, and the JAX version), so an edited
 shift or other data gets new entries. Entries are float32 like the sets themselves: about
 0.1 MB per digits test set (359 images), 31 MB per 10,000-image MNIST set. Delete
-``evalsets/`` under the cache directory to reclaim the space.
+``evalsets/`` under the cache directory to reclaim the space. Far-OOD sets
+(:func:`ood_set`) are cached the same way, keyed on :func:`ood_code_fingerprint`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import importlib.metadata
 import inspect
 import zlib
 from collections.abc import Callable, Sequence
@@ -40,6 +42,7 @@ from toolkit.data import Split
 __all__ = [
     "array_fingerprint",
     "cached_sets",
+    "ood_code_fingerprint",
     "ood_set",
     "set_key",
     "shift_code_fingerprint",
@@ -90,23 +93,58 @@ def array_fingerprint(x: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _code_fingerprint(factory: Callable, folders: Sequence[Path], versions: str) -> str:
+    """A hash of ``versions`` and of every module under ``folders`` plus the one that
+    defines ``factory`` (e.g. a config file's own shift or OOD set)."""
+    files = sorted(path for folder in folders for path in folder.rglob("*.py"))
+    source = inspect.getsourcefile(inspect.unwrap(factory))
+    if source is not None and Path(source) not in files:
+        files.append(Path(source))
+    digest = hashlib.blake2b(versions.encode(), digest_size=16)
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _jax_versions() -> str:
+    import jaxlib
+
+    return f"{jax.__version__} {jaxlib.__version__}"
+
+
 @functools.lru_cache(maxsize=256)
 def shift_code_fingerprint(name: str) -> str:
     """A hash of the code behind shift ``name``: every module of ``toolkit.shifts`` (the
     shifts share helpers), the module that defines it (e.g. a config file's own shift),
     and the JAX and jaxlib versions (random bits and kernels)."""
-    import jaxlib
-
     from toolkit import shifts
 
-    files = sorted(Path(shifts.__file__).parent.rglob("*.py"))
-    source = inspect.getsourcefile(inspect.unwrap(shifts.shifts.entry(name).factory))
-    if source is not None and Path(source) not in files:
-        files.append(Path(source))
-    digest = hashlib.blake2b(f"{jax.__version__} {jaxlib.__version__}".encode(), digest_size=16)
-    for path in files:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    factory = shifts.shifts.entry(name).factory
+    return _code_fingerprint(factory, [Path(shifts.__file__).parent], _jax_versions())
+
+
+# What the registered far-OOD sets are built with besides JAX: numpy and scipy, the MNIST-1D
+# generator (unseen templates) and scikit-learn's sample images read with Pillow (patches).
+_OOD_PACKAGES = ("numpy", "scipy", "mnist1d", "scikit-learn", "pillow")
+
+
+@functools.lru_cache(maxsize=64)
+def ood_code_fingerprint(name: str) -> str:
+    """A hash of the code behind far-OOD set ``name``: every module of ``toolkit.ood``,
+    ``toolkit.shifts`` (the MNIST-1D generator) and ``toolkit.data`` (the generator's
+    arguments), the module that defines it, and the versions of JAX and of the packages
+    the sets are built with."""
+    from toolkit import data, ood, shifts
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "none"
+
+    folders = [Path(module.__file__).parent for module in (ood, shifts, data)]
+    versions = " ".join([_jax_versions(), *(f"{p}={version(p)}" for p in _OOD_PACKAGES)])
+    return _code_fingerprint(ood.ood_sets.entry(name).factory, folders, versions)
 
 
 def set_key(key: jax.Array, name: str) -> jax.Array:
@@ -153,26 +191,38 @@ def shifted_sets(split: Split, pairs: Sequence[tuple[str, int]], *, key: jax.Arr
 
 
 def ood_set(name: str, shape: tuple[int, ...], *, key: jax.Array, num: int) -> np.ndarray:
-    """``tk.ood.load_ood(name, shape, key=key, num=num)``, built once per process.
+    """``tk.ood.load_ood(name, shape, key=key, num=num)`` through the disk cache, then kept
+    in memory (at most 16 sets) for this process.
 
     A sweep evaluates every run against the same far-OOD sets (one fixed key), and the
-    generated ones are not cheap: ``mnist1d_unseen_templates`` runs the MNIST-1D generator
-    in numpy, about 0.7 s for 1,000 sequences, which a sweep worker paid for every run.
-    They are kept in memory only (at most 16 sets): unlike the shifts, their code spans
-    several packages, so a disk entry could not be keyed on it safely. The array is
-    shared by every caller, hence read-only.
+    generated ones are not cheap: ``mnist1d_unseen_templates`` imports the MNIST-1D
+    generator (about 1.5 s) and runs it in numpy (about 0.7 s for 1,000 sequences), which
+    a sweep worker paid for every run. The key holds the name, shape, size, PRNG key and
+    :func:`ood_code_fingerprint`. The array is shared by every caller, hence read-only.
     """
     key_data = tuple(np.asarray(jax.random.key_data(key)).tolist())
-    return _ood_set(
-        name, tuple(int(d) for d in shape), int(num), str(jax.random.key_impl(key)), key_data
-    )
+    shape = tuple(int(d) for d in shape)
+    return _ood_set(name, shape, int(num), str(jax.random.key_impl(key)), key_data)
 
 
 @functools.lru_cache(maxsize=16)
 def _ood_set(name: str, shape: tuple[int, ...], num: int, impl: str, key_data: tuple) -> np.ndarray:
     from toolkit import ood
 
-    key = jax.random.wrap_key_data(np.asarray(key_data, np.uint32), impl=impl)
-    x = np.array(ood.load_ood(name, shape, key=key, num=num))
+    spec = {
+        "ood": name,
+        "shape": list(shape),
+        "num": num,
+        "key": {"impl": impl, "data": list(key_data)},
+        "code": ood_code_fingerprint(name),
+    }
+
+    def build(**_: Any) -> Split:
+        key = jax.random.wrap_key_data(np.asarray(key_data, np.uint32), impl=impl)
+        x = np.asarray(ood.load_ood(name, shape, key=key, num=num))
+        return Split(x, np.zeros(len(x), np.int32))  # unlabelled: the cache stores splits
+
+    (split,) = cached_sets([spec], build)
+    x = split.x
     x.flags.writeable = False
     return x
