@@ -211,3 +211,13 @@ def test_ood_sets_are_built_once_then_read_and_equal_load_ood(monkeypatch, cache
     np.testing.assert_array_equal(first, load("mnist1d_unseen_templates", (40,), key=key, num=30))
     assert not np.array_equal(first, other)
     evalsets._ood_set.cache_clear()
+
+
+def test_an_unwritable_cache_folder_warns_and_still_evaluates(small_run, tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(blocker / "cache"))  # under a file: no folder
+    kwargs = {"shifts": SHIFTS, "severities": [3], "key": jax.random.key(2)}
+    with pytest.warns(UserWarning, match="could not cache evaluation sets"):
+        table = tk.evaluate(small_run, Split(X, Y), **kwargs)
+    assert table.equals(tk.evaluate(small_run, Split(X, Y), cache=False, **kwargs))

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import importlib.metadata
 import inspect
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,20 +69,26 @@ def cached_sets(specs: Sequence[dict[str, Any]], build: Callable[..., Split]) ->
     """``build(**spec)`` for each spec, through the disk cache (built once per machine)."""
     paths = [_path(spec) for spec in specs]
     results: list[Split | None] = [_load(p) for p in paths]
-    for blocking in (False, True):
-        for i, path in enumerate(paths):
-            if results[i] is not None:
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path.with_suffix(".lock"), "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-                except BlockingIOError:
-                    continue  # another process builds it; come back after the others
-                results[i] = _load(path)
-                if results[i] is None:
-                    results[i] = build(**specs[i])
-                    _save(path, results[i])
+    try:
+        for blocking in (False, True):
+            for i, path in enumerate(paths):
+                if results[i] is not None:
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path.with_suffix(".lock"), "a") as lock:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                    except BlockingIOError:
+                        continue  # another process builds it; come back after the others
+                    results[i] = _load(path)
+                    if results[i] is None:
+                        results[i] = build(**specs[i])
+                        _save(path, results[i])
+    except OSError as error:  # a read-only or full cache folder: the sets are still built
+        warnings.warn(
+            f"could not cache evaluation sets in {paths[0].parent}: {error}", stacklevel=2
+        )
+        results = [r if r is not None else build(**s) for r, s in zip(results, specs, strict=True)]
     return [r for r in results if r is not None]
 
 
