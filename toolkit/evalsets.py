@@ -17,7 +17,8 @@ code that computes the shift (:func:`shift_code_fingerprint`: every module of
 shift or other data gets new entries. Entries are float32 like the sets themselves: about
 0.1 MB per digits test set (359 images), 31 MB per 10,000-image MNIST set. Delete
 ``evalsets/`` under the cache directory to reclaim the space. Far-OOD sets
-(:func:`ood_set`) are cached the same way, keyed on :func:`ood_code_fingerprint`.
+(:func:`ood_set`) are cached the same way, keyed on :func:`ood_code_fingerprint`. Where the
+cache folder cannot be written, a warning says so and the sets are built in memory.
 """
 
 from __future__ import annotations
