@@ -162,6 +162,11 @@ def set_key(key: jax.Array, name: str) -> jax.Array:
     return jax.random.fold_in(key, zlib.crc32(name.encode()))
 
 
+def _key_spec(key: jax.Array) -> tuple[str, tuple[int, ...]]:
+    """A typed PRNG key as (impl name, key data): what a cache key holds of it."""
+    return str(jax.random.key_impl(key)), tuple(np.asarray(jax.random.key_data(key)).tolist())
+
+
 def shifted_set(split: Split, name: str, severity: int, *, key: jax.Array) -> Split:
     """``split`` with shift ``name`` at ``severity`` applied to its inputs (labels kept)."""
     from toolkit import shifts
@@ -177,10 +182,8 @@ def shifted_sets(split: Split, pairs: Sequence[tuple[str, int]], *, key: jax.Arr
     only the inputs, which are all a shift reads).
     """
     data = array_fingerprint(np.asarray(split.x))
-    key_spec = {
-        "impl": str(jax.random.key_impl(key)),
-        "data": np.asarray(jax.random.key_data(key)).tolist(),
-    }
+    impl, key_data = _key_spec(key)
+    key_spec = {"impl": impl, "data": list(key_data)}
     specs = [
         {
             "shift": name,
@@ -208,9 +211,8 @@ def ood_set(name: str, shape: tuple[int, ...], *, key: jax.Array, num: int) -> n
     a sweep worker paid for every run. The key holds the name, shape, size, PRNG key and
     :func:`ood_code_fingerprint`. The array is shared by every caller, hence read-only.
     """
-    key_data = tuple(np.asarray(jax.random.key_data(key)).tolist())
     shape = tuple(int(d) for d in shape)
-    return _ood_set(name, shape, int(num), str(jax.random.key_impl(key)), key_data)
+    return _ood_set(name, shape, int(num), *_key_spec(key))
 
 
 @functools.lru_cache(maxsize=16)

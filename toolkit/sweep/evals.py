@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -238,7 +237,7 @@ class LabelShift:
     def splits(self, dataset: Dataset) -> dict[int, Split]:
         from toolkit.data.label_shift import label_shift
 
-        key = jax.random.fold_in(jax.random.key(EVAL_KEY_SEED), zlib.crc32(b"label_shift"))
+        key = evalsets.set_key(jax.random.key(EVAL_KEY_SEED), "label_shift")
         options = {
             "kind": self.kind,
             "alpha": self.alpha,
