@@ -1,8 +1,8 @@
 """What every benchmark report starts with, and the plumbing the benchmarks share.
 
 Timings mean little without the machine, the library versions and how busy the machine
-was, so each report opens with :func:`header` (CPU model, cores, memory, versions, date,
-load average, ``XLA_FLAGS``, the exact command) and is written atomically by
+was, so each report opens with :func:`header` (CPU model, cores, memory, GPUs, versions,
+date, load average, ``XLA_FLAGS``, the exact command) and is written atomically by
 :func:`write_atomic`. Measurements that need their own process (fresh JIT caches, other
 ``XLA_FLAGS``) run through :func:`run_worker`, which reads one JSON line back.
 """
@@ -17,6 +17,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -55,6 +56,23 @@ def _memory_gib() -> float | None:
     return None
 
 
+def _accelerators() -> str:
+    """GPUs as ``nvidia-smi -L`` lists them, or "none found". Asked of nvidia-smi rather
+    than JAX: a parent that started JAX's GPU backend would hold most of the GPU's memory
+    (XLA preallocates) while its worker processes measure."""
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "none found (no working nvidia-smi)"
+    names = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if not names:
+        return "none found"
+    return ", ".join(f"{count} x {name}" for name, count in Counter(names).items())
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -63,10 +81,11 @@ def _version(package: str) -> str:
 
 
 def machine_info() -> dict[str, object]:
-    """CPU model, core counts, memory, library versions and the current load average."""
+    """CPU model, core counts, memory, GPUs, library versions and the current load average."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu": _cpu_model(),
+        "accelerators": _accelerators(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "memory_gib": _memory_gib(),
@@ -94,6 +113,7 @@ def header(title: str, argv: Sequence[str] | None = None) -> str:
         f"- Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs "
         f"({info['usable_cpus']} usable), "
         + (f"{memory:.1f} GiB RAM" if memory else "RAM unknown"),
+        f"- Accelerators: {info['accelerators']}",
         f"- Versions: Python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
         f"flax {info['flax']}, optax {info['optax']}, torch {info['torch']}",
         f"- Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",

@@ -32,6 +32,14 @@ warm`` (default) fills each variant's compilation cache with one untimed run fir
 ``cold`` gives every sweep an empty one. Variants run interleaved, ``--repeats`` times;
 medians are reported.
 
+On a GPU, part 1 is the comparison that matters (part 2 is about CPU cores):
+
+    python -m benchmarks.population --skip runner --sizes 1 8 64 512 \
+        --out results/benchmarks/population_gpu.md
+
+With ``--out``, the report is rewritten after every repeat (marked partial until the
+last), so a run stopped by a time limit keeps the repeats it finished.
+
 Not a test: the numbers depend on the machine and on what else runs on it (see the load
 averages printed with the report).
 """
@@ -46,7 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from benchmarks.machine import (
@@ -88,6 +96,8 @@ def population_worker(engine: str, model: str, count: int, steps: int) -> None:
     each call's wall and compile seconds."""
     import dataclasses
 
+    import jax
+
     import toolkit as tk
     from toolkit.compilation_cache import cache_events
     from toolkit.population import train_population
@@ -108,7 +118,9 @@ def population_worker(engine: str, model: str, count: int, steps: int) -> None:
         compiles.append(events["trace_s"] + events["lower_s"] + events["backend_compile_s"])
         curves.append(runs[0].curve)
     steady = _steady(curves) * (count if engine == "vmapped" else 1)
-    emit({"walls": walls, "compiles": compiles, "steady": steady})
+    device = jax.devices()[0]
+    devices = f"{jax.device_count()} x {device.platform} ({device.device_kind})"
+    emit({"walls": walls, "compiles": compiles, "steady": steady, "devices": devices})
 
 
 def extrapolate(values: Sequence[float], count: int) -> float:
@@ -295,8 +307,9 @@ def _check(args: argparse.Namespace) -> None:
         )
 
 
-def _measure(args: argparse.Namespace, variants: list[str]) -> tuple[dict, dict]:
-    """Runs every measurement, interleaved over repeats; (part 1, part 2) results."""
+def _measure(args: argparse.Namespace, variants: list[str]) -> Iterator[tuple[int, dict, dict]]:
+    """Runs every measurement, interleaved over repeats; after each repeat, yields the
+    number of repeats done and the (part 1, part 2) results so far."""
     pop: dict[tuple, list[dict]] = {}
     run: dict[tuple, list[dict]] = {}
     sizes = sorted(set(args.sizes))
@@ -330,38 +343,34 @@ def _measure(args: argparse.Namespace, variants: list[str]) -> tuple[dict, dict]
                     print(f"repeat {repeat} {model} {RUNNER_VARIANTS[variant][1]}: "
                           f"{result['model_steps'] / result['wall_s']:,.0f} model-steps/s "
                           f"({result['wall_s']:.1f} s)", flush=True)  # fmt: skip
-    return pop, run
+            yield repeat + 1, pop, run
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
-    if args.worker in ("vmapped", "sequential"):
-        population_worker(args.worker, args.model, args.count, args.steps)
-        return
-    if args.worker:
-        runner_worker(args.worker, args.model, args.count, args.runner_steps, args.workers)
-        return
-    _check(args)
-    report = [header("Populations and the sweep runner's CPU mode", [__file__, *argv])]
-    variants = ["inline", "process", *(["flag-only"] if args.flag_only else [])]
-    pop, run = _measure(args, variants)
+def _report(
+    args: argparse.Namespace, head: str, variants: list[str], done: int, pop: dict, run: dict
+) -> list[str]:
+    """The report's lines from the ``done`` repeats measured so far."""
 
     def timed(size: int) -> int:
         return min(size, args.sequential_runs)
 
+    report = [head]
+    if done < args.repeats:
+        report += [f"**Partial: {done} of {args.repeats} repeats done.**", ""]
     if args.skip != "population":
         rows = _population_rows(pop, args.models, sorted(set(args.sizes)), args.steps, timed)
+        devices = sorted({r["devices"] for results in pop.values() for r in results})
         report += [
             "## Part 1: one vmapped population of K members vs K sequential runs",
             "",
             f"{args.steps} steps per member, batch 100, Adam lr 1e-2, MNIST-1D; each cell is the "
-            f"median of {args.repeats} fresh process(es), XLA default threading, no persistent "
+            f"median of {done} fresh process(es), XLA default threading, no persistent "
             f"compilation cache (every process compiles). Model-steps/s; e2e = whole call "
             f"(init, compile, training); steady = chunks after the first. Sequential: "
             f"n = min(K, {args.sequential_runs}) runs timed; K runs = the first (it compiles) "
             f"+ (K - 1) x the mean of the other n - 1 (they reuse its programs), marked "
-            f"'(from n)'. Compile s = tracing + lowering + XLA compiles, as JAX reports them.",
+            f"'(from n)'. Compile s = tracing + lowering + XLA compiles, as JAX reports them. "
+            f"JAX devices of the workers: {', '.join(devices)}.",
             "",
             *markdown_table(POPULATION_COLUMNS, rows),
             "",
@@ -383,13 +392,32 @@ def main(argv: list[str] | None = None) -> None:
             f"= the process from interpreter start; CPU-s = user + system time of the whole "
             f"process tree. Compilation cache: {args.cache} for every variant"
             + (" (each filled by one untimed run first)" if args.cache == "warm" else "")
-            + f". Medians of {args.repeats} interleaved repeat(s). Per run: the `train` "
+            + f". Medians of {done} interleaved repeat(s). Per run: the `train` "
             f"call's seconds and one model's steady steps/s.",
             "",
             *markdown_table(RUNNER_COLUMNS, rows),
             "",
         ]  # fmt: skip
-    publish(report, args.out)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    if args.worker in ("vmapped", "sequential"):
+        population_worker(args.worker, args.model, args.count, args.steps)
+        return
+    if args.worker:
+        runner_worker(args.worker, args.model, args.count, args.runner_steps, args.workers)
+        return
+    _check(args)
+    head = header("Populations and the sweep runner's CPU mode", [__file__, *argv])
+    variants = ["inline", "process", *(["flag-only"] if args.flag_only else [])]
+    # The report is rewritten after every repeat, so a benchmark stopped early (a time
+    # limit on a lent GPU) still leaves the repeats it finished.
+    for done, pop, run in _measure(args, variants):
+        if args.out or done == args.repeats:
+            publish(_report(args, head, variants, done, pop, run), args.out)
 
 
 if __name__ == "__main__":

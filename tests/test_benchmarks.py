@@ -16,6 +16,7 @@ import jax
 import pytest
 
 from benchmarks import checkpoint, data_load, population, shuffle, sweep_wall
+from benchmarks.machine import header
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import program_key, spread_programs
 from toolkit.sweep.workers import (
@@ -50,6 +51,43 @@ def test_population_benchmark_writes_both_tables(tmp_path, capsys):
         assert float(cell.split()[0].replace(",", "")) > 0
     assert all(re.fullmatch(r"\d+\.\d\dx", cell) for cell in runner[1][4:12:2])
     assert "wrote" in capsys.readouterr().out
+
+
+def test_population_report_is_rewritten_after_each_repeat(tmp_path, monkeypatch):
+    """A run stopped by a time limit keeps the repeats it finished (fake measurements)."""
+    out = tmp_path / "population.md"
+    seen = []
+
+    def fake_measure(args, variants):
+        pop = {}
+        for repeat, wall in enumerate((4.0, 2.0)):
+            vmapped = {"walls": [wall], "compiles": [1.0], "steady": 300.0, "devices": "1 x gpu"}
+            solo = {"walls": [wall / 4], "compiles": [0.5], "steady": 100.0, "devices": "1 x gpu"}
+            pop.setdefault(("mlp", "vmapped", 2), []).append(vmapped)
+            pop.setdefault(("mlp", "sequential", 1), []).append(solo)
+            yield repeat + 1, pop, {}
+            seen.append(out.read_text())
+
+    monkeypatch.setattr(population, "_measure", fake_measure)
+    population.main(["--skip", "runner", "--models", "mlp", "--sizes", "2", "--steps", "10",
+                     "--sequential-runs", "1", "--repeats", "2", "--out", str(out)])  # fmt: skip
+    first, final = seen[0], out.read_text()
+    assert "Partial: 1 of 2 repeats done" in first and "Partial" not in final
+    assert "JAX devices of the workers: 1 x gpu" in final
+    # repeat 1: vmapped 2 x 10 steps in 4 s = 5/s; sequential 2 runs x 1 s = 2 s -> 10/s
+    assert table_rows(first, "mlp")[0][2:5] == ["5", "10 (from 1)", "0.50x"]
+    # medians of both repeats: vmapped 3 s (6.7/s); sequential 2 and 1 s -> 1.5 s (13.3/s)
+    assert table_rows(final, "mlp")[0][2:5] == ["7", "13 (from 1)", "0.50x"]
+
+
+def test_report_header_names_the_gpus_that_nvidia_smi_lists(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nprintf 'NVIDIA H200\\nNVIDIA H200\\nNVIDIA A100\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert "- Accelerators: 2 x NVIDIA H200, 1 x NVIDIA A100\n" in header("t", ["x.py"])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert "- Accelerators: none found (no working nvidia-smi)\n" in header("t", ["x.py"])
 
 
 def test_shuffle_benchmark_checks_and_times_both_ways(tmp_path, monkeypatch):
@@ -105,13 +143,17 @@ def test_data_load_benchmark_checks_and_times_both_ways(tmp_path, monkeypatch):
 def test_every_benchmark_report_is_listed_with_the_command_that_wrote_it():
     folder = Path(__file__).resolve().parents[1] / "results" / "benchmarks"
     index = (folder / "README.md").read_text()
-    reports = [p for p in folder.glob("*.md") if p.name != "README.md"]
-    assert len(reports) >= 6
+    reports = [p for p in folder.rglob("*.md") if p.name != "README.md"]
+    assert len(reports) >= 7 and (folder / "gpu" / "population.md") in reports
     for report in reports:
+        name = report.relative_to(folder).as_posix()
         command = f"python -m benchmarks.{report.stem} "
-        assert f"`{report.name}`" in index, f"{report.name} is not in results/benchmarks/README.md"
+        assert f"`{name}`" in index, f"{name} is not in results/benchmarks/README.md"
         assert command in index, f"results/benchmarks/README.md lacks `{command}...`"
-        assert f"`{command}" in report.read_text(), f"{report.name} does not name its command"
+        written = re.search(r"Command \(from the repository root\): `([^`]*)`", report.read_text())
+        assert written, f"{name} does not name its command"
+        assert written[1].startswith(command) and f"--out results/benchmarks/{name}" in written[1]
+        assert f"`{written[1]}`" in index, f"the README's command for {name} is not the one it ran"
 
 
 TINY_SWEEP = """
