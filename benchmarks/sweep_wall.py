@@ -153,14 +153,14 @@ def main(argv: list[str] | None = None) -> None:
 
     report = [
         header("Sweep wall time: the loss-comparison sweeps", [__file__, *argv]),
-        "Each measured sweep: `python -m experiments.sweep --config <sweep> --no_progress` "
-        "in a fresh process and results directory (executor `auto`: one single-threaded "
-        "worker per core on CPU); cold = empty compilation cache, warm = the cache the cold "
-        "run filled. Command wall = the whole command, timed by this script. From the run "
-        "directories: span = first run's start to last run's finish (whole seconds; the "
-        "runner records no sweep start/end), sum of run walls = sum of each run's finish - "
-        "start, training loops = sum of `wall_time_s`. Runs per minute over the command "
-        "wall, or over the span for a sweep read from disk."
+        "Each measured sweep: `python -m experiments.sweep --config <sweep> --no_progress` in a"
+        " fresh process and results directory (executor `auto`: one single-threaded worker per "
+        "core on CPU, vmapped populations on a GPU or TPU); cold = empty compilation cache, "
+        "warm = the cache the cold run filled. Command wall = the whole command, timed by this "
+        "script. From the run directories: span = first run's start to last run's finish (whole"
+        " seconds; the runner records no sweep start/end), sum of run walls = sum of each run's"
+        " finish - start, training loops = sum of `wall_time_s`. Runs per minute over the "
+        "command wall, or over the span for a sweep read from disk."
         + (f" Overrides of the quick sweep: `{' '.join(overrides)}`." if overrides else ""),
         "",
         *markdown_table(COLUMNS, rows),
