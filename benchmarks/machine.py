@@ -57,7 +57,7 @@ def _memory_gib() -> float | None:
 
 
 def _accelerators() -> str:
-    """GPUs as ``nvidia-smi -L`` lists them, or "none found". Asked of nvidia-smi rather
+    """GPU names as nvidia-smi lists them, counted, or "none found". Asked of nvidia-smi rather
     than JAX: a parent that started JAX's GPU backend would hold most of the GPU's memory
     (XLA preallocates) while its worker processes measure."""
     try:

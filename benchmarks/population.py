@@ -34,8 +34,8 @@ medians are reported.
 
 On a GPU, part 1 is the comparison that matters (part 2 is about CPU cores):
 
-    python -m benchmarks.population --skip runner --sizes 1 8 64 512 \
-        --out results/benchmarks/population_gpu.md
+    python -m benchmarks.population --skip runner --sizes 1 8 64 512 --steps 2000 \
+        --repeats 2 --out results/benchmarks/gpu/population.md
 
 With ``--out``, the report is rewritten after every repeat (marked partial until the
 last), so a run stopped by a time limit keeps the repeats it finished.
