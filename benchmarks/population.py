@@ -96,8 +96,6 @@ def population_worker(engine: str, model: str, count: int, steps: int) -> None:
     each call's wall and compile seconds."""
     import dataclasses
 
-    import jax
-
     import toolkit as tk
     from toolkit.compilation_cache import cache_events
     from toolkit.population import train_population
@@ -118,8 +116,8 @@ def population_worker(engine: str, model: str, count: int, steps: int) -> None:
         compiles.append(events["trace_s"] + events["lower_s"] + events["backend_compile_s"])
         curves.append(runs[0].curve)
     steady = _steady(curves) * (count if engine == "vmapped" else 1)
-    device = jax.devices()[0]
-    devices = f"{jax.device_count()} x {device.platform} ({device.device_kind})"
+    info = runs[0].info  # what the run trained on, as tk.train records it
+    devices = f"{info['device_count']} x {info['backend']} ({info['device_kind']})"
     emit({"walls": walls, "compiles": compiles, "steady": steady, "devices": devices})
 
 
