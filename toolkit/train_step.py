@@ -32,6 +32,7 @@ from toolkit import shuffle
 __all__ = [
     "TrainState",
     "apply_model",
+    "chunk_compiler_options",
     "data_mesh",
     "gradient_norm",
     "init_state",
@@ -190,16 +191,36 @@ def resolve_devices(devices: int | Sequence[jax.Device] | None, batch_size: int)
     return devices
 
 
-def make_run_chunk(train_step, num_steps: int, batch_size: int, mesh: Mesh | None = None):
+# XLA:CPU's copy insertion keeps a copy of loop-carried buffers it cannot prove free to
+# update in place; region analysis proves it for the scan's training state. Measured on
+# the MNIST-1D MLP chunk: 15 copies per step (Adam's moments among them) -> 0, about 4%
+# more steps/s (GRU too; CNN unchanged), bit-identical params for every registered model.
+# XLA leaves it off by default on CPU; an option of the CPU compiler, so CPU only.
+_CPU_CHUNK_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+def chunk_compiler_options(mesh: Mesh | None = None) -> dict[str, Any] | None:
+    """XLA compiler options for a training chunk placed on ``mesh`` (None: the default
+    device). Pass them to the outermost ``jax.jit`` (options of an inner one are unused)."""
+    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+    return dict(_CPU_CHUNK_OPTIONS) if platform == "cpu" else None
+
+
+def make_run_chunk(
+    train_step, num_steps: int, batch_size: int, mesh: Mesh | None = None, *, nested: bool = False
+):
     """Compiles ``num_steps`` of ``train_step`` into one program (a ``lax.scan``).
 
     With a ``mesh``, each batch is sharded along its first axis over the mesh's "data" axis
     while params stay replicated: jit partitions the step (gradients and BatchNorm batch
     statistics are reduced over the global batch), so no axis names or pmean are needed.
+    ``nested=True`` is for a chunk traced inside another ``jax.jit`` (the population's),
+    which passes :func:`chunk_compiler_options` itself: JAX takes them from the outermost.
     """
     batch_sharding = None if mesh is None else NamedSharding(mesh, P("data"))
+    options = None if nested else chunk_compiler_options(mesh)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=options)
     def run_chunk(state: TrainState, x_all, y_all, perms: tuple[jax.Array, ...], step_key):
         # perms: the epochs these steps touch (shuffle.EpochPermutations.for_chunk).
         idx = shuffle.chunk_indices(jnp.stack(perms), state.step, num_steps, batch_size)

@@ -32,7 +32,13 @@ import optax
 
 from toolkit import losses, optimizers
 from toolkit.population.grouping import freeze
-from toolkit.train_step import TrainState, jit_init_state, make_run_chunk, make_train_step
+from toolkit.train_step import (
+    TrainState,
+    chunk_compiler_options,
+    jit_init_state,
+    make_run_chunk,
+    make_train_step,
+)
 from toolkit.training import TrainConfig, build_optimizer
 
 __all__ = ["Program", "loss_branches", "member_hyperparameters"]
@@ -116,10 +122,13 @@ class Program:
         index = hyper["loss_index"]
         return lambda logits, labels: jax.lax.switch(index, branches, logits, labels)
 
-    def _jit(self, fn: Callable) -> Callable:
+    def _jit_chunk(self, fn: Callable) -> Callable:
+        mesh = getattr(self.sharding, "mesh", None)
+        mesh = self.data_mesh if mesh is None else mesh
+        options = chunk_compiler_options(mesh)
         if self.sharding is None:
-            return jax.jit(fn)
-        return jax.jit(fn, out_shardings=(self.sharding, self.sharding))
+            return jax.jit(fn, compiler_options=options)
+        return jax.jit(fn, out_shardings=(self.sharding, self.sharding), compiler_options=options)
 
     def init(self, init_keys: jax.Array, hyper: dict, example_x: jax.Array) -> TrainState:
         """The stacked initial state of members with ``init_keys`` (K,).
@@ -147,9 +156,9 @@ class Program:
         def member(state, hyper, y, perms, step_key, x_all):
             train_step = make_train_step(self.model, self.loss(hyper), self.optimizer(hyper))
             run_chunk = make_run_chunk(
-                train_step, num_steps, self.config.batch_size, self.data_mesh
+                train_step, num_steps, self.config.batch_size, self.data_mesh, nested=True
             )
             return run_chunk(state, x_all, y, perms, step_key)
 
         in_axes = (0, 0, 0 if member_labels else None, 0, 0, None)
-        return self._jit(jax.vmap(member, in_axes=in_axes))
+        return self._jit_chunk(jax.vmap(member, in_axes=in_axes))
