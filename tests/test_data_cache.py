@@ -4,7 +4,10 @@ References: the MNIST-1D generator's own arrays (``mnist1d.data.make_dataset``) 
 scikit-learn's 8x8 digits (integers 0..16), never a second call of the cached path.
 """
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +15,14 @@ import tensorflow_datasets as tfds
 
 import toolkit.data as tkd
 from toolkit import array_cache
-from toolkit.data import decoded_cache, tfds_read
+from toolkit.data import decoded_cache, loaded_cache, tfds_read
+
+# tkd.load("digits", max_examples=50)'s call as toolkit.data.loaded_cache keys it.
+LOADED_CALL = {
+    "builder": "digits",
+    "args": {"test_fraction": 0.2, "split_seed": 0},
+    "max_examples": 50,
+}
 
 
 @pytest.fixture
@@ -60,6 +70,36 @@ def test_second_load_reads_the_cached_arrays_instead_of_decoding(
     assert len(decodes) == 4 and len(entries(cache)) == 4
 
 
+def test_a_new_process_reads_a_toolkit_dataset_back_without_importing_tfds(
+    cache, tmp_path, mnist1d_reference
+):
+    data_dir = str(tmp_path / "tfds")
+    first = tkd.load("mnist1d", data_dir=data_dir, max_examples=300)
+    script = f"""
+import json, sys
+import numpy as np
+import toolkit.data as tkd
+ds = tkd.load("mnist1d", data_dir={data_dir!r}, max_examples=300)
+assert "tensorflow_datasets" not in sys.modules, "TFDS was imported"
+np.savez({str(tmp_path / "read.npz")!r}, x=ds.train.x, y=ds.train.y, x_test=ds.test.x)
+print(json.dumps([ds.name, ds.num_classes, list(ds.class_names), ds.info]))
+"""
+    env = {**os.environ, "TOOLKIT_CACHE_DIR": str(cache.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, num_classes, class_names, info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (name, num_classes, tuple(class_names)) == (
+        first.name, first.num_classes, first.class_names
+    )  # fmt: skip
+    assert info == json.loads(json.dumps(first.info)) and info["max_examples"] == 300
+    read, ref = np.load(tmp_path / "read.npz"), mnist1d_reference
+    np.testing.assert_array_equal(read["x"], ref["x"][:300].astype(np.float32))
+    np.testing.assert_array_equal(read["y"], ref["y"][:300])
+    np.testing.assert_array_equal(read["x_test"], ref["x_test"][:300].astype(np.float32))
+
+
 def test_integer_images_are_stored_as_decoded_and_scaled_on_every_load(cache, tmp_path):
     from sklearn.datasets import load_digits
 
@@ -88,12 +128,15 @@ def test_preparing_the_files_again_makes_a_new_entry(cache, decodes, tmp_path):
 def test_a_damaged_entry_is_decoded_again_and_rewritten(cache, decodes, tmp_path):
     data_dir = str(tmp_path / "tfds")
     clean = tkd.load("digits", data_dir=data_dir, max_examples=50)
-    for path in entries(cache):
+    loaded = cache.parent / loaded_cache.KIND  # the whole dataset, read before the splits
+    assert len(entries(loaded)) == 1
+    for path in entries(cache) + entries(loaded):
         path.write_bytes(path.read_bytes()[:100])  # cut short
     again = tkd.load("digits", data_dir=data_dir, max_examples=50)
     assert len(decodes) == 4
     np.testing.assert_array_equal(again.train.x, clean.train.x)
     assert all(array_cache.load(p, ("x", "y")) is not None for p in entries(cache))
+    assert loaded_cache.read(loaded_cache.spec(**LOADED_CALL, data_dir=data_dir)) is not None
     tkd.load("digits", data_dir=data_dir, max_examples=50)
     assert len(decodes) == 4
 

@@ -14,7 +14,8 @@ they are loaded. TFDS datasets must be prepared beforehand (the error says how) 
 with ``download=True``; see :func:`toolkit.data.tfds_source.load` for their arguments
 (``split``, ``train_split``, ``test_split``, ``max_examples``, ``image_size``). A split
 decoded once is kept on disk as arrays (:mod:`toolkit.data.decoded_cache`), so the next
-process loads it without decoding every example again.
+process loads it without decoding every example again; a toolkit dataset is kept whole
+(:mod:`toolkit.data.loaded_cache`), so the next process reads it without importing TFDS.
 """
 
 from __future__ import annotations
@@ -43,12 +44,11 @@ def _mnist1d(*, data_dir: str | None = None, max_examples: int | None = None, **
         raise InvalidHyperparameterError(
             f"dataset 'mnist1d' has no argument {unknown[0]!r}.{hint} Valid: {', '.join(valid)}"
         )
-    from toolkit.data.builders import Mnist1d
     from toolkit.data.offline import validate_mnist1d_args
 
     args = validate_mnist1d_args(**generator_args)
     return tfds_source.load_toolkit_builder(
-        Mnist1d, args, name="mnist1d", data_dir=data_dir, max_examples=max_examples
+        "mnist1d", args, name="mnist1d", data_dir=data_dir, max_examples=max_examples
     )
 
 
@@ -60,12 +60,10 @@ def _stratified(builder_name: str):
         data_dir: str | None = None,
         max_examples: int | None = None,
     ) -> Dataset:
-        from toolkit.data.builders import BUILDERS
-
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         return tfds_source.load_toolkit_builder(
-            BUILDERS[builder_name],
+            builder_name,
             {"test_fraction": test_fraction, "split_seed": split_seed},
             name=builder_name,
             data_dir=data_dir,

@@ -33,7 +33,7 @@ import numpy as np
 
 from toolkit import array_cache
 
-__all__ = ["ENV", "FORMAT", "cached", "enabled", "spec"]
+__all__ = ["ENV", "FORMAT", "cached", "enabled", "folder_files", "spec", "under_mock_data"]
 
 ENV = "TOOLKIT_DATA_CACHE"
 FORMAT = 1  # bump when what an entry holds changes, so old entries are not read
@@ -45,7 +45,7 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _under_mock_data() -> bool:
+def under_mock_data() -> bool:
     """Whether ``tfds.testing.mock_data`` has replaced the builders' read methods."""
     import tensorflow_datasets as tfds
 
@@ -56,7 +56,7 @@ def _under_mock_data() -> bool:
     )
 
 
-def _files(folder: str) -> list[list[Any]] | None:
+def folder_files(folder: str) -> list[list[Any]] | None:
     """``[name, size, mtime_ns]`` of each file in ``folder``; None if it has none."""
     try:
         entries = [e for e in os.scandir(folder) if e.is_file()]
@@ -69,10 +69,10 @@ def _files(folder: str) -> list[list[Any]] | None:
 def spec(builder: Any, **read: Any) -> dict[str, Any] | None:
     """The cache key of reading ``builder`` with the ``read`` options (split, reader,
     feature names, ``max_examples``, ``image_size``); None where nothing may be cached."""
-    if not enabled() or _under_mock_data():
+    if not enabled() or under_mock_data():
         return None
     folder = os.path.realpath(os.fspath(builder.data_dir))
-    files = _files(folder)
+    files = folder_files(folder)
     if files is None:
         return None
     import tensorflow_datasets as tfds

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from toolkit.data import loaded_cache
 from toolkit.data.dataset import Dataset, Split
 from toolkit.data.tfds_names import base_name, is_tfds_name, unknown_name_error
 from toolkit.data.tfds_read import choose_reader, feature_keys, read_split
@@ -305,16 +306,27 @@ def load(
 
 
 def load_toolkit_builder(
-    builder_cls: Any,
+    builder_name: str,
     args: dict[str, Any],
     *,
     name: str,
     data_dir: str | os.PathLike | None = None,
     max_examples: int | None = None,
 ) -> Dataset:
-    """Loads one of the toolkit's own builders, building it into the data dir on first use."""
+    """Loads one of the toolkit's own builders (``toolkit.data.builders.BUILDERS``), building
+    it into the data dir on first use. A load made before with the same arguments is read
+    back from :mod:`toolkit.data.loaded_cache` without importing TFDS."""
     _check_options(max_examples, None)
     root = resolve_data_dir(data_dir)
+    key = loaded_cache.spec(
+        builder=builder_name, args=args, data_dir=root, max_examples=max_examples
+    )
+    dataset = loaded_cache.read(key)
+    if dataset is not None:
+        return dataset
+    from toolkit.data.builders import BUILDERS
+
+    builder_cls = BUILDERS[builder_name]
     config = builder_cls.config_for(**args)
     builder = ensure_prepared(
         functools.partial(builder_cls, config=config, data_dir=root),
@@ -323,6 +335,8 @@ def load_toolkit_builder(
         download=True,  # generated locally: nothing to download
     )
     extra = {"builder": f"{builder_cls.__module__}.{builder_cls.__qualname__}", **args}
-    return dataset_from_builder(
+    dataset = dataset_from_builder(
         builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
     )
+    loaded_cache.write(key, dataset, os.path.realpath(os.fspath(builder.data_dir)))
+    return dataset
