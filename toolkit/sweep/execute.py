@@ -184,9 +184,11 @@ def restore(trial: Trial, run_dir: storage.RunDir, dataset: Dataset) -> tuple[Ch
     from scratch); curve rows and checkpoints after that state are dropped."""
     config = trial.train_config()
     checkpoints = Checkpoints(run_dir.checkpoint)
-    abstract = abstract_state(config, dataset.num_classes, dataset.input_shape)
-    covered = intact_until(run_dir.read_metrics(), config)
-    state = checkpoints.restore(abstract, at_most=covered)
+    state = None
+    if checkpoints.steps():  # a fresh run has none: no need to trace the state's structure
+        abstract = abstract_state(config, dataset.num_classes, dataset.input_shape)
+        covered = intact_until(run_dir.read_metrics(), config)
+        state = checkpoints.restore(abstract, at_most=covered)
     step = int(state.step) if state is not None else 0
     checkpoints.drop_after(step)
     run_dir.keep_metrics_until(step)
