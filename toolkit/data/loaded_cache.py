@@ -12,7 +12,9 @@ returned (its float32 arrays and its metadata) as an ``.npz`` entry of
 with the same arguments reads that file instead, TFDS not imported.
 
 The key holds the builder, its arguments, the data dir, ``max_examples``, the installed
-TFDS version (from the package metadata, without importing it) and :data:`FORMAT`. The
+TFDS version (from the package metadata, without importing it), a hash of the source of
+``toolkit.data`` (what reads, scales and describes the data: editing it makes new
+entries) and :data:`FORMAT`. The
 entry records the prepared dataset's folder with the name, size and modification time of
 each file in it; an entry whose folder no longer holds exactly those files (the dataset
 was prepared again) is not used, and the load goes through TFDS and rewrites it. A damaged
@@ -22,10 +24,13 @@ while ``tfds.testing.mock_data`` serves fake examples.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata
 import json
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,9 +41,18 @@ from toolkit.data.dataset import Dataset, Split
 
 __all__ = ["FORMAT", "KIND", "read", "spec", "write"]
 
-FORMAT = 1  # bump when what an entry holds, or how a Dataset is built from it, changes
+FORMAT = 1  # bump to drop every entry (editing toolkit.data already changes the key)
 KIND = "loaded"
 _ARRAYS = ("train_x", "train_y", "test_x", "test_y", "meta")
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    """A hash of every module of ``toolkit.data`` (this package's folder)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _tfds_version() -> str | None:
@@ -59,7 +73,7 @@ def spec(**call: Any) -> dict[str, Any] | None:
     version = _tfds_version()
     if version is None:
         return None
-    return {"format": FORMAT, "call": call, "tfds": version}
+    return {"format": FORMAT, "call": call, "tfds": version, "code": _code_fingerprint()}
 
 
 def read(key: dict[str, Any] | None) -> Dataset | None:
