@@ -13,13 +13,14 @@ with the same arguments reads that file instead, TFDS not imported.
 
 The key holds the builder, its arguments, the data dir, ``max_examples``, the installed
 TFDS version (from the package metadata, without importing it), a hash of the source of
-``toolkit.data`` (what reads, scales and describes the data: editing it makes new
-entries) and :data:`FORMAT`. The
-entry records the prepared dataset's folder with the name, size and modification time of
-each file in it; an entry whose folder no longer holds exactly those files (the dataset
-was prepared again) is not used, and the load goes through TFDS and rewrites it. A damaged
-entry is treated as missing. Off, as the decoded cache, under ``TOOLKIT_DATA_CACHE=0`` and
-while ``tfds.testing.mock_data`` serves fake examples.
+``toolkit.data`` (what reads, scales and describes the data: editing it makes new entries)
+and :data:`FORMAT`. The entry records the prepared dataset's folder with the name, size and
+modification time of each file in it; an entry whose folder no longer holds exactly those
+files (the dataset was prepared again, or deleted) is not used, and the load goes through
+TFDS and rewrites it. A damaged entry is treated as missing. Off, as the decoded cache,
+under ``TOOLKIT_DATA_CACHE=0`` and while ``tfds.testing.mock_data`` serves fake examples.
+An entry is the size of the float32 arrays (MNIST-1D 0.8 MB, ``mnist5k`` 16 MB) and is
+never evicted: delete ``loaded/`` to reclaim the space.
 """
 
 from __future__ import annotations
