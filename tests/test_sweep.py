@@ -358,9 +358,14 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
 ):
     results = tmp_path / "results"
     config = tiny_config(losses=("softmax_focal",))
+    traced = []  # only a resume needs the state's structure (a fresh run skips tracing it)
+    monkeypatch.setattr(
+        execute_module, "abstract_state", lambda *a: traced.append(a) or abstract_state(*a)
+    )
     monkeypatch.setattr(execute_module, "train", CountingTrain(crash_after_step=30))
     crashed = sweep_into(results, config)
     assert crashed.count("failed") == 1 and "simulated crash" in crashed.failed[0]["error"]
+    assert traced == []
     run = next(storage.run_dirs(crashed.experiment_dir))
     assert not run.is_done() and Checkpoints(run.checkpoint).steps() == [20]
     assert [r["step"] for r in run.read_metrics()] == [10, 20, 30]
@@ -369,6 +374,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     monkeypatch.setattr(execute_module, "train", counter)
     resumed = sweep_into(results, config)
     assert counter.calls == 1 and resumed.summaries[0]["resumed_from"] == 20
+    assert len(traced) == 1
     assert [r["step"] for r in run.read_metrics()] == [10, 20, 30, 40]  # row 30 not repeated
     original = storage.RunDir(finished, run.run_id)
     np.testing.assert_allclose(
