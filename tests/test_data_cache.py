@@ -100,6 +100,17 @@ print(json.dumps([ds.name, ds.num_classes, list(ds.class_names), ds.info]))
     np.testing.assert_array_equal(read["x_test"], ref["x_test"][:300].astype(np.float32))
 
 
+def test_a_relative_data_dir_is_the_one_under_the_current_directory(cache, tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        ds = tkd.load("digits", data_dir="tfds", max_examples=30)
+        assert (folder / "tfds" / "digits").is_dir()  # prepared here, not read from a/
+        assert len(ds.train) == 30
+    assert len(entries(cache.parent / loaded_cache.KIND)) == 2
+
+
 def test_integer_images_are_stored_as_decoded_and_scaled_on_every_load(cache, tmp_path):
     from sklearn.datasets import load_digits
 

@@ -318,8 +318,8 @@ def load_toolkit_builder(
     back from :mod:`toolkit.data.loaded_cache` without importing TFDS."""
     _check_options(max_examples, None)
     root = resolve_data_dir(data_dir)
-    key = loaded_cache.spec(
-        builder=builder_name, args=args, data_dir=root, max_examples=max_examples
+    key = loaded_cache.spec(  # the absolute dir: a relative one names another after a cd
+        builder=builder_name, args=args, data_dir=os.path.abspath(root), max_examples=max_examples
     )
     dataset = loaded_cache.read(key)
     if dataset is not None:
