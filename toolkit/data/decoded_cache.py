@@ -33,7 +33,16 @@ import numpy as np
 
 from toolkit import array_cache
 
-__all__ = ["ENV", "FORMAT", "cached", "enabled", "folder_files", "spec", "under_mock_data"]
+__all__ = [
+    "ENV",
+    "FORMAT",
+    "cached",
+    "enabled",
+    "folder_files",
+    "prepared_folder",
+    "spec",
+    "under_mock_data",
+]
 
 ENV = "TOOLKIT_DATA_CACHE"
 FORMAT = 1  # bump when what an entry holds changes, so old entries are not read
@@ -66,12 +75,17 @@ def folder_files(folder: str) -> list[list[Any]] | None:
     return sorted(stats) or None
 
 
+def prepared_folder(builder: Any) -> str:
+    """The real path of the folder that holds ``builder``'s prepared files."""
+    return os.path.realpath(os.fspath(builder.data_dir))
+
+
 def spec(builder: Any, **read: Any) -> dict[str, Any] | None:
     """The cache key of reading ``builder`` with the ``read`` options (split, reader,
     feature names, ``max_examples``, ``image_size``); None where nothing may be cached."""
     if not enabled() or under_mock_data():
         return None
-    folder = os.path.realpath(os.fspath(builder.data_dir))
+    folder = prepared_folder(builder)
     files = folder_files(folder)
     if files is None:
         return None

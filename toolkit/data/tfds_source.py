@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from toolkit.data import loaded_cache
+from toolkit.data import decoded_cache, loaded_cache
 from toolkit.data.dataset import Dataset, Split
 from toolkit.data.tfds_names import base_name, is_tfds_name, unknown_name_error
 from toolkit.data.tfds_read import choose_reader, feature_keys, read_split
@@ -338,5 +338,5 @@ def load_toolkit_builder(
     dataset = dataset_from_builder(
         builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
     )
-    loaded_cache.write(key, dataset, os.path.realpath(os.fspath(builder.data_dir)))
+    loaded_cache.write(key, dataset, decoded_cache.prepared_folder(builder))
     return dataset
