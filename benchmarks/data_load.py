@@ -91,8 +91,8 @@ def _megabytes(folder: Path) -> float:
 
 def measure(name: str, repeats: int, scratch: Path) -> list[object]:
     cache = scratch / name
-    # Prepares the dataset in the TFDS data dir if needed, and fills both caches.
-    _run(name, "decode", cache)
+    # Prepares the dataset in the TFDS data dir if needed, and fills both caches, so that
+    # the checked "decoded" way below reads the decoded-split cache.
     _run(name, "decoded", cache)
     checks = {way: scratch / f"{name}-{way}.npz" for way in WAYS}
     for way in WAYS:

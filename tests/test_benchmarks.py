@@ -126,7 +126,7 @@ def test_checkpoint_benchmark_times_both_schedules(tmp_path, monkeypatch):
         checkpoint.main(["--runs", "0"])
 
 
-@pytest.mark.slow  # eight fresh processes, most of them importing TFDS
+@pytest.mark.slow  # seven fresh processes, most of them importing TFDS
 def test_data_load_benchmark_checks_and_times_all_three_ways(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # digits prepared here
     out = tmp_path / "data_load.md"
