@@ -6,6 +6,7 @@ scikit-learn's 8x8 digits (integers 0..16), never a second call of the cached pa
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -175,9 +176,16 @@ def test_an_unwritable_cache_warns_and_still_returns_the_data(cache, tmp_path, m
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(array_cache, "save", refuse)
-    with pytest.warns(UserWarning, match="could not cache the decoded split in .*Permission"):
+    with pytest.warns(UserWarning) as warned:
         ds = tkd.load("digits", data_dir=str(tmp_path / "tfds"), max_examples=20)
+    # Every entry not written says so: each decoded split (train, test) and the loaded dataset.
+    kinds = sorted(
+        re.match(r"could not cache the (.+?) in .*Permission denied", str(w.message)).group(1)
+        for w in warned
+    )
+    assert kinds == ["decoded split", "decoded split", "loaded dataset"], kinds
     assert len(ds.train) == 20 and entries(cache) == []
+    assert entries(cache.parent / loaded_cache.KIND) == []
 
 
 def test_array_cache_writes_whole_entries_or_nothing(tmp_path, monkeypatch):
