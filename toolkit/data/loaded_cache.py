@@ -102,8 +102,10 @@ def read(key: dict[str, Any] | None) -> Dataset | None:
 
 def write(key: dict[str, Any] | None, dataset: Dataset, folder: str) -> None:
     """Stores ``dataset``, read from the prepared files in ``folder``, under ``key``."""
-    files = decoded_cache.folder_files(folder)
-    if key is None or files is None or dataset.validation is not None:
+    if key is None or dataset.validation is not None:
+        return
+    files = decoded_cache.folder_files(folder)  # scanned only for a load that is cached
+    if files is None:
         return
     try:
         meta = json.dumps({
