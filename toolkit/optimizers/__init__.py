@@ -32,7 +32,7 @@ family and the adaptive optimizers) and ``contrib`` (Muon, schedule-free AdamW a
 """
 
 from toolkit.optimizers import classic, contrib  # noqa: F401  (registers the optimizers)
-from toolkit.optimizers.base import optimizers, register
+from toolkit.optimizers.base import WEIGHT_DECAY_KINDS, optimizers, register
 from toolkit.optimizers.contrib import eval_params
 
 names = optimizers.names
@@ -41,4 +41,14 @@ hparams = optimizers.hparams
 describe = optimizers.describe
 get = optimizers.get
 
-__all__ = ["describe", "entry", "eval_params", "get", "hparams", "names", "optimizers", "register"]
+__all__ = [
+    "WEIGHT_DECAY_KINDS",
+    "describe",
+    "entry",
+    "eval_params",
+    "get",
+    "hparams",
+    "names",
+    "optimizers",
+    "register",
+]
