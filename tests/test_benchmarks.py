@@ -251,6 +251,24 @@ def task(seed, **train):
     return Task("unused", trial, {})
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_a_thread_ending_while_the_pool_is_counted_is_skipped(monkeypatch):
+    jax.devices()  # this process's XLA pool threads exist
+    tasks = sorted(Path("/proc/self/task").iterdir())
+    expected = sum(open(t / "comm").read().startswith("tf_XLAEigen") for t in tasks[1:])
+    assert expected >= 1
+    read_text = Path.read_text
+
+    def vanished_first(path, *args, **kwargs):  # the first listed thread ends meanwhile
+        if path == tasks[0] / "comm":
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "iterdir", lambda path: iter(tasks))
+    monkeypatch.setattr(Path, "read_text", vanished_first)
+    assert xla_pool_threads() == expected
+
+
 def test_runs_are_spread_so_that_workers_start_on_different_programs():
     p = [task(s) for s in range(3)]
     q = [task(s, learning_rate=0.1) for s in range(2)]

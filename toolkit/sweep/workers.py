@@ -103,10 +103,16 @@ def start_backend(threads: int = 1) -> bool:
 def xla_pool_threads() -> int | None:
     """How many XLA CPU pool threads this process has (None where /proc is missing)."""
     try:
-        names = [(task / "comm").read_text() for task in Path("/proc/self/task").iterdir()]
+        tasks = list(Path("/proc/self/task").iterdir())
     except OSError:
         return None
-    return sum(name.startswith(POOL_THREAD_PREFIX) for name in names)
+    count = 0
+    for task in tasks:
+        try:
+            count += (task / "comm").read_text().startswith(POOL_THREAD_PREFIX)
+        except OSError:  # the thread ended since the listing (not a missing /proc)
+            pass
+    return count
 
 
 def enable_compilation_cache() -> None:
