@@ -174,16 +174,18 @@ def run_worker(
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 1800,
+    tree: str | os.PathLike | None = None,
 ) -> dict:
     """Runs ``python -m module args`` in a fresh process and returns its :func:`emit` result.
 
     ``env`` entries are added to this process's environment (e.g. ``XLA_FLAGS``, which XLA
-    reads once, when its backend starts).
+    reads once, when its backend starts). ``tree`` runs the worker from another checkout
+    (its own ``toolkit`` and ``benchmarks``), e.g. a baseline commit's ``git worktree``.
     """
     environment = {**os.environ, **(env or {})}
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=REPO,
+        cwd=REPO if tree is None else tree,
         env=environment,
         capture_output=True,
         text=True,

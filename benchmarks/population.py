@@ -98,7 +98,7 @@ def population_worker(engine: str, model: str, count: int, steps: int) -> None:
 
     import toolkit as tk
     from toolkit.compilation_cache import cache_events
-    from toolkit.population import train_population
+    from toolkit.training import train_population
 
     dataset = tk.data.load("mnist1d")
     configs = _configs(model, count, steps)

@@ -264,7 +264,9 @@ TRAIN = {
     "negative learning rate": ({"learning_rate": -0.1}, "-0.1", "positive"),
     "batch larger than the data": ({"batch_size": 61}, "61", "60 examples"),
     "steps 0": ({"steps": 0}, "got 0", "positive int"),
-    "negative seed": ({"seed": -1}, "-1", "non-negative"),
+    "negative seed": ({"seed": -1}, "-1", "[0, 2**32)"),
+    # jax.random.key(2**32) is the key of seed 0: refused, not a silent repeat of seed 0
+    "seed of 2**32": ({"seed": 2**32}, "4294967296", "[0, 2**32)"),
     "unknown option": ({"stepz": 3}, "'stepz'", "steps"),
     "unknown model hyperparameter": (
         {"model": "mlp", "model_hparams": {"hiden": (8,)}},

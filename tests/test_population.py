@@ -13,15 +13,9 @@ import pytest
 
 import toolkit as tk
 from toolkit.data import Split
-from toolkit.population import (
-    choose_mode,
-    group_into_populations,
-    plan,
-    population_key,
-    train_population,
-)
+from toolkit.population import choose_mode, group_into_populations, plan, population_key
 from toolkit.sweep import storage
-from toolkit.training import TrainConfig
+from toolkit.training import TrainConfig, train_population
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(64, 40)).astype(np.float32)
@@ -252,7 +246,7 @@ def test_bad_input_is_refused_before_compute(monkeypatch):
     def no_compute(*args, **kwargs):
         raise AssertionError("compute started before the inputs were checked")
 
-    monkeypatch.setattr("toolkit.population.trainer.Program", no_compute)
+    monkeypatch.setattr("toolkit.training.program_for", no_compute)
     with pytest.raises(ValueError, match="population member 1: unknown loss 'focal'"):
         train_population(SPLIT, [config(), config(loss="focal")], num_classes=4)
     with pytest.raises(ValueError, match=r"train_labels must have shape .* \(2, 64\), got \(64,\)"):

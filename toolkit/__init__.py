@@ -45,7 +45,7 @@ _ATTRS = {
     "Run": ("toolkit.training", "Run"),
     "TrainConfig": ("toolkit.training", "TrainConfig"),
     "evaluate": ("toolkit.evaluation", "evaluate"),
-    "train_population": ("toolkit.population", "train_population"),
+    "train_population": ("toolkit.training", "train_population"),
     "predict": ("toolkit.evaluation", "predict"),
 }
 

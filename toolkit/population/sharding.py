@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -56,6 +57,7 @@ class Placement:
     order: tuple[int, ...]
     mesh: jax.sharding.Mesh | None
     mode: str = "none"
+    device: jax.Device | None = None  # where a population without a mesh lives
 
     @property
     def device_count(self) -> int:
@@ -64,7 +66,7 @@ class Placement:
     @property
     def devices(self) -> list[jax.Device]:
         if self.mesh is None:
-            return [jax.local_devices()[0]]
+            return [self.device or jax.local_devices()[0]]
         return list(self.mesh.devices.flat)
 
     @property
@@ -103,8 +105,14 @@ def choose_mode(num_members: int, num_devices: int, batch_size: int) -> str:
     return "population"
 
 
-def plan(num_members: int, shard: bool | str, batch_size: int | None = None) -> Placement:
-    """The placement of ``num_members`` members under ``shard`` (module docstring).
+def plan(
+    num_members: int,
+    shard: bool | str,
+    batch_size: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> Placement:
+    """The placement of ``num_members`` members under ``shard`` (module docstring) on
+    ``devices`` (default: every local device).
 
     ``batch_size`` (each member's) is needed by ``"data"`` and ``"auto"``.
     """
@@ -115,13 +123,13 @@ def plan(num_members: int, shard: bool | str, batch_size: int | None = None) -> 
         mode = shard
     else:
         raise ValueError(f"shard must be one of {', '.join(map(repr, valid))}; got {shard!r}")
-    devices = jax.local_devices()
+    devices = list(jax.local_devices() if devices is None else devices)
     if mode in ("auto", "data") and batch_size is None:
         raise ValueError(f"shard={mode!r} needs the members' batch_size")
     if mode == "auto":
         mode = choose_mode(num_members, len(devices), batch_size)
     if mode == "none" or len(devices) == 1:
-        return Placement(num_members, tuple(range(num_members)), None, "none")
+        return Placement(num_members, tuple(range(num_members)), None, "none", devices[0])
     if mode == "data":
         if batch_size % len(devices):
             raise ValueError(

@@ -85,7 +85,7 @@ def _claim(tasks: Sequence[Task]) -> tuple[list[_Member], list[dict]]:
 
 
 def _train_group(group: list[_Member]) -> Iterator[dict[str, Any]]:
-    from toolkit.population import train_population
+    from toolkit.training import train_population
 
     first = group[0].trial
     dataset = load_dataset(first.dataset, dict(first.dataset_kwargs))
