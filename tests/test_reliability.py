@@ -5,8 +5,9 @@ sweeps at once train each run once; diverging population members are recorded an
 reported as diverged; the same config gives the same numbers; nothing is unpickled or
 evaluated from a results directory.
 
-The reference for every comparison is an uninterrupted sweep run in a fresh process, and
-training starts are counted from ``toolkit.sweep.faults``' event log, written by every
+The reference for every comparison is an uninterrupted sweep run in a fresh process.
+Faults come from ``tests/sweep_faults.py``, which runs the sweep command with toolkit
+functions patched to die at a crash point and to log every training start, in every
 process (the killed ones included).
 """
 
@@ -30,11 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import sweep_faults
 
 import toolkit as tk
 from experiments import sweep as sweep_cli
 from toolkit.report import ReportError, build_report, load_results
-from toolkit.sweep import faults, storage
+from toolkit.sweep import storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.reevaluation import reevaluate
@@ -78,14 +80,13 @@ def argv(space, results, *extra):
 
 
 def start(space, results, events, *extra, crash=None):
-    """``python -m experiments.sweep`` in a fresh process (SIGKILLed at ``crash``)."""
+    """``python -m experiments.sweep`` in a fresh process, its training starts logged to
+    ``events`` (and SIGKILLed at ``crash``) by ``tests/sweep_faults.py``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOOLKIT_CACHE_DIR": str(space.cache)}
-    env[faults.EVENT_ENV] = str(events)
-    env.pop(faults.CRASH_ENV, None)
-    if crash:
-        env[faults.CRASH_ENV] = crash
     log = open(events.with_suffix(".stderr"), "ab")
-    command = [sys.executable, "-m", "experiments.sweep", *argv(space, results, *extra)]
+    command = [sys.executable, sweep_faults.__file__, "--events", str(events)]
+    command += ["--crash", crash] if crash else []
+    command += ["--", *argv(space, results, *extra)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     log.close()
     return process
@@ -99,8 +100,7 @@ def finish(process, events, timeout=300):
 def rerun(space, results, events, monkeypatch, *extra):
     """The same command again, in this process (same XLA flags, so the same numbers)."""
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(space.cache))
-    monkeypatch.setenv(faults.EVENT_ENV, str(events))
-    monkeypatch.delenv(faults.CRASH_ENV, raising=False)
+    sweep_faults.log_starts(events, monkeypatch.setattr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # damaged files are reported with warnings
         assert sweep_cli.main(argv(space, results, *extra)) == 0
@@ -217,13 +217,14 @@ CRASHES = {
 }
 
 
-def test_every_crash_point_is_killed_at_and_a_bad_spec_is_refused(monkeypatch):
-    assert {crash.partition(":")[0] for crash in CRASHES} == set(faults.CRASH_POINTS)
-    monkeypatch.setenv(faults.CRASH_ENV, "train_chunks:2")
+def test_every_crash_point_is_killed_at_and_a_bad_spec_is_refused():
+    assert {crash.partition(":")[0] for crash in CRASHES} == set(sweep_faults.POINTS)
     with pytest.raises(ValueError, match=r"'train_chunks:2'.*train_chunk, checkpoint_write"):
-        faults.armed("train_chunk")
-    monkeypatch.setenv(faults.CRASH_ENV, "after_evals:3")
-    assert faults.armed("after_evals") and not faults.armed("before_evals")
+        sweep_faults.parse("train_chunks:2")
+    with pytest.raises(ValueError, match=r"'after_evals:0'"):
+        sweep_faults.parse("after_evals:0")
+    assert sweep_faults.parse("after_evals:3") == ("after_evals", 3)
+    assert sweep_faults.parse("before_evals") == ("before_evals", 1)
 
 
 @pytest.mark.slow
@@ -418,7 +419,6 @@ def test_every_file_write_in_the_runner_and_report_is_atomic_or_a_locked_append(
     temporary directory that is renamed into place."""
     allowed = {
         "toolkit/sweep/storage.py": {"atomic_write_text", "append_jsonl", "acquire"},
-        "toolkit/sweep/faults.py": {"log_event"},
         "toolkit/array_cache.py": {"save"},
         "toolkit/report/build.py": {"_write_file"},
         "toolkit/report/plots.py": {"save"},

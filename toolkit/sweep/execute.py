@@ -4,8 +4,7 @@ Order of writes in a run dir: ``config.json``, then ``metrics.jsonl`` rows per c
 checkpoint when :class:`SaveSchedule` says so and at the end, then the ``evals.jsonl`` rows,
 ``provenance.json``, and ``done`` last. A crash anywhere before ``done`` leaves a run that
 the next invocation resumes from its newest readable checkpoint (curve rows written after
-that checkpoint are dropped first, so the curve has no gaps or repeats). The crash points
-of :mod:`toolkit.sweep.faults` sit between these writes (inert unless a test arms one).
+that checkpoint are dropped first, so the curve has no gaps or repeats).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import Dataset, Split
-from toolkit.sweep import faults, storage
+from toolkit.sweep import storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
@@ -89,7 +88,6 @@ class Recorder:
         storage.append_jsonl(self.run_dir.metrics, [row])
         if save:
             self.checkpoints.save(state)
-        faults.crash_point("train_chunk")
 
 
 def train_fields(config: TrainConfig) -> dict[str, Any]:
@@ -123,16 +121,12 @@ def record(
 ) -> list[dict]:
     """Evaluates a trained run and writes its eval rows, provenance and done marker (which
     lists the rows, so that a reader can tell when rows were lost)."""
-    faults.crash_point("before_evals")
     diverged_step = run.info.get("diverged_step")
     results = evaluate_trial(
         run, dataset, trial, parse_evals(evals), diverged=diverged_step is not None
     )
     rows = eval_rows(trial, results, diverged_step)
-    storage.append_jsonl(
-        run_dir.path.parent.parent / storage.EVALS, rows, crash_point="evals_append"
-    )
-    faults.crash_point("after_evals")
+    storage.append_jsonl(run_dir.path.parent.parent / storage.EVALS, rows)
     finished = storage.now()
     storage.atomic_write_json(
         run_dir.provenance,
@@ -211,7 +205,6 @@ def _execute(task: Task) -> dict[str, Any]:
         dataset, split, noise = prepare(trial)
         checkpoints, state = restore(trial, run_dir, dataset)
         resumed_from = int(state.step) if state is not None else 0
-        faults.log_event("train_start", run_id=trial.run_id, step=resumed_from)
         config = trial.train_config()
         recorder, schedule = Recorder(run_dir, checkpoints), task.schedule()
         t0 = time.perf_counter()

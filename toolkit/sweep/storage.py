@@ -38,8 +38,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from toolkit.sweep import faults
-
 __all__ = [
     "RunDir",
     "RunLock",
@@ -135,15 +133,11 @@ def read_json(path: str | os.PathLike) -> Any | None:
         return None
 
 
-def append_jsonl(
-    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], *, crash_point: str | None = None
-) -> None:
+def append_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
     """Appends ``rows`` as whole lines in one write, under an exclusive ``fcntl.flock``.
 
     If the file ends in a partial line (a writer died mid-line), a newline is written
     first so that the partial line stays on its own and readers can skip it.
-    ``crash_point`` names a :mod:`~toolkit.sweep.faults` point that dies halfway through
-    the write (a test hook; inert unless ``TOOLKIT_CRASH_AT`` names it).
     """
     data = "".join(_dumps(row) + "\n" for row in rows).encode()
     if not data:
@@ -156,10 +150,6 @@ def append_jsonl(
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             data = b"\n" + data
-        if crash_point is not None and faults.due(crash_point):
-            os.write(fd, data[: len(data) // 2])
-            os.fsync(fd)
-            faults.kill()
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
