@@ -104,7 +104,8 @@ def arm(spec: str) -> None:
     """Makes this process SIGKILL itself at crash point ``spec`` (``name[:count]``)."""
     import orbax.checkpoint as ocp
 
-    from toolkit.sweep import execute, storage
+    from toolkit import store
+    from toolkit.sweep import execute
 
     name, count = parse(spec)
     passes = 0
@@ -146,11 +147,11 @@ def arm(spec: str) -> None:
 
         execute.record = crash_then_record
     else:  # evals_append, after_evals: around the append of a run's eval rows
-        append = storage.append_jsonl
+        append = store.append_jsonl
 
         def append_rows(path, rows):
             path = Path(path)
-            if path.name != storage.EVALS:
+            if path.name != store.EVALS:
                 return append(path, rows)
             if name == "evals_append" and due():
                 with dying_halfway_through_writes_to(path):
@@ -159,7 +160,7 @@ def arm(spec: str) -> None:
             if name == "after_evals" and due():
                 kill()
 
-        storage.append_jsonl = append_rows
+        store.append_jsonl = append_rows
 
 
 def main(argv: list[str]) -> int:
