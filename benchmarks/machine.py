@@ -144,7 +144,7 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Writes ``text`` to ``path`` through a temporary file, fsync and a rename."""
-    from toolkit.sweep.storage import atomic_write_text
+    from toolkit.store import atomic_write_text
 
     atomic_write_text(path, text)
     return Path(path)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import toolkit as tk
+from toolkit import store
 from toolkit.data import Split
 from toolkit.population import choose_mode, group_into_populations, plan, population_key
-from toolkit.sweep import storage
 from toolkit.training import TrainConfig, train_population
 
 RNG = np.random.default_rng(0)
@@ -222,7 +222,7 @@ def test_sweep_runner_picks_the_placement_per_population(tmp_path):
     result = run_sweep(cfg, sweep_fn, results_dir=tmp_path, progress=False, out=io.StringIO())
     assert result.count("trained") == 6, result.failed
     placed = {}
-    for run_dir in storage.run_dirs(result.experiment_dir):
+    for run_dir in store.run_dirs(result.experiment_dir):
         record = json.loads(run_dir.provenance.read_text())
         batch = json.loads(run_dir.config.read_text())["train"]["batch_size"]
         placed.setdefault(batch, set()).add((record["population_sharding"], record["device_count"]))

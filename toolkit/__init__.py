@@ -36,6 +36,7 @@ _SUBMODULES = (
     "schedules",
     "shifts",
     "shuffle",
+    "store",
     "sweep",
     "train_step",
     "training",

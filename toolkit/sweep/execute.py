@@ -4,8 +4,7 @@ Order of writes in a run dir: ``config.json``, then ``metrics.jsonl`` rows per c
 checkpoint when :class:`SaveSchedule` says so and at the end, then the ``evals.jsonl`` rows,
 ``provenance.json``, and ``done`` last. A crash anywhere before ``done`` leaves a run that
 the next invocation resumes from its newest readable checkpoint (curve rows written after
-that checkpoint are dropped first, so the curve has no gaps or repeats). The crash points
-of :mod:`toolkit.sweep.faults` sit between these writes (inert unless a test arms one).
+that checkpoint are dropped first, so the curve has no gaps or repeats).
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from toolkit import store
 from toolkit.data import Dataset, Split
-from toolkit.sweep import faults, storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
@@ -80,16 +79,15 @@ class SaveSchedule:
 class Recorder:
     """Writes a run's curve rows and, when asked, its checkpoint."""
 
-    def __init__(self, run_dir: storage.RunDir, checkpoints: Checkpoints):
+    def __init__(self, run_dir: store.RunDir, checkpoints: Checkpoints):
         self.run_dir, self.checkpoints = run_dir, checkpoints
 
     def __call__(self, row: dict[str, float] | None, state: TrainState, *, save: bool) -> None:
         if row is None:  # a population member that diverged in an earlier chunk
             return
-        storage.append_jsonl(self.run_dir.metrics, [row])
+        store.append_jsonl(self.run_dir.metrics, [row])
         if save:
             self.checkpoints.save(state)
-        faults.crash_point("train_chunk")
 
 
 def train_fields(config: TrainConfig) -> dict[str, Any]:
@@ -114,7 +112,7 @@ def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra
 
 def record(
     run,
-    run_dir: storage.RunDir,
+    run_dir: store.RunDir,
     trial: Trial,
     dataset: Dataset,
     evals: Mapping,
@@ -123,18 +121,14 @@ def record(
 ) -> list[dict]:
     """Evaluates a trained run and writes its eval rows, provenance and done marker (which
     lists the rows, so that a reader can tell when rows were lost)."""
-    faults.crash_point("before_evals")
     diverged_step = run.info.get("diverged_step")
     results = evaluate_trial(
         run, dataset, trial, parse_evals(evals), diverged=diverged_step is not None
     )
     rows = eval_rows(trial, results, diverged_step)
-    storage.append_jsonl(
-        run_dir.path.parent.parent / storage.EVALS, rows, crash_point="evals_append"
-    )
-    faults.crash_point("after_evals")
-    finished = storage.now()
-    storage.atomic_write_json(
+    store.append_jsonl(run_dir.experiment_dir / store.EVALS, rows)
+    finished = store.now()
+    store.atomic_write_json(
         run_dir.provenance,
         provenance(
             run.info,
@@ -179,7 +173,7 @@ def intact_until(rows: list[dict[str, Any]], config: TrainConfig) -> int:
     return last
 
 
-def restore(trial: Trial, run_dir: storage.RunDir, dataset: Dataset) -> tuple[Checkpoints, Any]:
+def restore(trial: Trial, run_dir: store.RunDir, dataset: Dataset) -> tuple[Checkpoints, Any]:
     """The run's checkpoints and the newest readable state its curve covers (None: start
     from scratch); curve rows and checkpoints after that state are dropped."""
     config = trial.train_config()
@@ -198,7 +192,7 @@ def restore(trial: Trial, run_dir: storage.RunDir, dataset: Dataset) -> tuple[Ch
 def _execute(task: Task) -> dict[str, Any]:
     enable_compilation_cache()
     trial = Trial.from_json(task.trial)
-    run_dir = storage.RunDir(task.experiment_dir, trial.run_id)
+    run_dir = store.RunDir(task.experiment_dir, trial.run_id)
     if run_dir.is_done():
         return summarize(trial, "skipped")
     with run_dir.lock as held:
@@ -206,12 +200,11 @@ def _execute(task: Task) -> dict[str, Any]:
             return summarize(trial, "locked", holder=run_dir.lock.holder())
         if run_dir.is_done():  # finished by another process while we waited
             return summarize(trial, "skipped")
-        storage.atomic_write_json(run_dir.config, trial.to_json())
-        started = storage.now()
+        store.atomic_write_json(run_dir.config, trial.to_json())
+        started = store.now()
         dataset, split, noise = prepare(trial)
         checkpoints, state = restore(trial, run_dir, dataset)
         resumed_from = int(state.step) if state is not None else 0
-        faults.log_event("train_start", run_id=trial.run_id, step=resumed_from)
         config = trial.train_config()
         recorder, schedule = Recorder(run_dir, checkpoints), task.schedule()
         t0 = time.perf_counter()

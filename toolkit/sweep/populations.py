@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.sweep import storage
+from toolkit import store
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
 from toolkit.sweep.execute import Recorder, Task, record, restore, summarize
@@ -44,9 +44,9 @@ class _Member:
     def __init__(self, task: Task):
         self.task = task
         self.trial = Trial.from_json(task.trial)
-        self.run_dir = storage.RunDir(task.experiment_dir, self.trial.run_id)
+        self.run_dir = store.RunDir(task.experiment_dir, self.trial.run_id)
         self.checkpoints = self.state = None
-        self.started = storage.now()
+        self.started = store.now()
 
     def key(self, population_key) -> tuple:
         t = self.trial
@@ -79,7 +79,7 @@ def _claim(tasks: Sequence[Task]) -> tuple[list[_Member], list[dict]]:
             member.run_dir.lock.release()
             reports.append(summarize(member.trial, "skipped"))
         else:
-            storage.atomic_write_json(member.run_dir.config, member.trial.to_json())
+            store.atomic_write_json(member.run_dir.config, member.trial.to_json())
             members.append(member)
     return members, reports
 
