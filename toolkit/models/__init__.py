@@ -20,9 +20,13 @@ import flax.linen as nn
 
 from toolkit.registry import InvalidHyperparameterError, Registry
 
-__all__ = ["get", "models", "module_hparams", "names", "register"]
+__all__ = ["describe", "entry", "get", "hparams", "models", "module_hparams", "names", "register"]
 
 models = Registry("model")
+names = models.names
+entry = models.entry
+hparams = models.hparams
+describe = models.describe
 
 # Fields every Linen module has that are wiring, not hyperparameters.
 _FLAX_FIELDS = ("parent", "name")
@@ -70,11 +74,6 @@ def get(name: str, /, **hparams: Any) -> nn.Module:
             f"hyperparameter). Valid hyperparameters: {valid}"
         )
     return models.get(name, **hparams)
-
-
-def names() -> list[str]:
-    """Registered model names, in registration order."""
-    return models.names()
 
 
 # Imported last: each module registers its models with the registry defined above, in this
