@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,10 +54,13 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run(*dirs: Path) -> tuple[dict, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
+def run(*dirs: Path, script: str = SCRIPT, **env_vars: str) -> tuple[Any, str]:
+    """Runs ``script`` with ``dirs`` as arguments in a fresh process (no JAX cache set up);
+    returns its last line of output, parsed as JSON, and its log."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]), **env_vars}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *map(str, dirs)],
+        [sys.executable, "-c", script, *map(str, dirs)],
         env=env,
         capture_output=True,
         text=True,
@@ -98,6 +102,28 @@ def test_default_directory_follows_toolkit_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("TOOLKIT_CACHE_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "toolkit" / "jax_cache"
+
+
+ENSURE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from toolkit.compilation_cache import ensure_compilation_cache
+
+    first = ensure_compilation_cache()  # nothing configured yet: the toolkit's default
+    jax.config.update("jax_compilation_cache_dir", sys.argv[1])  # configured by someone else
+    second = ensure_compilation_cache()
+    print(json.dumps([str(first), str(second), jax.config.jax_compilation_cache_dir]))
+    """
+)
+
+
+def test_ensure_turns_the_default_cache_on_but_keeps_a_configured_one(tmp_path):
+    mine = tmp_path / "mine"
+    result, _ = run(mine, script=ENSURE_SCRIPT, TOOLKIT_CACHE_DIR=str(tmp_path / "root"))
+    first, second, configured = result
+    assert first == str(tmp_path / "root" / "jax_cache") and Path(first).is_dir()
+    assert second == configured == str(mine)
 
 
 def test_bad_settings_are_errors_before_jax_is_touched(tmp_path):

@@ -33,7 +33,6 @@ _SUBMODULES = (
     "population",
     "registry",
     "report",
-    "schedules",
     "shifts",
     "shuffle",
     "store",
@@ -48,6 +47,8 @@ _ATTRS = {
     "evaluate": ("toolkit.evaluation", "evaluate"),
     "train_population": ("toolkit.training", "train_population"),
     "predict": ("toolkit.evaluation", "predict"),
+    # The optimizers' learning-rate schedules, public at the top level.
+    "schedules": ("toolkit.optimizers", "schedules"),
 }
 
 __all__ = [*_SUBMODULES, *_ATTRS]

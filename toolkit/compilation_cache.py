@@ -30,7 +30,12 @@ from pathlib import Path
 
 from toolkit.array_cache import cache_root
 
-__all__ = ["cache_events", "default_cache_dir", "enable_compilation_cache"]
+__all__ = [
+    "cache_events",
+    "default_cache_dir",
+    "enable_compilation_cache",
+    "ensure_compilation_cache",
+]
 
 # jax.monitoring event names (jax 0.10): hits are recorded on reads, misses on writes.
 HIT_EVENT = "/jax/compilation_cache/cache_hits"
@@ -103,6 +108,20 @@ def enable_compilation_cache(
         # JAX opens its cache once per process; a new directory needs a fresh cache object.
         compilation_cache.reset_cache()
     return directory
+
+
+def ensure_compilation_cache() -> Path:
+    """Turns the cache on in :func:`default_cache_dir` unless this process already has one
+    (set by the user, a test or an earlier call); returns the directory in use.
+
+    A sweep's processes call it before their first compile: runs that differ only in their
+    seed lower to the same HLO, so every process after the first reads the compiled program
+    back instead of compiling it.
+    """
+    import jax
+
+    configured = jax.config.jax_compilation_cache_dir
+    return Path(configured) if configured else enable_compilation_cache()
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from toolkit import store
+from toolkit.compilation_cache import ensure_compilation_cache
 from toolkit.data import Dataset, Split
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
@@ -26,7 +27,6 @@ from toolkit.sweep.data import load_dataset, noisy_labels, subset
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import eval_rows, evaluate_trial, parse_evals
 from toolkit.sweep.provenance import provenance
-from toolkit.sweep.workers import enable_compilation_cache
 from toolkit.training import TrainConfig, TrainState, train
 
 __all__ = [
@@ -190,7 +190,7 @@ def restore(trial: Trial, run_dir: store.RunDir, dataset: Dataset) -> tuple[Chec
 
 
 def _execute(task: Task) -> dict[str, Any]:
-    enable_compilation_cache()
+    ensure_compilation_cache()
     trial = Trial.from_json(task.trial)
     run_dir = store.RunDir(task.experiment_dir, trial.run_id)
     if run_dir.is_done():

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from toolkit import store
+from toolkit.compilation_cache import ensure_compilation_cache
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
 from toolkit.sweep.execute import Recorder, Task, record, restore, summarize
-from toolkit.sweep.workers import enable_compilation_cache
 
 __all__ = ["run_populations"]
 
@@ -145,7 +145,7 @@ def run_populations(tasks: Sequence[Task], *, max_size: int | None = None) -> It
     """Trains and records ``tasks`` as populations; yields one summary per trial."""
     from toolkit.population import population_key
 
-    enable_compilation_cache()
+    ensure_compilation_cache()
     members, reports = _claim(tasks)
     yield from reports
     groups: dict[tuple, list[_Member]] = {}
