@@ -228,7 +228,7 @@ def test_command_line_bad_input(case, tmp_path, results, capsys, monkeypatch, co
     path = tmp_path / f"{source}.py"
     if source != "missing":
         path.write_text(FILES[source])
-    monkeypatch.setattr(execute_module, "train", refuse)
+    monkeypatch.setattr(execute_module, "train_population", refuse)
     before = snapshot(results)
     argv = ["--config", f"{path}{variant}", "--results_dir", str(results), "--no_progress"]
     assert sweep_cli.main([*argv, *overrides]) == 2

@@ -98,7 +98,7 @@ def sweep_into(results, config=None, sweep_fn=tiny_sweep):
 
 
 class CountingTrain:
-    """Stands in for tk.train inside the runner: counts calls; can crash after a step."""
+    """Stands in for the trainer inside the runner: counts calls; can crash after a step."""
 
     def __init__(self, crash_after_step=None):
         self.calls, self.crash_after_step = 0, crash_after_step
@@ -106,12 +106,13 @@ class CountingTrain:
     def __call__(self, *args, callback=None, **kwargs):
         self.calls += 1
 
-        def wrapped(row, state):
-            callback(row, state)
-            if self.crash_after_step is not None and row["step"] >= self.crash_after_step:
+        def wrapped(rows, states):
+            callback(rows, states)
+            steps = [row["step"] for row in rows if row is not None]
+            if self.crash_after_step is not None and max(steps) >= self.crash_after_step:
                 raise KeyError("simulated crash")
 
-        return tk.training.train(*args, callback=wrapped, **kwargs)
+        return tk.training.train_population(*args, callback=wrapped, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -347,7 +348,7 @@ def test_recorded_metrics_match_an_independent_recomputation(finished):
 def test_rerun_skips_finished_runs(finished, tmp_path, monkeypatch):
     experiment = copy_of(finished, tmp_path)
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
+    monkeypatch.setattr(execute_module, "train_population", counter)
     result = sweep_into(experiment.parent)
     assert counter.calls == 0 and result.count("skipped") == 2
     assert rows_by_key(experiment) == rows_by_key(finished)
@@ -362,7 +363,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     monkeypatch.setattr(
         execute_module, "abstract_state", lambda *a: traced.append(a) or abstract_state(*a)
     )
-    monkeypatch.setattr(execute_module, "train", CountingTrain(crash_after_step=30))
+    monkeypatch.setattr(execute_module, "train_population", CountingTrain(crash_after_step=30))
     crashed = sweep_into(results, config)
     assert crashed.count("failed") == 1 and "simulated crash" in crashed.failed[0]["error"]
     assert traced == []
@@ -371,7 +372,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     assert [r["step"] for r in run.read_metrics()] == [10, 20, 30]
 
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
+    monkeypatch.setattr(execute_module, "train_population", counter)
     resumed = sweep_into(results, config)
     assert counter.calls == 1 and resumed.summaries[0]["resumed_from"] == 20
     assert len(traced) == 1
@@ -407,7 +408,7 @@ def test_missing_done_marker_and_truncated_files_redo_only_that_run(
         if path.is_file() and path.parent.name == "d":
             path.write_bytes(path.read_bytes()[:10])  # a truncated checkpoint
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
+    monkeypatch.setattr(execute_module, "train_population", counter)
     with pytest.warns(UserWarning, match="step 40 is unreadable|truncated|unparsable line"):
         result = sweep_into(experiment.parent)
     assert counter.calls == 1 and result.count("skipped") == 1
@@ -429,7 +430,7 @@ def test_a_run_locked_by_another_sweep_is_left_to_it(finished, tmp_path, monkeyp
     other = store.RunLock(busy.path / "lock")  # another process's lock (flock is per file)
     assert other.acquire()
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
+    monkeypatch.setattr(execute_module, "train_population", counter)
     try:
         result = sweep_into(experiment.parent)
     finally:
@@ -475,8 +476,8 @@ def test_evaluate_adds_rows_for_a_new_shift_without_training(finished, tmp_path,
     def no_training(*args, **kwargs):
         raise AssertionError("re-evaluation must not train")
 
-    monkeypatch.setattr(tk.training, "train", no_training)
-    monkeypatch.setattr(execute_module, "train", no_training)
+    monkeypatch.setattr(tk.training, "train_population", no_training)
+    monkeypatch.setattr(execute_module, "train_population", no_training)
     assert (
         evaluate.main(
             [str(experiment), "--shifts", "linear_shear", "--severities", "1", "4", "--no_progress"]
@@ -517,7 +518,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_fails_before_compute_and_writes_nothing(case, tmp_path, monkeypatch):
     changes, bad, valid = BAD[case]
-    monkeypatch.setattr(execute_module, "train", CountingTrain(crash_after_step=0))
+    monkeypatch.setattr(execute_module, "train_population", CountingTrain(crash_after_step=0))
     with pytest.raises(SweepConfigError) as error:
         sweep_into(tmp_path / "results", tiny_config(**changes))
     assert bad in str(error.value) and valid in str(error.value), str(error.value)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -68,6 +68,18 @@ def loss_branches(configs: Sequence[TrainConfig]) -> tuple[list[LossFn], np.ndar
 
 def _loss_key(config: TrainConfig) -> Hashable:
     return config.loss, freeze(losses.losses.hparams(config.loss, **config.loss_hparams))
+
+
+def program_key(config: TrainConfig, varying: Collection[str] = ()) -> Hashable:
+    """What fixes the code of ``config``'s compiled program: its :func:`population_key`, its
+    loss, and its learning rate and weight decay unless they are in ``varying`` (traced
+    per member). Runs with equal keys differ only in arguments (seed, labels)."""
+    return (
+        population_key(config),
+        _loss_key(config),
+        None if "learning_rate" in varying else config.learning_rate,
+        None if "weight_decay" in varying else config.weight_decay,
+    )
 
 
 def _weight_decay(config: TrainConfig) -> float:
@@ -249,12 +261,9 @@ def program_for(
     """
     config = configs[0]
     key = (
-        population_key(config),
-        num_classes,
+        tuple(dict.fromkeys(program_key(c, varying=hyper) for c in configs)),
         tuple(sorted(hyper)),
-        None if "learning_rate" in hyper else config.learning_rate,
-        None if "weight_decay" in hyper else config.weight_decay,
-        tuple(dict.fromkeys(_loss_key(c) for c in configs)),
+        num_classes,
         len(configs),
         placement.mode,
         tuple(d.id for d in placement.devices),
