@@ -17,6 +17,10 @@ The thresholds are set to zero so that every executable is written, however smal
 to compile: on CPU most of the toolkit's programs compile in well under JAX's default
 threshold of one second each, yet together they take seconds.
 
+Sweeps turn it on by themselves unless ``TOOLKIT_CACHE=0`` (the toolkit's one switch for
+its caches, :mod:`toolkit.array_cache`); calling :func:`enable_compilation_cache` turns it on
+whatever the switch says.
+
 The cache is trusted code: whoever can write to its directory can make JAX run arbitrary
 code, so do not share it with users you do not trust (JAX's own warning).
 """

@@ -116,7 +116,8 @@ def xla_pool_threads() -> int | None:
 
 
 def enable_compilation_cache() -> None:
-    """Turns on the toolkit's persistent compilation cache unless one is configured.
+    """Turns on the toolkit's persistent compilation cache unless one is configured or the
+    toolkit's caches are off (``TOOLKIT_CACHE=0``).
 
     Runs that differ only in their seed lower to the same HLO, so with the cache
     (:mod:`toolkit.compilation_cache`) every worker after the first reads a compiled
@@ -124,9 +125,10 @@ def enable_compilation_cache() -> None:
     """
     import jax
 
+    from toolkit import array_cache
     from toolkit.compilation_cache import enable_compilation_cache as enable
 
-    if not jax.config.jax_compilation_cache_dir:
+    if not jax.config.jax_compilation_cache_dir and array_cache.enabled():
         enable()
 
 
