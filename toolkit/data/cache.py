@@ -8,7 +8,7 @@ config and every notebook kernel paid it. So each load stores what it read as on
 ``.npz`` entry of :mod:`toolkit.array_cache` (``datasets/`` under ``$TOOLKIT_CACHE_DIR``):
 both splits' inputs in their stored dtype (resized when asked, before scaling to [0, 1]),
 the labels and the :class:`~toolkit.data.Dataset`'s metadata. The next load with the same
-arguments reads that file (5-15 ms), without importing TFDS for the toolkit's own datasets.
+arguments reads that file (5-25 ms), without importing TFDS for the toolkit's own datasets.
 
 The key is the load call (builder and its arguments or TFDS name, absolute data dir, split
 specs, ``max_examples``, ``image_size``), the installed versions of TFDS (and of Pillow when
