@@ -11,8 +11,8 @@ import gc
 import os
 import tempfile
 
-# Tests prepare datasets in temporary data dirs, so each session would add new decoded
-# splits (and compiled programs) to the user's cache; they get a cache of their own.
+# Tests prepare datasets in temporary data dirs, so each session would add new cached
+# datasets (and compiled programs) to the user's cache; they get a cache of their own.
 os.environ.setdefault(
     "TOOLKIT_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"toolkit-tests-{os.getuid()}")
 )

@@ -1,4 +1,4 @@
-"""Decoded TFDS splits cached on disk (toolkit.data.decoded_cache over toolkit.array_cache).
+"""Loaded datasets cached on disk (toolkit.data.cache over toolkit.array_cache).
 
 References: the MNIST-1D generator's own arrays (``mnist1d.data.make_dataset``) and
 scikit-learn's 8x8 digits (integers 0..16), never a second call of the cached path.
@@ -16,22 +16,16 @@ import tensorflow_datasets as tfds
 
 import toolkit.data as tkd
 from toolkit import array_cache
-from toolkit.data import decoded_cache, loaded_cache, tfds_read
-
-# tkd.load("digits", max_examples=50)'s call as toolkit.data.loaded_cache keys it.
-LOADED_CALL = {
-    "builder": "digits",
-    "args": {"test_fraction": 0.2, "split_seed": 0},
-    "max_examples": 50,
-}
+from toolkit.data import cache as data_cache
+from toolkit.data import tfds_read, tfds_source
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(root))
-    monkeypatch.delenv(decoded_cache.ENV, raising=False)
-    return root / decoded_cache.KIND
+    monkeypatch.delenv(array_cache.SWITCH, raising=False)
+    return root / data_cache.KIND
 
 
 @pytest.fixture
@@ -57,7 +51,7 @@ def test_second_load_reads_the_cached_arrays_instead_of_decoding(
 ):
     data_dir = str(tmp_path / "tfds")
     first = tkd.load("mnist1d", data_dir=data_dir, max_examples=300)
-    assert len(decodes) == 2 and len(entries(cache)) == 2  # train and test, one entry each
+    assert len(decodes) == 2 and len(entries(cache)) == 1  # train and test, in one entry
     second = tkd.load("mnist1d", data_dir=data_dir, max_examples=300)
     assert len(decodes) == 2  # nothing decoded again
     ref = mnist1d_reference
@@ -67,8 +61,8 @@ def test_second_load_reads_the_cached_arrays_instead_of_decoding(
         np.testing.assert_array_equal(ds.test.x, ref["x_test"][:300].astype(np.float32))
         assert ds.train.x.dtype == np.float32 and ds.train.y.dtype == np.int32
     assert second.info == first.info  # provenance does not say where the arrays came from
-    tkd.load("mnist1d", data_dir=data_dir, max_examples=200)  # another read: its own entries
-    assert len(decodes) == 4 and len(entries(cache)) == 4
+    tkd.load("mnist1d", data_dir=data_dir, max_examples=200)  # another read: its own entry
+    assert len(decodes) == 4 and len(entries(cache)) == 2
 
 
 def test_a_new_process_reads_a_toolkit_dataset_back_without_importing_tfds(
@@ -109,7 +103,7 @@ def test_a_relative_data_dir_is_the_one_under_the_current_directory(cache, tmp_p
         ds = tkd.load("digits", data_dir="tfds", max_examples=30)
         assert (folder / "tfds" / "digits").is_dir()  # prepared here, not read from a/
         assert len(ds.train) == 30
-    assert len(entries(cache.parent / loaded_cache.KIND)) == 2
+    assert len(entries(cache)) == 2
 
 
 def test_integer_images_are_stored_as_decoded_and_scaled_on_every_load(cache, tmp_path):
@@ -117,8 +111,8 @@ def test_integer_images_are_stored_as_decoded_and_scaled_on_every_load(cache, tm
 
     data_dir = str(tmp_path / "tfds")
     loads = [tkd.load("digits", data_dir=data_dir) for _ in range(2)]
-    stored = [array_cache.load(path, ("x", "y")) for path in entries(cache)]
-    assert {a["x"].dtype for a in stored} == {np.dtype(np.uint8)}  # as TFDS stores them
+    (stored,) = [array_cache.load(path, ("train_x", "test_x")) for path in entries(cache)]
+    assert {a.dtype for a in stored.values()} == {np.dtype(np.uint8)}  # as TFDS stores them
     pixels = np.sort(load_digits().images.reshape(-1))
     for ds in loads:
         x = np.concatenate([ds.train.x, ds.test.x]).reshape(-1)
@@ -126,7 +120,7 @@ def test_integer_images_are_stored_as_decoded_and_scaled_on_every_load(cache, tm
         assert len(ds.train) == 1437 and len(ds.test) == 360
 
 
-def test_preparing_the_files_again_makes_a_new_entry(cache, decodes, tmp_path):
+def test_preparing_the_files_again_invalidates_the_entry(cache, decodes, tmp_path):
     data_dir = tmp_path / "tfds"
     tkd.load("digits", data_dir=str(data_dir))
     prepared = data_dir / "digits" / "default" / "1.0.0"
@@ -134,21 +128,20 @@ def test_preparing_the_files_again_makes_a_new_entry(cache, decodes, tmp_path):
     stat = record.stat()
     os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten in place
     tkd.load("digits", data_dir=str(data_dir))
-    assert len(decodes) == 4 and len(entries(cache)) == 4
+    assert len(decodes) == 4 and len(entries(cache)) == 1  # read again, entry rewritten
+    tkd.load("digits", data_dir=str(data_dir))
+    assert len(decodes) == 4  # the rewritten entry records the files as they are now
 
 
 def test_a_damaged_entry_is_decoded_again_and_rewritten(cache, decodes, tmp_path):
     data_dir = str(tmp_path / "tfds")
     clean = tkd.load("digits", data_dir=data_dir, max_examples=50)
-    loaded = cache.parent / loaded_cache.KIND  # the whole dataset, read before the splits
-    assert len(entries(loaded)) == 1
-    for path in entries(cache) + entries(loaded):
-        path.write_bytes(path.read_bytes()[:100])  # cut short
+    (path,) = entries(cache)
+    path.write_bytes(path.read_bytes()[:100])  # cut short
     again = tkd.load("digits", data_dir=data_dir, max_examples=50)
     assert len(decodes) == 4
     np.testing.assert_array_equal(again.train.x, clean.train.x)
-    assert all(array_cache.load(p, ("x", "y")) is not None for p in entries(cache))
-    assert loaded_cache.read(loaded_cache.spec(**LOADED_CALL, data_dir=data_dir)) is not None
+    assert entries(cache) == [path] and array_cache.load(path, ("train_x",)) is not None
     tkd.load("digits", data_dir=data_dir, max_examples=50)
     assert len(decodes) == 4
 
@@ -164,8 +157,7 @@ def test_mock_data_and_the_off_switch_cache_nothing(cache, decodes, tmp_path, mo
                                 data_dir=data_dir):  # fmt: skip
         mocked = tkd.load("digits", data_dir=data_dir)
     assert len(mocked.test) == 5 and entries(cache) == []
-    monkeypatch.setenv(decoded_cache.ENV, "0")
-    assert not decoded_cache.enabled()
+    monkeypatch.setenv(array_cache.SWITCH, "0")
     tkd.load("digits", data_dir=data_dir)
     tkd.load("digits", data_dir=data_dir)
     assert entries(cache) == [] and len(decodes) == 2 + 2 + 4
@@ -178,19 +170,35 @@ def test_an_unwritable_cache_warns_and_still_returns_the_data(cache, tmp_path, m
     monkeypatch.setattr(array_cache, "save", refuse)
     with pytest.warns(UserWarning) as warned:
         ds = tkd.load("digits", data_dir=str(tmp_path / "tfds"), max_examples=20)
-    # Every entry not written says so: each decoded split (train, test) and the loaded dataset.
     pattern = re.compile(r"could not cache the (.+?) in .*Permission denied")
-    kinds = sorted(
-        match.group(1) if (match := pattern.match(str(w.message))) else str(w.message)
-        for w in warned
-    )
-    assert kinds == ["decoded split", "decoded split", "loaded dataset"], kinds
+    kinds = [m.group(1) if (m := pattern.match(str(w.message))) else str(w.message) for w in warned]
+    assert kinds == ["dataset"], kinds  # the one entry not written says so
     assert len(ds.train) == 20 and entries(cache) == []
-    assert entries(cache.parent / loaded_cache.KIND) == []
+
+
+def test_a_tfds_name_goes_through_the_same_cache_resized_images_too(cache, decodes, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    data_dir = str(tmp_path / "tfds")
+    tkd.load("digits", data_dir=data_dir)  # prepares the builder, which TFDS also knows by name
+    loads = [tfds_source.load("digits", data_dir=data_dir, image_size=(4, 4)) for _ in range(2)]
+    assert len(decodes) == 2 + 2 and len(entries(cache)) == 2  # the TFDS name's load: once
+    # Reference: every digit resized by PIL (bilinear), then scaled by 1/16.
+    images = load_digits().images.astype(np.uint8)
+    resized = [
+        np.asarray(Image.fromarray(i).resize((4, 4), Image.Resampling.BILINEAR)) for i in images
+    ]
+    expected = np.sort(np.asarray(resized, np.float32).reshape(-1) / np.float32(16))
+    for ds in loads:
+        x = np.concatenate([ds.train.x, ds.test.x])
+        assert x.shape == (1797, 4, 4, 1) and ds.info["image_size"] == [4, 4]
+        np.testing.assert_array_equal(np.sort(x.reshape(-1)), expected)
 
 
 def test_array_cache_writes_whole_entries_or_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(array_cache.SWITCH, raising=False)
     path = array_cache.entry_path("kind", {"b": 1, "a": [2, 3]})
     assert path == array_cache.entry_path("kind", {"a": [2, 3], "b": 1})  # key order ignored
     assert path.parent == tmp_path / "kind" and array_cache.load(path, ("x",)) is None
@@ -207,3 +215,7 @@ def test_array_cache_writes_whole_entries_or_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         array_cache.save(other, x=x)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file
+    for off in ("0", "off", "False"):
+        monkeypatch.setenv(array_cache.SWITCH, off)
+        assert array_cache.entry_path("kind", {"b": 1, "a": [2, 3]}) is None
+        assert array_cache.load(None, ("x",)) is None and array_cache.location() is None

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import toolkit as tk
-from toolkit import evalsets
+from toolkit import array_cache, evalsets
 from toolkit.data import Split
 from toolkit.sweep import evals
 
@@ -23,10 +23,10 @@ PAIRS = [["iid_noise", 2], ["translation", 4]]
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch):
+    # A folder of this test's own: the sweep's in-process copies are keyed on it too.
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
-    evals._shifted_sets.cache_clear()
-    yield tmp_path / "cache"
-    evals._shifted_sets.cache_clear()
+    monkeypatch.delenv(array_cache.SWITCH, raising=False)
+    return tmp_path / "cache"
 
 
 def count_builds(monkeypatch) -> list[tuple[str, int]]:
@@ -42,7 +42,9 @@ def count_builds(monkeypatch) -> list[tuple[str, int]]:
 
 
 def shifted(kwargs=KWARGS, pairs=PAIRS):
-    return evals._shifted_sets("mnist1d", json.dumps(kwargs, sort_keys=True), json.dumps(pairs))
+    """The sweep's shifted sets, as ``evals.Shifts.rows`` asks for them."""
+    kwargs_json = json.dumps(kwargs, sort_keys=True)
+    return evals._shifted_sets("mnist1d", kwargs_json, json.dumps(pairs), array_cache.location())
 
 
 def test_shifted_sets_are_built_once_then_loaded_with_the_same_arrays(monkeypatch, cache_dir):
@@ -63,8 +65,9 @@ def test_shifted_sets_are_built_once_then_loaded_with_the_same_arrays(monkeypatc
     first = shifted()
     assert built == [tuple(p) for p in PAIRS]
     assert len(list((cache_dir / "evalsets").glob("*.npz"))) == 2
-    evals._shifted_sets.cache_clear()  # as a new process would start
-    second = shifted()
+    assert shifted() is first  # kept for this process
+    # What a new process does: read the entries back from disk.
+    second = evalsets.shifted_sets(test, [tuple(p) for p in PAIRS], key=jax.random.key(0))
     assert len(built) == 2  # nothing built again
     for sets in (first, second):
         for split, x in zip(sets, expected, strict=True):
@@ -78,6 +81,16 @@ def test_other_test_data_gets_its_own_entries(monkeypatch, cache_dir):
     shifted(kwargs={"num_samples": 700})
     assert len(built) == 4
     assert len(list((cache_dir / "evalsets").glob("*.npz"))) == 4
+
+
+def test_the_off_switch_builds_every_time_and_writes_nothing(monkeypatch, cache_dir):
+    monkeypatch.setenv(array_cache.SWITCH, "0")
+    built = count_builds(monkeypatch)
+    test = tk.data.load("mnist1d", **KWARGS).test
+    key = jax.random.key(0)
+    sets = [evalsets.shifted_sets(test, [("iid_noise", 2)], key=key) for _ in range(2)]
+    assert built == [("iid_noise", 2)] * 2 and not cache_dir.exists()
+    np.testing.assert_array_equal(sets[0][0].x, sets[1][0].x)
 
 
 def test_array_fingerprint_sees_values_dtype_and_shape():
@@ -114,13 +127,10 @@ def test_editing_the_module_that_defines_a_set_changes_its_code_fingerprint(
         return types.SimpleNamespace(factory=module.my_set) if name == "mine" else entry(name)
 
     monkeypatch.setattr(registry(), "entry", entry_with_mine)
-    fingerprint.cache_clear()
     before = fingerprint("mine")
     assert before != fingerprint(other)
     source.write_text("def my_set(x, *, key, **_):\n    return x + 0.2\n")
-    fingerprint.cache_clear()
     assert fingerprint("mine") != before
-    fingerprint.cache_clear()
 
 
 X = np.random.default_rng(3).normal(size=(40, 40)).astype(np.float32)
@@ -189,7 +199,6 @@ def test_a_sweep_and_tk_evaluate_with_the_default_key_share_entries(monkeypatch,
 
 
 def test_ood_sets_are_built_once_then_read_and_equal_load_ood(monkeypatch, cache_dir):
-    evalsets._ood_set.cache_clear()
     calls = []
     load = tk.ood.load_ood
 
@@ -202,15 +211,11 @@ def test_ood_sets_are_built_once_then_read_and_equal_load_ood(monkeypatch, cache
     first = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=key, num=30)
     again = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=jax.random.key(4), num=30)
     other = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=jax.random.key(5), num=30)
-    assert calls == ["mnist1d_unseen_templates"] * 2  # key 4 once, key 5 once
-    evalsets._ood_set.cache_clear()  # as a new process would start: read from disk
-    reread = evalsets.ood_set("mnist1d_unseen_templates", (40,), key=key, num=30)
-    assert len(calls) == 2
-    np.testing.assert_array_equal(reread, first)
-    assert again is first and not first.flags.writeable  # shared, so read-only
+    assert calls == ["mnist1d_unseen_templates"] * 2  # key 4 once (then read), key 5 once
+    assert len(list((cache_dir / "evalsets").glob("*.npz"))) == 2 + 1  # and the raw stats
+    np.testing.assert_array_equal(again, first)
     np.testing.assert_array_equal(first, load("mnist1d_unseen_templates", (40,), key=key, num=30))
     assert not np.array_equal(first, other)
-    evalsets._ood_set.cache_clear()
 
 
 def test_an_unwritable_cache_folder_warns_and_still_evaluates(small_run, tmp_path, monkeypatch):

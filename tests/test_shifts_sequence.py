@@ -2,6 +2,10 @@
 
 import functools
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -239,6 +243,7 @@ def test_raw_stats_are_computed_once_then_read_from_disk(tmp_path, monkeypatch):
     from toolkit.shifts.sequence import generator
 
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("TOOLKIT_CACHE", raising=False)
     calls = []
     generate = generator.raw_mnist1d
 
@@ -247,16 +252,23 @@ def test_raw_stats_are_computed_once_then_read_from_disk(tmp_path, monkeypatch):
         return generate(**args)
 
     monkeypatch.setattr(generator, "raw_mnist1d", counting)
-    generator._raw_stats_cached.cache_clear()
-    try:
-        first = raw_stats(num_samples=200)
-        generator._raw_stats_cached.cache_clear()  # as a new process would start
-        again = raw_stats(num_samples=200)
-        assert len(calls) == 1 and again == first
-        raw = generate(num_samples=200).x  # the generator's own array, its numpy statistics
-        assert first == (float(raw.mean()), float(raw.std()))
-        raw_stats(num_samples=300)  # other arguments: computed, in an entry of its own
-        assert len(calls) == 2
-        assert len(list((tmp_path / "raw_stats").glob("*.npz"))) == 2
-    finally:
-        generator._raw_stats_cached.cache_clear()
+    first = raw_stats(num_samples=200)
+    assert raw_stats(num_samples=200) == first and len(calls) == 1
+    raw = generate(num_samples=200).x  # the generator's own array, its numpy statistics
+    assert first == (float(raw.mean()), float(raw.std()))
+    raw_stats(num_samples=300)  # other arguments: computed, in an entry of its own
+    assert len(calls) == 2
+    assert len(list((tmp_path / "evalsets").glob("*.npz"))) == 2
+    # A new process reads the entry: there the generator fails if it is called at all.
+    script = (
+        "from toolkit.shifts.sequence import generator\n"
+        "def fail(**_): raise AssertionError('generated again')\n"
+        "generator.raw_mnist1d = fail\n"
+        "print(repr(generator.raw_stats(num_samples=200)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(toolkit.__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == repr(first)

@@ -17,6 +17,10 @@ The thresholds are set to zero so that every executable is written, however smal
 to compile: on CPU most of the toolkit's programs compile in well under JAX's default
 threshold of one second each, yet together they take seconds.
 
+Sweeps turn it on by themselves unless ``TOOLKIT_CACHE=0`` (the toolkit's one switch for
+its caches, :mod:`toolkit.array_cache`); calling :func:`enable_compilation_cache` turns it on
+whatever the switch says.
+
 The cache is trusted code: whoever can write to its directory can make JAX run arbitrary
 code, so do not share it with users you do not trust (JAX's own warning).
 """
@@ -28,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from toolkit.array_cache import cache_root
+from toolkit.array_cache import cache_root, enabled
 
 __all__ = [
     "cache_events",
@@ -110,9 +114,10 @@ def enable_compilation_cache(
     return directory
 
 
-def ensure_compilation_cache() -> Path:
+def ensure_compilation_cache() -> Path | None:
     """Turns the cache on in :func:`default_cache_dir` unless this process already has one
-    (set by the user, a test or an earlier call); returns the directory in use.
+    (set by the user, a test or an earlier call) or the toolkit's caches are off
+    (``TOOLKIT_CACHE=0``); returns the directory in use (None: no cache).
 
     A sweep's processes call it before their first compile: runs that differ only in their
     seed lower to the same HLO, so every process after the first reads the compiled program
@@ -121,7 +126,9 @@ def ensure_compilation_cache() -> Path:
     import jax
 
     configured = jax.config.jax_compilation_cache_dir
-    return Path(configured) if configured else enable_compilation_cache()
+    if configured:
+        return Path(configured)
+    return enable_compilation_cache() if enabled() else None
 
 
 @contextmanager

@@ -5,26 +5,24 @@ Building the ``tk.shifts`` corruptions of a test split runs each image shift op 
 compilation cache, nearly 700 small programs), and regenerating a shifted MNIST-1D test
 set runs the whole generator (about a second and a half on one core). Every worker of a
 sweep, every later sweep and every notebook that evaluates a run under shift needs the same
-sets, so they are cached as ``.npz`` files (numpy arrays, no pickle) under
-``$TOOLKIT_CACHE_DIR`` (default ``~/.cache/toolkit``). Processes that start together split
-the building: each builds the sets no other process is building (non-blocking file locks),
-then waits for the rest.
+sets, so :func:`cached_sets`, the one way every set is built, keeps them as entries of
+:mod:`toolkit.array_cache` (``evalsets/`` under ``$TOOLKIT_CACHE_DIR``; off with
+``TOOLKIT_CACHE=0``). Processes that start together split the building: each builds the
+sets no other process is building (non-blocking file locks), then waits for the rest.
 
 A shifted set's key (:func:`shifted_sets`) holds a hash of the clean inputs
 (:func:`array_fingerprint`), the PRNG key, the shift's name and severity, and a hash of the
 code that computes the shift (:func:`shift_code_fingerprint`: every module of
 ``toolkit.shifts``, the module that defines the shift, and the JAX version), so an edited
-shift or other data gets new entries. Entries are float32 like the sets themselves: about
-0.1 MB per digits test set (359 images), 31 MB per 10,000-image MNIST set. Delete
-``evalsets/`` under the cache directory to reclaim the space. Far-OOD sets
-(:func:`ood_set`) are cached the same way, keyed on :func:`ood_code_fingerprint`. Where the
-cache folder cannot be written, a warning says so and the sets are built in memory.
+shift or other data gets new entries; far-OOD sets (:func:`ood_set`) are keyed on
+:func:`ood_code_fingerprint`. Entries are float32 like the sets themselves: about 0.1 MB
+per digits test set (359 images), 31 MB per 10,000-image MNIST set. Where the cache folder
+cannot be written, a warning says so and the sets are built in memory.
 """
 
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -53,8 +51,11 @@ __all__ = [
 ]
 
 
-def _path(spec: dict[str, Any]) -> Path:
-    return array_cache.entry_path("evalsets", spec)
+KIND = "evalsets"
+
+
+def _path(spec: dict[str, Any]) -> Path | None:
+    return array_cache.entry_path(KIND, spec)
 
 
 def _save(path: Path, split: Split) -> None:
@@ -68,6 +69,8 @@ def _load(path: Path) -> Split | None:
 
 def cached_sets(specs: Sequence[dict[str, Any]], build: Callable[..., Split]) -> list[Split]:
     """``build(**spec)`` for each spec, through the disk cache (built once per machine)."""
+    if not array_cache.enabled():
+        return [build(**spec) for spec in specs]
     paths = [_path(spec) for spec in specs]
     results: list[Split | None] = [_load(p) for p in paths]
     try:
@@ -120,7 +123,6 @@ def _jax_versions() -> str:
     return f"{jax.__version__} {jaxlib.__version__}"
 
 
-@functools.lru_cache(maxsize=256)
 def shift_code_fingerprint(name: str) -> str:
     """A hash of the code behind shift ``name``: every module of ``toolkit.shifts`` (the
     shifts share helpers), the module that defines it (e.g. a config file's own shift),
@@ -136,7 +138,6 @@ def shift_code_fingerprint(name: str) -> str:
 _OOD_PACKAGES = ("numpy", "scipy", "mnist1d", "scikit-learn", "pillow")
 
 
-@functools.lru_cache(maxsize=64)
 def ood_code_fingerprint(name: str) -> str:
     """A hash of the code behind far-OOD set ``name``: every module of ``toolkit.ood``,
     ``toolkit.shifts`` (the MNIST-1D generator) and ``toolkit.data`` (the generator's
@@ -202,37 +203,29 @@ def shifted_sets(split: Split, pairs: Sequence[tuple[str, int]], *, key: jax.Arr
 
 
 def ood_set(name: str, shape: tuple[int, ...], *, key: jax.Array, num: int) -> np.ndarray:
-    """``tk.ood.load_ood(name, shape, key=key, num=num)`` through the disk cache, then kept
-    in memory (at most 16 sets) for this process.
+    """``tk.ood.load_ood(name, shape, key=key, num=num)`` through the disk cache.
 
     A sweep evaluates every run against the same far-OOD sets (one fixed key), and the
     generated ones are not cheap: ``mnist1d_unseen_templates`` imports the MNIST-1D
     generator (about 1.5 s) and runs it in numpy (about 0.7 s for 1,000 sequences), which
     a sweep worker paid for every run. The key holds the name, shape, size, PRNG key and
-    :func:`ood_code_fingerprint`. The array is shared by every caller, hence read-only.
+    :func:`ood_code_fingerprint`.
     """
-    shape = tuple(int(d) for d in shape)
-    return _ood_set(name, shape, int(num), *_key_spec(key))
-
-
-@functools.lru_cache(maxsize=16)
-def _ood_set(name: str, shape: tuple[int, ...], num: int, impl: str, key_data: tuple) -> np.ndarray:
     from toolkit import ood
 
+    shape = tuple(int(d) for d in shape)
+    impl, key_data = _key_spec(key)
     spec = {
         "ood": name,
         "shape": list(shape),
-        "num": num,
+        "num": int(num),
         "key": {"impl": impl, "data": list(key_data)},
         "code": ood_code_fingerprint(name),
     }
 
     def build(**_: Any) -> Split:
-        key = jax.random.wrap_key_data(np.asarray(key_data, np.uint32), impl=impl)
-        x = np.asarray(ood.load_ood(name, shape, key=key, num=num))
+        x = np.asarray(ood.load_ood(name, shape, key=key, num=int(num)))
         return Split(x, np.zeros(len(x), np.int32))  # unlabelled: the cache stores splits
 
     (split,) = cached_sets([spec], build)
-    x = split.x
-    x.flags.writeable = False
-    return x
+    return split.x

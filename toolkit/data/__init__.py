@@ -13,10 +13,10 @@ The toolkit's datasets (``mnist1d``, ``digits``, ``mnist5k``) are TFDS builders
 (``data_dir=``, else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``) the first time
 they are loaded. TFDS datasets must be prepared beforehand (the error says how) or loaded
 with ``download=True``; see :func:`toolkit.data.tfds_source.load` for their arguments
-(``split``, ``train_split``, ``test_split``, ``max_examples``, ``image_size``). A split
-decoded once is kept on disk as arrays (:mod:`toolkit.data.decoded_cache`), so the next
-process loads it without decoding every example again; a toolkit dataset is kept whole
-(:mod:`toolkit.data.loaded_cache`), so the next process reads it without importing TFDS.
+(``split``, ``train_split``, ``test_split``, ``max_examples``, ``image_size``). A load is
+kept on disk as arrays (:mod:`toolkit.data.cache`), so the next process with the same
+arguments reads one file instead of decoding every example again (and, for a toolkit
+dataset, without importing TFDS).
 
 As in every registry, ``names``, ``get`` (here the same function as ``load``), ``entry``,
 ``hparams``, ``describe`` and ``register`` are module functions.

@@ -23,7 +23,6 @@ def base_name(name: str) -> str:
     return name.split("/", 1)[0].split(":", 1)[0]
 
 
-@functools.cache
 def tfds_names() -> tuple[str, ...]:
     """Every dataset builder that TFDS knows (community datasets left out: they need GCS)."""
     import tensorflow_datasets as tfds
@@ -53,7 +52,8 @@ def unknown_name_error(
 
 @functools.cache
 def image_classification_names() -> tuple[str, ...]:
-    """TFDS builders whose supervised keys are an ``Image`` and a ``ClassLabel`` (~0.8 s)."""
+    """TFDS builders whose supervised keys are an ``Image`` and a ``ClassLabel`` (0.8 s to
+    find, hence kept for the process)."""
     import tensorflow_datasets as tfds
 
     found = []

@@ -1,4 +1,4 @@
-"""Reads a prepared TFDS split into host arrays: one ``Split`` of float32 inputs and int32 labels.
+"""Reads a prepared TFDS split into host arrays: inputs in their stored dtype, int32 labels.
 
 Two read paths:
 
@@ -8,12 +8,9 @@ Two read paths:
   in another format (tfrecord); needs TensorFlow. Batched in fixed chunks, never
   ``batch_size=-1`` (which under ``tfds.testing.mock_data`` aborts the process).
 
-Integer inputs are scaled to [0, 1] by the dataset's ``pixel_max`` metadata when it has
-one (the toolkit's digits: 16), else by the largest value of their dtype (255 for uint8
-images). Float inputs are kept as stored.
-
-What a read decodes is kept on disk (:mod:`toolkit.data.decoded_cache`), so the next
-process that reads the same split of the same prepared files loads arrays instead.
+Integer inputs are to be scaled to [0, 1] by :func:`input_scale`: the dataset's
+``pixel_max`` metadata when it has one (the toolkit's digits: 16), else the largest value
+of their dtype (255 for uint8 images). Float inputs are kept as stored.
 """
 
 from __future__ import annotations
@@ -25,10 +22,14 @@ from unittest import mock
 
 import numpy as np
 
-from toolkit.data import decoded_cache
-from toolkit.data.dataset import Split
-
-__all__ = ["CHUNK", "choose_reader", "feature_keys", "read_split", "tensorflow_available"]
+__all__ = [
+    "CHUNK",
+    "choose_reader",
+    "feature_keys",
+    "input_scale",
+    "read_split",
+    "tensorflow_available",
+]
 
 CHUNK = 1024  # examples decoded per batched read
 READERS = ("data_source", "tf.data")
@@ -97,10 +98,11 @@ def feature_keys(info: Any, name: str) -> tuple[str, str]:
     return x_key, y_key
 
 
-def _input_scale(info: Any, feature: Any) -> float | None:
-    """What integer inputs are divided by; None keeps the stored values."""
+def input_scale(info: Any, x_key: str) -> float | None:
+    """What the inputs ``x_key`` are divided by to lie in [0, 1]; None keeps them."""
     import tensorflow_datasets as tfds
 
+    feature = info.features[x_key]
     metadata = info.metadata or {}
     if "pixel_max" in metadata:
         return float(metadata["pixel_max"])
@@ -138,11 +140,6 @@ def _stack(xs: Sequence[np.ndarray] | np.ndarray, image_size: tuple[int, int] | 
         raise ValueError(
             f"examples have different shapes (e.g. {shapes}); pass image_size=(H, W) to resize"
         ) from e
-
-
-def _to_float(x: np.ndarray, scale: float | None) -> np.ndarray:
-    x = x.astype(np.float32, copy=False)
-    return x / np.float32(scale) if scale is not None else x
 
 
 def _data_source_chunks(
@@ -226,8 +223,9 @@ def read_split(
     y_key: str,
     max_examples: int | None = None,
     image_size: tuple[int, int] | None = None,
-) -> Split:
-    """Reads ``split`` (a TFDS split spec, e.g. ``"test"`` or ``"train[:80%]"``) into a ``Split``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads ``split`` (a TFDS split spec, e.g. ``"test"`` or ``"train[:80%]"``): its inputs
+    in their stored dtype (resized to ``image_size`` when given) and int32 labels.
 
     Only the first ``max_examples`` examples are read when it is given.
     """
@@ -237,25 +235,12 @@ def read_split(
     shape = tuple(feature.shape)
     if image_size is not None:
         shape = (*image_size, *shape[2:])
-
-    def decode() -> tuple[np.ndarray, np.ndarray]:
-        if reader == "data_source":
-            source = builder.as_data_source(split=split)
-            n = len(source) if max_examples is None else min(len(source), max_examples)
-            chunks = _data_source_chunks(source, n, x_key, y_key)
-        else:
-            n = None
-            static = all(d is not None for d in feature.shape)  # batchable before resizing
-            chunks = _tf_chunks(builder, split, x_key, y_key, max_examples, static)
-        return _collect(chunks, n, image_size, shape)
-
-    key = decoded_cache.spec(
-        builder,
-        split=split,
-        reader=reader,
-        features=[x_key, y_key],
-        max_examples=max_examples,
-        image_size=list(image_size) if image_size is not None else None,
-    )
-    x, y = decoded_cache.cached(key, decode)
-    return Split(_to_float(x, _input_scale(builder.info, feature)), y)
+    if reader == "data_source":
+        source = builder.as_data_source(split=split)
+        n = len(source) if max_examples is None else min(len(source), max_examples)
+        chunks = _data_source_chunks(source, n, x_key, y_key)
+    else:
+        n = None
+        static = all(d is not None for d in feature.shape)  # batchable before resizing
+        chunks = _tf_chunks(builder, split, x_key, y_key, max_examples, static)
+    return _collect(chunks, n, image_size, shape)

@@ -11,7 +11,8 @@ The data dir is ``data_dir=``, else ``$TFDS_DATA_DIR`` (read at call time), else
 downloaded unless ``download=True``. Preparation writes array_record files (readable
 without TensorFlow) and holds a file lock, so two processes never prepare the same
 dataset at once (TFDS writes into a temporary folder and renames it, but the process that
-loses that race fails on the rename).
+loses that race fails on the rename). What a load reads is kept on disk
+(:mod:`toolkit.data.cache`), so the next load with the same arguments reads one file.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from toolkit.data import decoded_cache, loaded_cache
-from toolkit.data.dataset import Dataset, Split
+from toolkit.data import cache
+from toolkit.data.dataset import Dataset
 from toolkit.data.tfds_names import base_name, is_tfds_name, unknown_name_error
-from toolkit.data.tfds_read import choose_reader, feature_keys, read_split
+from toolkit.data.tfds_read import choose_reader, feature_keys, input_scale, read_split
 
 __all__ = [
     "DatasetNotPreparedError",
@@ -175,7 +176,7 @@ def resolve_splits(
     return train, test
 
 
-def dataset_from_builder(
+def _decode(
     builder: Any,
     *,
     name: str,
@@ -186,8 +187,7 @@ def dataset_from_builder(
     max_examples: int | None = None,
     image_size: tuple[int, int] | None = None,
     extra_info: dict[str, Any] | None = None,
-) -> Dataset:
-    """Reads a prepared builder's train/test splits into a ``Dataset`` with its metadata."""
+) -> cache.Decoded:
     info = builder.info
     x_key, y_key = feature_keys(info, name)
     train_spec, test_spec = resolve_splits(
@@ -214,12 +214,12 @@ def dataset_from_builder(
         image_size=image_size,
     )
     test = read(test_spec)
-    train = read(train_spec) if train_spec is not None else Split(test.x[:0], test.y[:0])
+    train = read(train_spec) if train_spec is not None else (test[0][:0], test[1][:0])
     labels = info.features[y_key]
-    return Dataset(
+    return cache.Decoded(
+        splits={"train": train, "test": test},
+        scale=input_scale(info, x_key),
         name=name,
-        train=train,
-        test=test,
         num_classes=int(labels.num_classes),
         class_names=tuple(labels.names),
         info={
@@ -232,10 +232,19 @@ def dataset_from_builder(
             "reader": reader,
             "features": {"input": x_key, "label": y_key},
             "max_examples": max_examples,
-            "image_size": image_size,
+            "image_size": list(image_size) if image_size is not None else None,
             **(extra_info or {}),
         },
     )
+
+
+def dataset_from_builder(builder: Any, **options: Any) -> Dataset:
+    """Reads a prepared builder's train/test splits into a ``Dataset`` with its metadata.
+
+    Options: ``name``, ``data_dir`` (recorded in ``info``), ``split``, ``train_split``,
+    ``test_split``, ``max_examples``, ``image_size``, ``extra_info`` (see :func:`load`).
+    """
+    return _decode(builder, **options).dataset()
 
 
 def _check_options(max_examples: int | None, image_size: tuple[int, int] | None) -> None:
@@ -287,22 +296,23 @@ def load(
         raise unknown_name_error(name)
     _check_options(max_examples, image_size)
     root = resolve_data_dir(data_dir)
-    builder = ensure_prepared(
-        functools.partial(_make_tfds_builder, name, root),
-        name=name,
-        data_dir=root,
-        download=download,
-    )
-    return dataset_from_builder(
-        builder,
-        name=name,
-        data_dir=root,
-        split=split,
-        train_split=train_split,
-        test_split=test_split,
-        max_examples=max_examples,
-        image_size=tuple(int(s) for s in image_size) if image_size is not None else None,
-    )
+    size = tuple(int(s) for s in image_size) if image_size is not None else None
+    splits = {"split": split, "train_split": train_split, "test_split": test_split}
+
+    def read() -> tuple[cache.Decoded, Any]:
+        builder = ensure_prepared(
+            functools.partial(_make_tfds_builder, name, root),
+            name=name,
+            data_dir=root,
+            download=download,
+        )
+        decoded = _decode(
+            builder, name=name, data_dir=root, max_examples=max_examples, image_size=size, **splits
+        )
+        return decoded, builder
+
+    call = {"tfds": name, "data_dir": os.path.abspath(root), "max_examples": max_examples}
+    return cache.cached({**call, **splits, "image_size": list(size) if size else None}, read)
 
 
 def load_toolkit_builder(
@@ -315,28 +325,26 @@ def load_toolkit_builder(
 ) -> Dataset:
     """Loads one of the toolkit's own builders (``toolkit.data.builders.BUILDERS``), building
     it into the data dir on first use. A load made before with the same arguments is read
-    back from :mod:`toolkit.data.loaded_cache` without importing TFDS."""
+    back from :mod:`toolkit.data.cache` without importing TFDS."""
     _check_options(max_examples, None)
     root = resolve_data_dir(data_dir)
-    key = loaded_cache.spec(  # the absolute dir: a relative one names another after a cd
-        builder=builder_name, args=args, data_dir=os.path.abspath(root), max_examples=max_examples
-    )
-    dataset = loaded_cache.read(key)
-    if dataset is not None:
-        return dataset
-    from toolkit.data.builders import BUILDERS
 
-    builder_cls = BUILDERS[builder_name]
-    config = builder_cls.config_for(**args)
-    builder = ensure_prepared(
-        functools.partial(builder_cls, config=config, data_dir=root),
-        name=name,
-        data_dir=root,
-        download=True,  # generated locally: nothing to download
-    )
-    extra = {"builder": f"{builder_cls.__module__}.{builder_cls.__qualname__}", **args}
-    dataset = dataset_from_builder(
-        builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
-    )
-    loaded_cache.write(key, dataset, decoded_cache.prepared_folder(builder))
-    return dataset
+    def read() -> tuple[cache.Decoded, Any]:
+        from toolkit.data.builders import BUILDERS
+
+        builder_cls = BUILDERS[builder_name]
+        builder = ensure_prepared(
+            functools.partial(builder_cls, config=builder_cls.config_for(**args), data_dir=root),
+            name=name,
+            data_dir=root,
+            download=True,  # generated locally: nothing to download
+        )
+        extra = {"builder": f"{builder_cls.__module__}.{builder_cls.__qualname__}", **args}
+        decoded = _decode(
+            builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
+        )
+        return decoded, builder
+
+    # The absolute dir: a relative one names another folder after a cd.
+    call = {"builder": builder_name, "args": args, "data_dir": os.path.abspath(root)}
+    return cache.cached({**call, "max_examples": max_examples}, read)

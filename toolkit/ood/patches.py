@@ -9,8 +9,6 @@ channels. Natural-image texture that is neither digits nor noise: a far-OOD set 
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 
@@ -22,7 +20,6 @@ __all__ = ["LUMA_WEIGHTS", "grey_sample_images", "sklearn_patches"]
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-@functools.cache
 def grey_sample_images() -> tuple[np.ndarray, ...]:
     """scikit-learn's sample photographs as float64 grey images in [0, 1]."""
     from sklearn.datasets import load_sample_images

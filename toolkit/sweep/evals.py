@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit import data, evalsets, metrics, ood, shifts
+from toolkit import array_cache, data, evalsets, metrics, ood, shifts
 from toolkit.data import Dataset, Split
 from toolkit.ood.base import check_request
 from toolkit.registry import Registry
@@ -91,7 +91,9 @@ class Shifts:
         # Each shifted set gives both tk.evaluate's metrics and the reliability bins.
         pairs = [(n, s) for n in self.resolve(dataset) for s in _severities(self.severities)]
         kwargs_json = json.dumps(dict(trial.dataset_kwargs), sort_keys=True)
-        shifted = _shifted_sets(trial.dataset, kwargs_json, json.dumps(pairs))
+        shifted = _shifted_sets(
+            trial.dataset, kwargs_json, json.dumps(pairs), array_cache.location()
+        )
         rows = []
         for (name, severity), split in zip(pairs, shifted, strict=True):
             row = {"eval_set": name, "kind": "shift", "severity": severity}
@@ -102,11 +104,15 @@ class Shifts:
 
 
 @functools.lru_cache(maxsize=8)
-def _shifted_sets(dataset: str, kwargs_json: str, pairs_json: str) -> tuple[Split, ...]:
+def _shifted_sets(
+    dataset: str, kwargs_json: str, pairs_json: str, cache: str | None
+) -> tuple[Split, ...]:
     """The shifted test sets, one per ``[shift, severity]`` pair: loaded from the disk cache
     (:func:`toolkit.evalsets.shifted_sets`) or built once per machine, then kept for this
-    process. Every run of a sweep sees the same examples (one fixed key, the default of
-    ``tk.evaluate``, so a notebook evaluating with it reads the same entries)."""
+    process, keyed on the cache folder in use (``cache``) too: reading 100 shifted MNIST
+    sets back for every run would read 3 GB. Every run of a sweep sees the same examples
+    (one fixed key, the default of ``tk.evaluate``, so a notebook evaluating with it reads
+    the same entries)."""
     test = load_dataset(dataset, json.loads(kwargs_json)).test
     pairs = [tuple(pair) for pair in json.loads(pairs_json)]
     return tuple(evalsets.shifted_sets(test, pairs, key=jax.random.key(EVAL_KEY_SEED)))
@@ -157,7 +163,7 @@ _NOT_GENERATOR = ("data_dir", "max_examples")
 
 
 @functools.lru_cache(maxsize=4)
-def _regenerated(specs_json: str) -> tuple[Split, ...]:
+def _regenerated(specs_json: str, cache: str | None) -> tuple[Split, ...]:
     from toolkit.shifts.sequence.regenerated import mnist1d_shifted_test
 
     return tuple(evalsets.cached_sets(json.loads(specs_json), mnist1d_shifted_test))
@@ -167,10 +173,11 @@ def _regenerated_sets(
     pairs: Sequence[tuple[str, int]], standardize: str, dataset_kwargs: dict[str, Any]
 ) -> list[Split]:
     """Regenerated MNIST-1D test sets, one per ``(kind, severity)``, in order: through the
-    disk cache (:func:`toolkit.evalsets.cached_sets`), then kept for this process."""
+    disk cache (:func:`toolkit.evalsets.cached_sets`), then kept for this process (keyed on
+    the cache folder in use too)."""
     args = {k: v for k, v in dataset_kwargs.items() if k not in _NOT_GENERATOR}
     specs = [{"kind": k, "severity": s, "standardize": standardize, **args} for k, s in pairs]
-    return list(_regenerated(json.dumps(specs, sort_keys=True)))
+    return list(_regenerated(json.dumps(specs, sort_keys=True), array_cache.location()))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,7 +185,6 @@ _BOUNDARY: dict[str, Callable[[int, int], int | None]] = {
 }
 
 
-@functools.lru_cache(maxsize=256)
 def filter_matrix(n: int, weights: tuple[float, ...], mode: str) -> np.ndarray:
     """(n, n) matrix ``M`` with ``M @ v == scipy.ndimage.correlate1d(v, weights, mode=mode)``.
 
@@ -206,7 +205,6 @@ def filter_matrix(n: int, weights: tuple[float, ...], mode: str) -> np.ndarray:
     return matrix
 
 
-@functools.lru_cache(maxsize=256)
 def gaussian_weights(sigma: float, truncate: float = 4.0) -> tuple[float, ...]:
     """scipy's 1-D Gaussian: radius ``int(truncate * sigma + 0.5)``, weights summing to 1."""
     radius = int(truncate * sigma + 0.5)

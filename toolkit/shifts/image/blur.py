@@ -34,8 +34,6 @@ distance to the clean digit fell from severity 4 to 5 on about 1 batch of 8 digi
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,7 +89,6 @@ def glass_blur(x: jax.Array, *, key: jax.Array, severity: int) -> jax.Array:
     return gaussian_blur(per_example(jitter, blurred, key), sigma * s)
 
 
-@functools.lru_cache(maxsize=64)
 def _motion_taps(radius: int, sigma: float) -> np.ndarray:
     i = np.arange(2 * radius + 1, dtype=np.float64)
     w = np.exp(-(i**2) / (2 * sigma**2))
@@ -121,7 +118,6 @@ def _box_filter(t: float) -> float:
     return 1.0 if -0.5 < t <= 0.5 else 0.0
 
 
-@functools.lru_cache(maxsize=128)
 def box_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) matrix of PIL's ``Image.resize(..., BOX)`` along one axis.
 

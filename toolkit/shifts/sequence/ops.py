@@ -235,7 +235,6 @@ def _gaussian_filter1d(x: np.ndarray, sigma: float, **options) -> np.ndarray:
     return gaussian_filter1d(x, sigma, **options)
 
 
-@functools.cache
 def _corr_raw() -> float:
     """Marginal std of the generator's corr noise, 0.25 * ||g_2|| (about 0.25 * 0.3756)."""
     return 0.25 * float(np.linalg.norm(_gaussian_filter1d(np.eye(1, 41, 20)[0], _CORR_SIGMA_GRID)))
