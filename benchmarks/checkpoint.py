@@ -111,11 +111,12 @@ def main(argv: list[str] | None = None) -> None:
             flag = name.replace("_", "-")
             parser.error(f"--{flag} must be >= 1, got {getattr(args, name)}")
 
-    from toolkit.sweep.workers import enable_compilation_cache, start_backend, worker_flags
+    from toolkit.compilation_cache import ensure_compilation_cache
+    from toolkit.sweep.workers import start_backend, worker_flags
 
     os.environ["XLA_FLAGS"] = worker_flags()
     start_backend(threads=1)
-    enable_compilation_cache()
+    ensure_compilation_cache()
 
     import jax
 

@@ -144,7 +144,7 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Writes ``text`` to ``path`` through a temporary file, fsync and a rename."""
-    from toolkit.sweep.storage import atomic_write_text
+    from toolkit.store import atomic_write_text
 
     atomic_write_text(path, text)
     return Path(path)
@@ -174,16 +174,18 @@ def run_worker(
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 1800,
+    tree: str | os.PathLike | None = None,
 ) -> dict:
     """Runs ``python -m module args`` in a fresh process and returns its :func:`emit` result.
 
     ``env`` entries are added to this process's environment (e.g. ``XLA_FLAGS``, which XLA
-    reads once, when its backend starts).
+    reads once, when its backend starts). ``tree`` runs the worker from another checkout
+    (its own ``toolkit`` and ``benchmarks``), e.g. a baseline commit's ``git worktree``.
     """
     environment = {**os.environ, **(env or {})}
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=REPO,
+        cwd=REPO if tree is None else tree,
         env=environment,
         capture_output=True,
         text=True,

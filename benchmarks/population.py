@@ -98,7 +98,7 @@ def population_worker(engine: str, model: str, count: int, steps: int) -> None:
 
     import toolkit as tk
     from toolkit.compilation_cache import cache_events
-    from toolkit.population import train_population
+    from toolkit.training import train_population
 
     dataset = tk.data.load("mnist1d")
     configs = _configs(model, count, steps)
@@ -159,7 +159,8 @@ class _Stamped:
 
 def runner_worker(variant: str, model: str, runs: int, steps: int, workers: int) -> None:
     """Fresh process: ``runs`` seeds through ``run_sweep`` with the variant's executor."""
-    from toolkit.sweep import executors, runner, storage
+    from toolkit import store
+    from toolkit.sweep import executors, runner
     from toolkit.sweep.defaults import base_config
 
     executor = RUNNER_VARIANTS[variant][0]
@@ -178,7 +179,7 @@ def runner_worker(variant: str, model: str, runs: int, steps: int, workers: int)
         wall = time.perf_counter() - t0
         if result.count("trained") != runs:
             raise RuntimeError(f"{variant}: {result.failed or result.summaries}")
-        steady = [_steady([r.read_metrics()]) for r in storage.run_dirs(result.experiment_dir)]
+        steady = [_steady([r.read_metrics()]) for r in store.run_dirs(result.experiment_dir)]
     # Warm: from the moment every worker has finished its first run to the last run.
     first = min(runs, workers or executors.default_workers()) if executor == "process" else 1
     warm = (runs - first) * steps / (stamps[-1] - stamps[first - 1]) if runs > first else None

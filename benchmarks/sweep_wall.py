@@ -54,13 +54,13 @@ def run_records(experiment_dir: str | os.PathLike) -> dict[str, float | int | No
     finished - started) and ``loop_s`` (sum of ``wall_time_s``); None where no run has
     provenance.
     """
-    from toolkit.sweep import storage
+    from toolkit import store
 
     path = Path(experiment_dir)
     if not (path / "runs").is_dir():
         raise FileNotFoundError(f"{str(path)!r} is not a sweep's experiment directory (no runs/)")
-    runs = list(storage.run_dirs(path))
-    records = [storage.read_json(run.provenance) for run in runs]
+    runs = list(store.run_dirs(path))
+    records = [store.read_json(run.provenance) for run in runs]
     records = [r for r in records if isinstance(r, dict) and "started" in r and "finished" in r]
     summary: dict[str, float | int | None] = {
         "runs": len(runs),

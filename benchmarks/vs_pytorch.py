@@ -3,6 +3,8 @@
     pip install torch==2.13.0           # the CPU build; a benchmark-only dependency
     python -m benchmarks.vs_pytorch --out results/benchmarks/vs_pytorch.md
     python -m benchmarks.vs_pytorch --models mlp --repeats 1    # quick look, printed only
+    git worktree add --detach ../baseline REV    # then, the toolkit at REV side by side:
+    python -m benchmarks.vs_pytorch --baseline ../baseline
 
 MLP, CNN and bidirectional GRU on ``tk.data.load("mnist1d")``, batch 100, Adam lr 1e-2,
 trained by each engine in its own fresh process (so each gets its own ``XLA_FLAGS`` and
@@ -15,7 +17,9 @@ reported:
 * ``jax jit loop`` -- the toolkit's ``train_step`` jitted and called once per step from
   Python (what a simple JAX loop does), for context;
 * ``torch N thread(s)`` -- :mod:`benchmarks.torch_reference`, eager, ``torch.set_num_threads(N)``
-  (N = 1 by default; ``--torch-threads 1 2`` adds 2).
+  (N = 1 by default; ``--torch-threads 1 2`` adds 2);
+* ``toolkit @ REV`` (with ``--baseline DIR``) -- the ``toolkit`` engine run from another
+  checkout, e.g. the commit before a change to the trainer, interleaved with the others.
 
 Steps/s are steady-state: the toolkit's first chunk (which includes the compile) and the
 first ``--warmup`` steps of the loops are excluded; the compile time is reported apart
@@ -27,7 +31,9 @@ what else runs on it; ratios from one run (engines side by side) are what compar
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import time
 
 from benchmarks.machine import emit, header, publish, run_worker
@@ -132,28 +138,42 @@ def worker(kind: str, model: str, steps: int, warmup: int, threads: int) -> None
     emit(result)
 
 
+def _revision(tree: str) -> str:
+    """The short commit hash checked out in ``tree`` (its directory name if not a git tree)."""
+    done = subprocess.run(
+        ["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or os.path.basename(os.path.abspath(tree))
+
+
 def _median(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
-def _table(models, engines, results) -> list[str]:
+def _table(models, engines, results, baseline: str | None) -> list[str]:
     names = list(engines)
+    ratio_names = ["toolkit / torch 1 thread", "toolkit XLA 1 thread / torch 1 thread",
+                   "jax jit loop / torch 1 thread"]  # fmt: skip
+    if baseline:
+        ratio_names.append(f"toolkit / {baseline}")
     lines = [
         "Steady-state steps/s (median over repeats; higher is better):",
         "",
-        "| model | steps | " + " | ".join(names) + " | toolkit / torch 1 thread "
-        "| toolkit XLA 1 thread / torch 1 thread | jax jit loop / torch 1 thread |",
-        "|---|---|" + "---|" * (len(names) + 3),
+        "| model | steps | " + " | ".join(names + ratio_names) + " |",
+        "|---|---|" + "---|" * (len(names) + len(ratio_names)),
     ]
     for model, steps in models:
         rate = {e: _median(results[model, e], "steps_per_s") for e in names}
         torch1 = rate["torch 1 thread"]
-        ratios = [rate["toolkit"], rate["toolkit, XLA 1 thread"], rate["jax jit loop"]]
+        ratios = [rate["toolkit"] / torch1, rate["toolkit, XLA 1 thread"] / torch1,
+                  rate["jax jit loop"] / torch1]  # fmt: skip
+        if baseline:
+            ratios.append(rate["toolkit"] / rate[baseline])
         lines.append(
             f"| {model} | {steps} | "
             + " | ".join(f"{rate[e]:,.0f}" for e in names)
             + " | "
-            + " | ".join(f"{r / torch1:.1f}x" for r in ratios)
+            + " | ".join(f"{r:.2f}x" for r in ratios)
             + " |"
         )
     lines += [
@@ -193,6 +213,12 @@ def main(argv: list[str] | None = None) -> None:
         default=[1],
         help="PyTorch thread counts to time (1 is always included; 2 crawls on a busy machine)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also time the toolkit engine from this checkout (e.g. a git worktree at a "
+        "baseline commit), interleaved with the others",
+    )
     parser.add_argument("--out", help="write the markdown report here (atomically)")
     parser.add_argument(
         "--worker", choices=("toolkit", "jax_loop", "torch"), help=argparse.SUPPRESS
@@ -205,18 +231,22 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     models = [(m, args.steps or DEFAULT_STEPS[m]) for m in args.models]
-    engines = dict(JAX_ENGINES)
+    engines = {name: (*engine, None) for name, engine in JAX_ENGINES.items()}
+    baseline = None
+    if args.baseline:
+        baseline = f"toolkit @ {_revision(args.baseline)}"
+        engines[baseline] = ("toolkit", 0, "", args.baseline)
     for threads in sorted({1, *args.torch_threads}):
-        engines[torch_engine(threads)] = ("torch", threads, "")
+        engines[torch_engine(threads)] = ("torch", threads, "", None)
     report = [header("Training speed: toolkit vs PyTorch (MNIST-1D reference models)")]
     results: dict[tuple[str, str], list[dict]] = {}
     for repeat in range(args.repeats):
         for model, steps in models:
-            for engine, (kind, threads, flags) in engines.items():
+            for engine, (kind, threads, flags, tree) in engines.items():
                 worker_args = ["--worker", kind, "--model", model, "--steps", str(steps)]
                 worker_args += ["--warmup", str(args.warmup), "--threads", str(threads)]
                 env = {"XLA_FLAGS": flags} if flags else {}
-                result = run_worker("benchmarks.vs_pytorch", worker_args, env=env)
+                result = run_worker("benchmarks.vs_pytorch", worker_args, env=env, tree=tree)
                 results.setdefault((model, engine), []).append(result)
                 print(f"repeat {repeat} {model:4s} {engine:24s} {result['steps_per_s']:8,.0f} "
                       f"steps/s  acc {result['accuracy']:.3f}", flush=True)  # fmt: skip
@@ -225,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         f"repeat(s), engines interleaved, each run in a fresh process; loops time the steps "
         f"after the first {args.warmup}. `XLA 1 thread` = `XLA_FLAGS={SINGLE_THREAD_XLA}`.",
         "",
-        *_table(models, engines, results),
+        *_table(models, engines, results, baseline),
         "",
         "Every run's steps/s, in the order they ran (the spread shows the noise):",
         "",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import toolkit as tk
-from toolkit.sweep.storage import atomic_write_text
+from toolkit.store import atomic_write_text
 
 # README accuracies of the reference models (github.com/greydanus/mnist1d).
 PUBLISHED = {"linear": 32.0, "mlp": 68.0, "cnn": 94.0, "gru": 91.0}

@@ -228,7 +228,7 @@ def test_command_line_bad_input(case, tmp_path, results, capsys, monkeypatch, co
     path = tmp_path / f"{source}.py"
     if source != "missing":
         path.write_text(FILES[source])
-    monkeypatch.setattr(execute_module, "train", refuse)
+    monkeypatch.setattr(execute_module, "train_population", refuse)
     before = snapshot(results)
     argv = ["--config", f"{path}{variant}", "--results_dir", str(results), "--no_progress"]
     assert sweep_cli.main([*argv, *overrides]) == 2
@@ -264,7 +264,9 @@ TRAIN = {
     "negative learning rate": ({"learning_rate": -0.1}, "-0.1", "positive"),
     "batch larger than the data": ({"batch_size": 61}, "61", "60 examples"),
     "steps 0": ({"steps": 0}, "got 0", "positive int"),
-    "negative seed": ({"seed": -1}, "-1", "non-negative"),
+    "negative seed": ({"seed": -1}, "-1", "[0, 2**32)"),
+    # jax.random.key(2**32) is the key of seed 0: refused, not a silent repeat of seed 0
+    "seed of 2**32": ({"seed": 2**32}, "4294967296", "[0, 2**32)"),
     "unknown option": ({"stepz": 3}, "'stepz'", "steps"),
     "unknown model hyperparameter": (
         {"model": "mlp", "model_hparams": {"hiden": (8,)}},

@@ -244,6 +244,8 @@ def test_a_worker_runs_xla_on_one_thread_on_every_core():
 
 def task(seed, **train):
     trial = {
+        "experiment": "spread",
+        "group": "g",
         "dataset": "mnist1d",
         "dataset_kwargs": {},
         "train": {"model": "mlp", "learning_rate": 0.01, "seed": seed, **train},
@@ -276,6 +278,9 @@ def test_runs_are_spread_so_that_workers_start_on_different_programs():
     r = [task(0, model="cnn")]
     sweep_order = [*p, *q, *r]
     assert program_key(p[0]) == program_key(p[2]) != program_key(q[0]) != program_key(r[0])
+    # Registry defaults written out are the same program as left out.
+    assert program_key(task(0, loss_hparams={})) == program_key(task(0))
+    assert program_key(task(0, model_hparams={"hidden": [100, 100]})) == program_key(p[0])
     assert spread_programs(sweep_order, 1) == sweep_order
     assert spread_programs(sweep_order, 2) == [p[0], q[0], p[1], q[1], p[2], r[0]]
     assert spread_programs(sweep_order, 3) == [p[0], q[0], r[0], p[1], q[1], p[2]]

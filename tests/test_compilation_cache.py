@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,10 +54,13 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run(*dirs: Path) -> tuple[dict, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
+def run(*dirs: Path, script: str = SCRIPT, **env_vars: str) -> tuple[Any, str]:
+    """Runs ``script`` with ``dirs`` as arguments in a fresh process (no JAX cache set up);
+    returns its last line of output, parsed as JSON, and its log."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path]), **env_vars}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *map(str, dirs)],
+        [sys.executable, "-c", script, *map(str, dirs)],
         env=env,
         capture_output=True,
         text=True,
@@ -100,6 +104,28 @@ def test_default_directory_follows_toolkit_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "toolkit" / "jax_cache"
 
 
+ENSURE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from toolkit.compilation_cache import ensure_compilation_cache
+
+    first = ensure_compilation_cache()  # nothing configured yet: the toolkit's default
+    jax.config.update("jax_compilation_cache_dir", sys.argv[1])  # configured by someone else
+    second = ensure_compilation_cache()
+    print(json.dumps([str(first), str(second), jax.config.jax_compilation_cache_dir]))
+    """
+)
+
+
+def test_ensure_turns_the_default_cache_on_but_keeps_a_configured_one(tmp_path):
+    mine = tmp_path / "mine"
+    result, _ = run(mine, script=ENSURE_SCRIPT, TOOLKIT_CACHE_DIR=str(tmp_path / "root"))
+    first, second, configured = result
+    assert first == str(tmp_path / "root" / "jax_cache") and Path(first).is_dir()
+    assert second == configured == str(mine)
+
+
 def test_bad_settings_are_errors_before_jax_is_touched(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -111,26 +137,21 @@ def test_bad_settings_are_errors_before_jax_is_touched(tmp_path):
         enable_compilation_cache(tmp_path, max_size_bytes=0)
 
 
-def test_sweeps_leave_the_compilation_cache_off_under_the_one_switch(tmp_path):
-    """A sweep turns the cache on by itself (in $TOOLKIT_CACHE_DIR) unless TOOLKIT_CACHE=0."""
-    script = textwrap.dedent(
-        """
-        import json, os
-        import jax
-        from toolkit.sweep.workers import enable_compilation_cache
+SWITCH_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    import jax
+    from toolkit.compilation_cache import ensure_compilation_cache
 
-        enable_compilation_cache()
-        off = jax.config.jax_compilation_cache_dir
-        os.environ["TOOLKIT_CACHE"] = "1"
-        enable_compilation_cache()
-        print(json.dumps([off, jax.config.jax_compilation_cache_dir]))
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOOLKIT_CACHE": "0"}
-    env["TOOLKIT_CACHE_DIR"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    off, on = json.loads(done.stdout.strip().splitlines()[-1])
-    assert not off and on == str(tmp_path / "jax_cache")
+    off = [ensure_compilation_cache(), jax.config.jax_compilation_cache_dir]  # TOOLKIT_CACHE=0
+    os.environ["TOOLKIT_CACHE"] = "1"
+    print(json.dumps([*off, str(ensure_compilation_cache())]))
+    """
+)
+
+
+def test_ensure_leaves_the_cache_off_under_the_one_switch(tmp_path):
+    result, _ = run(script=SWITCH_SCRIPT, TOOLKIT_CACHE="0", TOOLKIT_CACHE_DIR=str(tmp_path))
+    returned, configured, on = result
+    assert returned is None and not configured  # nothing turned on, nothing written
+    assert on == str(tmp_path / "jax_cache") and sorted(tmp_path.iterdir()) == [Path(on)]

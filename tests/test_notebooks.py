@@ -1,21 +1,28 @@
 """Every notebook in notebooks/ runs top to bottom in a fresh kernel with small settings;
-the helpers they use (toolkit.notebook, toolkit.report.analysis) against hand-computed values.
+the helpers they use (notebooks/nbsupport.py, toolkit.report.analysis) against hand-computed
+values.
 
 Notebooks are executed from their stored files without writing back; their outputs go to
 a temporary directory. The analysis notebook reads a results root made here by a tiny sweep
 (two experiments in the shipped layout), so it is tested without the committed results.
 """
 
+import importlib.util
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from toolkit import notebook as nb
-
-ROOT = nb.repo_root()
+ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# The notebooks' own helper module; notebooks/ is no package, so it is loaded from its file.
+_spec = importlib.util.spec_from_file_location("nbsupport", ROOT / "notebooks" / "nbsupport.py")
+nb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(nb)
 
 # A sweep config in the shipped format, small enough for a test: an MLP, two losses, 100 steps.
 TINY_CONFIG = """
@@ -48,6 +55,19 @@ def sweep(config):
 def test_every_notebook_is_collected():
     expected = {"01_quickstart", "02_loss_comparison", "03_ood_analysis", "04_explain"}
     assert expected <= {p.stem for p in NOTEBOOKS}
+    assert nb.repo_root() == ROOT
+
+
+def test_the_runner_command_refuses_a_missing_notebook(tmp_path):
+    missing = tmp_path / "missing.ipynb"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "notebooks" / "nbsupport.py"), "--quick", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and f"no such notebook: {missing}" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(

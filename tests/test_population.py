@@ -12,16 +12,10 @@ import numpy as np
 import pytest
 
 import toolkit as tk
+from toolkit import store
 from toolkit.data import Split
-from toolkit.population import (
-    choose_mode,
-    group_into_populations,
-    plan,
-    population_key,
-    train_population,
-)
-from toolkit.sweep import storage
-from toolkit.training import TrainConfig
+from toolkit.population import choose_mode, group_into_populations, plan, population_key
+from toolkit.training import TrainConfig, train_population
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(64, 40)).astype(np.float32)
@@ -228,7 +222,7 @@ def test_sweep_runner_picks_the_placement_per_population(tmp_path):
     result = run_sweep(cfg, sweep_fn, results_dir=tmp_path, progress=False, out=io.StringIO())
     assert result.count("trained") == 6, result.failed
     placed = {}
-    for run_dir in storage.run_dirs(result.experiment_dir):
+    for run_dir in store.run_dirs(result.experiment_dir):
         record = json.loads(run_dir.provenance.read_text())
         batch = json.loads(run_dir.config.read_text())["train"]["batch_size"]
         placed.setdefault(batch, set()).add((record["population_sharding"], record["device_count"]))
@@ -252,7 +246,7 @@ def test_bad_input_is_refused_before_compute(monkeypatch):
     def no_compute(*args, **kwargs):
         raise AssertionError("compute started before the inputs were checked")
 
-    monkeypatch.setattr("toolkit.population.trainer.Program", no_compute)
+    monkeypatch.setattr("toolkit.training.program_for", no_compute)
     with pytest.raises(ValueError, match="population member 1: unknown loss 'focal'"):
         train_population(SPLIT, [config(), config(loss="focal")], num_classes=4)
     with pytest.raises(ValueError, match=r"train_labels must have shape .* \(2, 64\), got \(64,\)"):

@@ -5,8 +5,9 @@ sweeps at once train each run once; diverging population members are recorded an
 reported as diverged; the same config gives the same numbers; nothing is unpickled or
 evaluated from a results directory.
 
-The reference for every comparison is an uninterrupted sweep run in a fresh process, and
-training starts are counted from ``toolkit.sweep.faults``' event log, written by every
+The reference for every comparison is an uninterrupted sweep run in a fresh process.
+Faults come from ``tests/sweep_faults.py``, which runs the sweep command with toolkit
+functions patched to die at a crash point and to log every training start, in every
 process (the killed ones included).
 """
 
@@ -30,11 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import sweep_faults
 
 import toolkit as tk
 from experiments import sweep as sweep_cli
+from toolkit import store
 from toolkit.report import ReportError, build_report, load_results
-from toolkit.sweep import faults, storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.reevaluation import reevaluate
@@ -78,14 +80,13 @@ def argv(space, results, *extra):
 
 
 def start(space, results, events, *extra, crash=None):
-    """``python -m experiments.sweep`` in a fresh process (SIGKILLed at ``crash``)."""
+    """``python -m experiments.sweep`` in a fresh process, its training starts logged to
+    ``events`` (and SIGKILLed at ``crash``) by ``tests/sweep_faults.py``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOOLKIT_CACHE_DIR": str(space.cache)}
-    env[faults.EVENT_ENV] = str(events)
-    env.pop(faults.CRASH_ENV, None)
-    if crash:
-        env[faults.CRASH_ENV] = crash
     log = open(events.with_suffix(".stderr"), "ab")
-    command = [sys.executable, "-m", "experiments.sweep", *argv(space, results, *extra)]
+    command = [sys.executable, sweep_faults.__file__, "--events", str(events)]
+    command += ["--crash", crash] if crash else []
+    command += ["--", *argv(space, results, *extra)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     log.close()
     return process
@@ -99,8 +100,7 @@ def finish(process, events, timeout=300):
 def rerun(space, results, events, monkeypatch, *extra):
     """The same command again, in this process (same XLA flags, so the same numbers)."""
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(space.cache))
-    monkeypatch.setenv(faults.EVENT_ENV, str(events))
-    monkeypatch.delenv(faults.CRASH_ENV, raising=False)
+    sweep_faults.log_starts(events, monkeypatch.setattr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # damaged files are reported with warnings
         assert sweep_cli.main(argv(space, results, *extra)) == 0
@@ -109,7 +109,7 @@ def rerun(space, results, events, monkeypatch, *extra):
 def starts(events, since=0.0):
     """``{run_id: [resumed-from step, ...]}`` of the training starts logged after ``since``."""
     out = {}
-    for row in storage.read_jsonl(events):
+    for row in store.read_jsonl(events):
         if row["event"] == "train_start" and row["time"] >= since:
             out.setdefault(row["run_id"], []).append(row["step"])
     return out
@@ -122,7 +122,7 @@ def reference(space):
     code, log = finish(start(space, results, events), events)
     assert code == 0, log
     experiment = results / "tiny"
-    runs = sorted(storage.run_dirs(experiment), key=seed_of)
+    runs = sorted(store.run_dirs(experiment), key=seed_of)
     assert [seed_of(r) for r in runs] == [0, 1] and all(r.is_done() for r in runs)
     return SimpleNamespace(dir=experiment, ids=[r.run_id for r in runs])
 
@@ -134,10 +134,10 @@ def busy_seconds(space, reference):
     results, events = space.root / "warm", space.root / "warm.events"
     code, log = finish(start(space, results, events), events)
     assert code == 0, log
-    return time.time() - min(r["time"] for r in storage.read_jsonl(events))
+    return time.time() - min(r["time"] for r in store.read_jsonl(events))
 
 
-def seed_of(run: storage.RunDir) -> int:
+def seed_of(run: store.RunDir) -> int:
     return json.loads(run.config.read_text())["train"]["seed"]
 
 
@@ -148,11 +148,11 @@ def quiet(function, *args):
 
 
 def rows_by_key(experiment):
-    rows = quiet(storage.read_evals, experiment)
+    rows = quiet(store.read_evals, experiment)
     return {(r["run_id"], r["eval_set"], r["severity"]): r for r in rows}
 
 
-def curve(run: storage.RunDir):
+def curve(run: store.RunDir):
     """Steps, losses and accuracies of the training curve (not its timings)."""
     return [(r["step"], r["loss"], r["accuracy"]) for r in quiet(run.read_metrics)]
 
@@ -164,8 +164,8 @@ def assert_same_results(experiment, reference):
     assert mine.keys() == theirs.keys()
     for key, row in mine.items():
         assert row == theirs[key], key
-    for run in storage.run_dirs(reference):
-        mine = storage.RunDir(experiment, run.run_id)
+    for run in store.run_dirs(reference):
+        mine = store.RunDir(experiment, run.run_id)
         assert curve(mine) == curve(run)
         assert [s for s, *_ in curve(run)] == STEPS
         assert Checkpoints(mine.checkpoint).steps() == CHECKPOINTS
@@ -176,7 +176,7 @@ def assert_same_results(experiment, reference):
     pd.testing.assert_frame_equal(df, quiet(load_results, reference))
 
 
-def final_state(run: storage.RunDir):
+def final_state(run: store.RunDir):
     cfg = Trial.from_json(json.loads(run.config.read_text())).train_config()
     checkpoints = Checkpoints(run.checkpoint)
     state = checkpoints.restore(abstract_state(cfg, 10, (40,)), step=cfg.steps)
@@ -217,13 +217,14 @@ CRASHES = {
 }
 
 
-def test_every_crash_point_is_killed_at_and_a_bad_spec_is_refused(monkeypatch):
-    assert {crash.partition(":")[0] for crash in CRASHES} == set(faults.CRASH_POINTS)
-    monkeypatch.setenv(faults.CRASH_ENV, "train_chunks:2")
+def test_every_crash_point_is_killed_at_and_a_bad_spec_is_refused():
+    assert {crash.partition(":")[0] for crash in CRASHES} == set(sweep_faults.POINTS)
     with pytest.raises(ValueError, match=r"'train_chunks:2'.*train_chunk, checkpoint_write"):
-        faults.armed("train_chunk")
-    monkeypatch.setenv(faults.CRASH_ENV, "after_evals:3")
-    assert faults.armed("after_evals") and not faults.armed("before_evals")
+        sweep_faults.parse("train_chunks:2")
+    with pytest.raises(ValueError, match=r"'after_evals:0'"):
+        sweep_faults.parse("after_evals:0")
+    assert sweep_faults.parse("after_evals:3") == ("after_evals", 3)
+    assert sweep_faults.parse("before_evals") == ("before_evals", 1)
 
 
 @pytest.mark.slow
@@ -235,7 +236,7 @@ def test_sigkill_at_a_crash_point_then_rerun_gives_the_uninterrupted_rows(
     code, log = finish(start(space, results, events, crash=crash), events)
     assert code == -signal.SIGKILL, log
     experiment = results / "tiny"
-    runs = [storage.RunDir(experiment, run_id) for run_id in reference.ids]
+    runs = [store.RunDir(experiment, run_id) for run_id in reference.ids]
     expected = {reference.ids[i]: [step] for i, step in CRASHES[crash].items()}
     done_before = {r.run_id for r in runs if r.is_done()}
     assert done_before == set(reference.ids) - set(expected)
@@ -245,7 +246,7 @@ def test_sigkill_at_a_crash_point_then_rerun_gives_the_uninterrupted_rows(
         pending = glob_tmp(experiment)
         assert pending and any(p.is_file() for d in pending for p in d.rglob("*"))
     if point == "evals_append":
-        assert not (experiment / storage.EVALS).read_bytes().endswith(b"\n")
+        assert not (experiment / store.EVALS).read_bytes().endswith(b"\n")
     assert reported_runs(experiment) <= done_before
 
     since = time.time()
@@ -273,7 +274,7 @@ def test_sigkill_at_a_random_time_then_rerun_gives_the_uninterrupted_rows(
     code, log = finish(process, events)
     assert code in (0, -signal.SIGKILL), log
     experiment = results / "tiny"
-    runs = [storage.RunDir(experiment, run_id) for run_id in reference.ids]
+    runs = [store.RunDir(experiment, run_id) for run_id in reference.ids]
     # A run resumes from its newest committed checkpoint; a finished one is not touched.
     expected = {
         r.run_id: [max(Checkpoints(r.checkpoint).steps(), default=0)]
@@ -295,7 +296,7 @@ def cut(path: Path, keep: float = 0.5) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def damage_checkpoint(run: storage.RunDir, step: int) -> None:
+def damage_checkpoint(run: store.RunDir, step: int) -> None:
     """Cuts every array file and the metadata of one orbax step."""
     files = [p for p in (run.checkpoint / str(step)).rglob("*") if p.is_file()]
     for path in files:
@@ -305,7 +306,7 @@ def damage_checkpoint(run: storage.RunDir, step: int) -> None:
 
 def drop_eval_rows(experiment, run_id):
     """Rows lost from evals.jsonl: the run's iid_noise row is gone, its done marker stays."""
-    path = experiment / storage.EVALS
+    path = experiment / store.EVALS
     lines = path.read_text().splitlines(keepends=True)
     kept = [x for x in lines if not (run_id in x and '"iid_noise"' in x)]
     assert len(kept) == len(lines) - 1
@@ -314,7 +315,7 @@ def drop_eval_rows(experiment, run_id):
 
 def mid_file_bad_line(experiment, run_id):
     """A torn line in the middle of evals.jsonl, and the run's rows after it lost."""
-    path = experiment / storage.EVALS
+    path = experiment / store.EVALS
     lines = path.read_text().splitlines(keepends=True)
     mine = [x for x in lines if run_id in x]
     others = [x for x in lines if run_id not in x]
@@ -330,7 +331,7 @@ PARTIAL = {
     "empty_config_json": (lambda e, r: r.config.write_text(""), 40),
     "garbled_config_json": (lambda e, r: cut(r.config), 40),
     "config_json_of_another_run": (
-        lambda e, r: shutil.copy(next(x for x in storage.run_dirs(e) if x != r).config, r.config),
+        lambda e, r: shutil.copy(next(x for x in store.run_dirs(e) if x != r).config, r.config),
         40,
     ),
     # The step-40 curve row is cut: the curve covers step 30, so training resumes at 20.
@@ -357,7 +358,7 @@ def test_partial_file_is_detected_never_reported_and_its_run_redone(
     case, space, reference, tmp_path, monkeypatch
 ):
     experiment = copy_of(reference.dir, tmp_path)
-    damaged, intact = (storage.RunDir(experiment, run_id) for run_id in reference.ids)
+    damaged, intact = (store.RunDir(experiment, run_id) for run_id in reference.ids)
     damage, resume_step = PARTIAL[case]
     damage(experiment, damaged)
     if "config_json" in case:  # the rows are intact; the record of the run is not
@@ -383,8 +384,8 @@ def test_report_skips_a_run_whose_done_marker_lists_missing_rows(reference, tmp_
     with pytest.warns(tk.report.ReportWarning, match="missing from evals.jsonl"):
         df = load_results(experiment)
     assert set(df["run_id"]) == {reference.ids[1]}
-    with pytest.warns(UserWarning, match="complete done marker"):
-        assert {r["run_id"] for r in storage.read_evals(experiment)} == {reference.ids[1]}
+    with pytest.warns(UserWarning, match="missing from evals.jsonl"):
+        assert {r["run_id"] for r in store.read_evals(experiment)} == {reference.ids[1]}
 
 
 # Reading a damaged checkpoint makes tensorstore call back into orbax's closed event loop.
@@ -393,7 +394,7 @@ def test_reevaluation_uses_only_the_final_checkpoint_and_changes_nothing(referen
     """A finished run whose final checkpoint is damaged is skipped, not evaluated from its
     older checkpoint (a different model) nor has its files deleted."""
     experiment = copy_of(reference.dir, tmp_path)
-    damaged, intact = (storage.RunDir(experiment, run_id) for run_id in reference.ids)
+    damaged, intact = (store.RunDir(experiment, run_id) for run_id in reference.ids)
     damage_checkpoint(damaged, 40)
     before = sorted(p.relative_to(experiment) for p in damaged.path.rglob("*"))
     with warnings.catch_warnings(record=True) as caught:
@@ -407,7 +408,7 @@ def test_reevaluation_uses_only_the_final_checkpoint_and_changes_nothing(referen
     assert any("step 40 is unreadable" in m for m in messages)
     assert any("final checkpoint (step 40)" in m and "not re-evaluated" in m for m in messages)
     assert written == 2  # the intact run's clean row and its new shuffle row
-    rows = quiet(storage.read_jsonl, experiment / storage.EVALS)
+    rows = quiet(store.read_jsonl, experiment / store.EVALS)
     assert {r["run_id"] for r in rows if r["eval_set"] == "shuffle"} == {intact.run_id}
     assert sorted(p.relative_to(experiment) for p in damaged.path.rglob("*")) == before
 
@@ -417,10 +418,8 @@ def test_every_file_write_in_the_runner_and_report_is_atomic_or_a_locked_append(
     (temporary file, fsync, rename), append whole lines under a lock, or write inside a
     temporary directory that is renamed into place."""
     allowed = {
-        "toolkit/sweep/storage.py": {"atomic_write_text", "append_jsonl", "acquire"},
-        "toolkit/sweep/faults.py": {"log_event"},
+        "toolkit/store/files.py": {"atomic_write_text", "append_jsonl", "replace_dir", "acquire"},
         "toolkit/array_cache.py": {"save"},
-        "toolkit/report/build.py": {"_write_file"},
         "toolkit/report/plots.py": {"save"},
     }
     writes = re.compile(
@@ -428,6 +427,7 @@ def test_every_file_write_in_the_runner_and_report_is_atomic_or_a_locked_append(
         r"|\.to_csv\((?!\s*index=)|open\([^)]*[\"'][wax]b?\+?[\"']"
     )
     files = [*ROOT.glob("toolkit/sweep/*.py"), *ROOT.glob("toolkit/report/*.py")]
+    files += ROOT.glob("toolkit/store/*.py")
     files += [ROOT / "experiments" / f"{n}.py" for n in ("sweep", "evaluate", "report")]
     files.append(ROOT / "toolkit" / "array_cache.py")  # the sweep's cached evaluation sets
     found: dict[str, set] = {}
@@ -443,7 +443,7 @@ def test_every_file_write_in_the_runner_and_report_is_atomic_or_a_locked_append(
                 around = [f for f in functions if f.lineno <= number <= f.end_lineno]
                 inner = max(around, key=lambda f: f.lineno).name if around else "<module>"
                 found.setdefault(name, set()).add(inner)
-    assert found["toolkit/sweep/storage.py"] >= {"atomic_write_text", "append_jsonl"}
+    assert found["toolkit/store/files.py"] >= {"atomic_write_text", "append_jsonl", "replace_dir"}
     for name, functions in found.items():
         assert functions <= allowed.get(name, set()), (name, functions)
 
@@ -460,21 +460,21 @@ def test_two_sweeps_started_at_once_train_every_run_exactly_once(space, referenc
         code, log = finish(process, events)
         assert code == 0, log
     experiment = results / "tiny"
-    runs = list(storage.run_dirs(experiment))
+    runs = list(store.run_dirs(experiment))
     assert len(runs) == 3 and all(r.is_done() for r in runs)
     assert starts(events) == {r.run_id: [0] for r in runs}  # one start each, from scratch
     rows = rows_by_key(experiment)
     assert len(rows) == 3 * 2
     theirs = rows_by_key(reference.dir)
     assert {k: v for k, v in rows.items() if k in theirs} == theirs
-    for line in (experiment / storage.EVALS).read_text().splitlines():
+    for line in (experiment / store.EVALS).read_text().splitlines():
         json.loads(line)  # no torn or interleaved line
-    assert len((experiment / storage.EVALS).read_text().splitlines()) == 6
+    assert len((experiment / store.EVALS).read_text().splitlines()) == 6
 
 
 def test_stale_locks_of_dead_processes_are_reclaimed(space, reference, tmp_path, monkeypatch):
     experiment = copy_of(reference.dir, tmp_path)
-    forged, orphaned = (storage.RunDir(experiment, run_id) for run_id in reference.ids)
+    forged, orphaned = (store.RunDir(experiment, run_id) for run_id in reference.ids)
     for run in (forged, orphaned):
         run.done.unlink()
     # A lock file naming a process that is gone (never flocked by anyone alive) ...
@@ -490,7 +490,7 @@ def test_stale_locks_of_dead_processes_are_reclaimed(space, reference, tmp_path,
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom toolkit.sweep.storage import RunLock\n"
+            "import sys, time\nfrom toolkit.store import RunLock\n"
             f"assert RunLock({str(orphaned.lock.path)!r}).acquire()\nprint('held', flush=True)\n"
             "time.sleep(600)",
         ],
@@ -499,7 +499,7 @@ def test_stale_locks_of_dead_processes_are_reclaimed(space, reference, tmp_path,
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
-    assert not storage.RunLock(orphaned.lock.path).acquire()  # held while it lives
+    assert not store.RunLock(orphaned.lock.path).acquire()  # held while it lives
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     events = tmp_path / "events.jsonl"
@@ -569,7 +569,7 @@ def test_population_with_diverging_members_records_and_reports_them(space, tmp_p
     experiment = results / "diverging"
     ds = tk.data.load("mnist1d", num_samples=300)
     runs = {}
-    for run in storage.run_dirs(experiment):
+    for run in store.run_dirs(experiment):
         train = json.loads(run.config.read_text())["train"]
         runs[train["learning_rate"], train["seed"]] = run
     assert len(runs) == 4
@@ -666,7 +666,7 @@ def test_results_and_checkpoints_load_with_pickle_disabled(reference, tmp_path, 
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     experiment = copy_of(reference.dir, tmp_path)
-    run = storage.RunDir(experiment, reference.ids[0])
+    run = store.RunDir(experiment, reference.ids[0])
     cfg = Trial.from_json(json.loads(run.config.read_text())).train_config()
     state = Checkpoints(run.checkpoint).restore(abstract_state(cfg, 10, (40,)))
     assert int(state.step) == 40
@@ -688,17 +688,17 @@ def test_a_malicious_results_directory_is_read_as_data_never_run(
     experiment = copy_of(reference.dir, tmp_path)
     sentinel = tmp_path / "PWNED"
     code = f"__import__('pathlib').Path({str(sentinel)!r}).touch()"
-    run = storage.RunDir(experiment, reference.ids[0])
+    run = store.RunDir(experiment, reference.ids[0])
     record = json.loads(run.config.read_text())
     record["train"] |= {"model": code, "loss": code, "model_hparams": {code: code}}
     run.config.write_text(json.dumps(record))
     # A foreign run directory: its record, marker and rows are code strings too.
-    fake = storage.RunDir(experiment, "0123456789abcdef")
+    fake = store.RunDir(experiment, "0123456789abcdef")
     fake.path.mkdir()
     fake.config.write_text(json.dumps({**record, "run_id": fake.run_id, "dataset": code}))
     fake.done.write_text(json.dumps({"finished": code, "diverged_step": None, "step": code}))
     row = {**rows_by_key(experiment)[reference.ids[1], "clean", 0], "run_id": fake.run_id}
-    with open(experiment / storage.EVALS, "a") as handle:
+    with open(experiment / store.EVALS, "a") as handle:
         handle.write(
             json.dumps(row | {"model": code, "variant": code, "loss_hparams": {code: 1}}) + "\n"
         )

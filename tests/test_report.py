@@ -7,6 +7,7 @@ against the report's own intermediate results.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -590,3 +591,55 @@ def test_a_long_legend_goes_beside_the_panel_and_a_short_one_inside(lines):
         assert legend.y0 >= 0  # the whole legend is on the figure
     else:
         assert panel.x0 <= legend.x0 and legend.x1 <= panel.x1
+
+
+# --- layering -----------------------------------------------------------------------------
+
+TOOLKIT = Path(__file__).resolve().parents[1] / "toolkit"
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in ``source`` names, absolute,
+    with ``from a import b`` giving both ``a`` and ``a.b`` (``b`` may be a submodule)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found |= {module, *(f"{module}.{alias.name}" for alias in node.names)}
+    return found
+
+
+def sweep_imports(folder: str) -> dict[str, set[str]]:
+    """``{file: modules of toolkit.sweep it imports}`` for the files of ``toolkit/<folder>``."""
+    out = {}
+    for path in sorted((TOOLKIT / folder).glob("*.py")):
+        names = imported_modules(path.read_text(), f"toolkit.{folder}")
+        hits = {n for n in names if n == "toolkit.sweep" or n.startswith("toolkit.sweep.")}
+        if hits:
+            out[path.name] = hits
+    return out
+
+
+def test_the_report_reads_the_store_never_the_sweep_runner():
+    assert sweep_imports("report") == {}
+    assert sweep_imports("store") == {}  # the store is below both
+    loads = imported_modules((TOOLKIT / "report" / "load.py").read_text(), "toolkit.report")
+    assert "toolkit.store" in loads
+    # The scan sees every spelling of an import of the sweep package.
+    for line in (
+        "import toolkit.sweep.runner",
+        "from toolkit import sweep",
+        "from toolkit.sweep.config import Trial",
+        "from ..sweep import storage",
+        "from .. import sweep",
+    ):
+        names = imported_modules(line, "toolkit.report")
+        assert any(n.startswith("toolkit.sweep") for n in names), line
+    assert not any(
+        n.startswith("toolkit.sweep")
+        for n in imported_modules("from . import plots", "toolkit.report")
+    )

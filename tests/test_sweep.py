@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import toolkit as tk
+from toolkit import store
 from toolkit.sweep import execute as execute_module
-from toolkit.sweep import storage
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.cli import load_config
 from toolkit.sweep.config import SweepConfigError, Trial, expand
@@ -98,7 +98,7 @@ def sweep_into(results, config=None, sweep_fn=tiny_sweep):
 
 
 class CountingTrain:
-    """Stands in for tk.train inside the runner: counts calls; can crash after a step."""
+    """Stands in for the trainer inside the runner: counts calls; can crash after a step."""
 
     def __init__(self, crash_after_step=None):
         self.calls, self.crash_after_step = 0, crash_after_step
@@ -106,12 +106,13 @@ class CountingTrain:
     def __call__(self, *args, callback=None, **kwargs):
         self.calls += 1
 
-        def wrapped(row, state):
-            callback(row, state)
-            if self.crash_after_step is not None and row["step"] >= self.crash_after_step:
+        def wrapped(rows, states):
+            callback(rows, states)
+            steps = [row["step"] for row in rows if row is not None]
+            if self.crash_after_step is not None and max(steps) >= self.crash_after_step:
                 raise KeyError("simulated crash")
 
-        return tk.training.train(*args, callback=wrapped, **kwargs)
+        return tk.training.train_population(*args, callback=wrapped, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -138,7 +139,7 @@ def copy_of(experiment_dir, tmp_path):
 
 def rows_by_key(experiment_dir):
     return {
-        (r["run_id"], r["eval_set"], r["severity"]): r for r in storage.read_evals(experiment_dir)
+        (r["run_id"], r["eval_set"], r["severity"]): r for r in store.read_evals(experiment_dir)
     }
 
 
@@ -273,7 +274,7 @@ def test_loss_comparison_covers_every_registered_loss():
 
 
 def test_layout_and_records_follow_the_spec(finished):
-    runs = sorted(storage.run_dirs(finished), key=lambda r: r.run_id)
+    runs = sorted(store.run_dirs(finished), key=lambda r: r.run_id)
     assert len(runs) == 2
     assert json.loads((finished / "sweep.json").read_text())["experiment"] == "tiny"
     for run in runs:
@@ -307,7 +308,7 @@ def test_layout_and_records_follow_the_spec(finished):
         assert provenance["packages"]["jax"] == jax.__version__
         assert run.done_marker()["diverged_step"] is None
         assert Checkpoints(run.checkpoint).steps() == [20, 40]
-    rows = storage.read_evals(finished)
+    rows = store.read_evals(finished)
     assert len(rows) == 2 * 4  # clean, iid_noise@2, gaussian_noise (ood), regenerated shuffle@5
     for row in rows:
         assert set(row) >= SPEC_ROW_KEYS
@@ -325,7 +326,7 @@ def test_recorded_metrics_match_an_independent_recomputation(finished):
     """Clean accuracy from the restored checkpoint (numpy argmax), and the ECE implied by
     the recorded reliability bins, agree with the recorded rows."""
     ds = tk.data.load("mnist1d", num_samples=600)
-    for row in storage.read_evals(finished):
+    for row in store.read_evals(finished):
         if row["kind"] not in ("clean", "shift"):
             continue
         bins = row["reliability"]
@@ -334,7 +335,7 @@ def test_recorded_metrics_match_an_independent_recomputation(finished):
         gaps = np.abs(np.asarray(bins["bin_accuracy"]) - np.asarray(bins["bin_confidence"]))
         assert float((count / count.sum() * gaps).sum()) == pytest.approx(row["ece"], abs=1e-5)
         if row["kind"] == "clean":
-            run_dir = storage.RunDir(finished, row["run_id"])
+            run_dir = store.RunDir(finished, row["run_id"])
             trial = Trial.from_json(json.loads(run_dir.config.read_text()))
             cfg = trial.train_config()
             state = Checkpoints(run_dir.checkpoint).restore(abstract_state(cfg, 10, (40,)))
@@ -347,7 +348,7 @@ def test_recorded_metrics_match_an_independent_recomputation(finished):
 def test_rerun_skips_finished_runs(finished, tmp_path, monkeypatch):
     experiment = copy_of(finished, tmp_path)
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
+    monkeypatch.setattr(execute_module, "train_population", counter)
     result = sweep_into(experiment.parent)
     assert counter.calls == 0 and result.count("skipped") == 2
     assert rows_by_key(experiment) == rows_by_key(finished)
@@ -362,21 +363,21 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     monkeypatch.setattr(
         execute_module, "abstract_state", lambda *a: traced.append(a) or abstract_state(*a)
     )
-    monkeypatch.setattr(execute_module, "train", CountingTrain(crash_after_step=30))
+    monkeypatch.setattr(execute_module, "train_population", CountingTrain(crash_after_step=30))
     crashed = sweep_into(results, config)
     assert crashed.count("failed") == 1 and "simulated crash" in crashed.failed[0]["error"]
     assert traced == []
-    run = next(storage.run_dirs(crashed.experiment_dir))
+    run = next(store.run_dirs(crashed.experiment_dir))
     assert not run.is_done() and Checkpoints(run.checkpoint).steps() == [20]
     assert [r["step"] for r in run.read_metrics()] == [10, 20, 30]
 
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
+    monkeypatch.setattr(execute_module, "train_population", counter)
     resumed = sweep_into(results, config)
     assert counter.calls == 1 and resumed.summaries[0]["resumed_from"] == 20
     assert len(traced) == 1
     assert [r["step"] for r in run.read_metrics()] == [10, 20, 30, 40]  # row 30 not repeated
-    original = storage.RunDir(finished, run.run_id)
+    original = store.RunDir(finished, run.run_id)
     np.testing.assert_allclose(
         [r["loss"] for r in run.read_metrics()],
         [r["loss"] for r in original.read_metrics()],
@@ -398,7 +399,7 @@ def test_missing_done_marker_and_truncated_files_redo_only_that_run(
     finished, tmp_path, monkeypatch
 ):
     experiment = copy_of(finished, tmp_path)
-    damaged, intact = sorted(storage.run_dirs(experiment), key=lambda r: r.run_id)
+    damaged, intact = sorted(store.run_dirs(experiment), key=lambda r: r.run_id)
     damaged.done.unlink()
     with open(experiment / "evals.jsonl", "ab") as handle:
         handle.write(b'{"run_id": "trunc')  # a crash mid-append
@@ -407,13 +408,13 @@ def test_missing_done_marker_and_truncated_files_redo_only_that_run(
         if path.is_file() and path.parent.name == "d":
             path.write_bytes(path.read_bytes()[:10])  # a truncated checkpoint
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
-    with pytest.warns(UserWarning, match="step 40 is unreadable|truncated|bad line"):
+    monkeypatch.setattr(execute_module, "train_population", counter)
+    with pytest.warns(UserWarning, match="step 40 is unreadable|truncated|unparsable line"):
         result = sweep_into(experiment.parent)
     assert counter.calls == 1 and result.count("skipped") == 1
     assert [s["resumed_from"] for s in result.summaries if s["status"] == "trained"] == [20]
     assert damaged.is_done() and intact.is_done()
-    with pytest.warns(UserWarning, match="truncated|bad line"):
+    with pytest.warns(UserWarning, match="truncated|unparsable line"):
         rows = rows_by_key(experiment)
     reference = rows_by_key(finished)
     assert rows.keys() == reference.keys()
@@ -423,13 +424,13 @@ def test_missing_done_marker_and_truncated_files_redo_only_that_run(
 
 def test_a_run_locked_by_another_sweep_is_left_to_it(finished, tmp_path, monkeypatch):
     experiment = copy_of(finished, tmp_path)
-    busy, free = sorted(storage.run_dirs(experiment), key=lambda r: r.run_id)
+    busy, free = sorted(store.run_dirs(experiment), key=lambda r: r.run_id)
     busy.done.unlink()
     free.done.unlink()
-    other = storage.RunLock(busy.path / "lock")  # another process's lock (flock is per file)
+    other = store.RunLock(busy.path / "lock")  # another process's lock (flock is per file)
     assert other.acquire()
     counter = CountingTrain()
-    monkeypatch.setattr(execute_module, "train", counter)
+    monkeypatch.setattr(execute_module, "train_population", counter)
     try:
         result = sweep_into(experiment.parent)
     finally:
@@ -444,7 +445,7 @@ def test_default_schedule_saves_a_short_run_once_at_the_end(tmp_path):
     saved once, at its last step, whatever checkpoint_every says."""
     config = tiny_config(checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     result = sweep_into(tmp_path, config, lambda c: [{"loss": "softmax_cross_entropy"}])
-    (run,) = storage.run_dirs(result.experiment_dir)
+    (run,) = store.run_dirs(result.experiment_dir)
     assert CHECKPOINT_INTERVAL_S == 60.0 and config.checkpoint_every == 2
     assert Checkpoints(run.checkpoint).steps() == [40]
     assert [row["step"] for row in run.read_metrics()] == [10, 20, 30, 40]
@@ -453,7 +454,7 @@ def test_default_schedule_saves_a_short_run_once_at_the_end(tmp_path):
 def test_diverged_run_gets_rows_with_null_metrics(tmp_path):
     config = tiny_config(**{"train.learning_rate": 1e30, "train.optimizer": "sgd"})
     result = sweep_into(tmp_path, config, lambda c: [{"loss": "softmax_cross_entropy"}])
-    rows = storage.read_evals(result.experiment_dir)
+    rows = store.read_evals(result.experiment_dir)
     assert rows and all(r["diverged"] and r["diverged_step"] is not None for r in rows)
     assert all(r["accuracy"] is None and r.get("reliability") is None for r in rows)
     assert {(r["eval_set"], r["num_examples"]) for r in rows} == {
@@ -463,7 +464,7 @@ def test_diverged_run_gets_rows_with_null_metrics(tmp_path):
         ("regenerated/shuffle", 120),
     }
     assert next(r for r in rows if r["kind"] == "ood")["auroc_msp"] is None
-    run = next(storage.run_dirs(result.experiment_dir))
+    run = next(store.run_dirs(result.experiment_dir))
     assert run.done_marker()["diverged_step"] == rows[0]["diverged_step"]
 
 
@@ -475,8 +476,8 @@ def test_evaluate_adds_rows_for_a_new_shift_without_training(finished, tmp_path,
     def no_training(*args, **kwargs):
         raise AssertionError("re-evaluation must not train")
 
-    monkeypatch.setattr(tk.training, "train", no_training)
-    monkeypatch.setattr(execute_module, "train", no_training)
+    monkeypatch.setattr(tk.training, "train_population", no_training)
+    monkeypatch.setattr(execute_module, "train_population", no_training)
     assert (
         evaluate.main(
             [str(experiment), "--shifts", "linear_shear", "--severities", "1", "4", "--no_progress"]
@@ -517,7 +518,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_fails_before_compute_and_writes_nothing(case, tmp_path, monkeypatch):
     changes, bad, valid = BAD[case]
-    monkeypatch.setattr(execute_module, "train", CountingTrain(crash_after_step=0))
+    monkeypatch.setattr(execute_module, "train_population", CountingTrain(crash_after_step=0))
     with pytest.raises(SweepConfigError) as error:
         sweep_into(tmp_path / "results", tiny_config(**changes))
     assert bad in str(error.value) and valid in str(error.value), str(error.value)
@@ -563,7 +564,7 @@ def test_population_executor_records_each_member_like_a_solo_run(finished, tmp_p
     """The accelerator path, run on CPU: one vmapped population of the two runs."""
     result = sweep_into(tmp_path, tiny_config(executor="population"))
     assert result.executor == "population" and result.count("trained") == 2, result.failed
-    for run in storage.run_dirs(result.experiment_dir):
+    for run in store.run_dirs(result.experiment_dir):
         assert json.loads(run.provenance.read_text())["population_size"] == 2
         assert [r["step"] for r in run.read_metrics()] == [10, 20, 30, 40]
         assert Checkpoints(run.checkpoint).steps() == [20, 40]
@@ -578,7 +579,7 @@ def test_process_executor_with_two_workers_matches_inline(finished, tmp_path):
     result = sweep_into(tmp_path, tiny_config(executor="process", workers=2))
     assert result.executor == "process" and result.count("trained") == 2
     provenance = [
-        json.loads(r.provenance.read_text()) for r in storage.run_dirs(result.experiment_dir)
+        json.loads(r.provenance.read_text()) for r in store.run_dirs(result.experiment_dir)
     ]
     # Trained in spawned workers (not here), each with XLA limited to one thread.
     assert os.getpid() not in {p["executor_pid"] for p in provenance}
@@ -638,7 +639,7 @@ def test_process_workers_know_the_registrations_of_the_config_file(tmp_path):
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained 1," in done.stderr and "failed 0" in done.stderr, done.stderr[-3000:]
-    (run,) = storage.run_dirs(tmp_path / "results" / "custom")
+    (run,) = store.run_dirs(tmp_path / "results" / "custom")
     assert json.loads(run.config.read_text())["train"]["loss"] == "half_cross_entropy"
     provenance = json.loads(run.provenance.read_text())
     assert provenance["executor_pid"] != os.getpid()  # trained in a worker

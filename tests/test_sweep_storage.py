@@ -1,4 +1,4 @@
-"""Sweep storage: atomic writes, locked JSONL appends, run locks across processes,
+"""The results store: atomic writes, locked JSONL appends, run locks across processes,
 readers that skip partial data, and orbax checkpoints that restore real TrainStates."""
 
 import glob
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toolkit.sweep import storage
+from toolkit import store
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.execute import SaveSchedule
 from toolkit.training import TrainConfig, TrainState, build_model, build_optimizer, init_state
@@ -30,7 +30,7 @@ def python(code: str, **kwargs) -> subprocess.Popen:
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "a.json"
-    storage.atomic_write_json(path, {"x": 1, "nan": float("nan")})
+    store.atomic_write_json(path, {"x": 1, "nan": float("nan")})
     assert json.loads(path.read_text()) == {"x": 1, "nan": None}
 
     def crash(*args):
@@ -38,7 +38,7 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path, monkeypat
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        storage.atomic_write_json(path, {"x": 2})
+        store.atomic_write_json(path, {"x": 2})
     # The old content survives a failed write, and the temporary file is cleaned up.
     assert json.loads(path.read_text()) == {"x": 1, "nan": None}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
@@ -46,23 +46,23 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path, monkeypat
 
 def test_jsonl_skips_truncated_line_and_appends_after_it(tmp_path):
     path = tmp_path / "rows.jsonl"
-    storage.append_jsonl(path, [{"a": 1, "b": float("inf")}, {"a": 2, "b": np.float32(0.5)}])
+    store.append_jsonl(path, [{"a": 1, "b": float("inf")}, {"a": 2, "b": np.float32(0.5)}])
     with open(path, "ab") as handle:  # a writer died mid-line
         handle.write(b'{"a": 3, "b"')
     with pytest.warns(UserWarning, match="truncated last line"):
-        assert storage.read_jsonl(path) == [{"a": 1, "b": None}, {"a": 2, "b": 0.5}]
-    storage.append_jsonl(path, [{"a": 4}])
+        assert store.read_jsonl(path) == [{"a": 1, "b": None}, {"a": 2, "b": 0.5}]
+    store.append_jsonl(path, [{"a": 4}])
     # The partial line is isolated on its own line; the new row is intact.
     assert path.read_bytes().count(b"\n") == 4
-    with pytest.warns(UserWarning, match="bad line 3"):
-        assert [r["a"] for r in storage.read_jsonl(path)] == [1, 2, 4]
+    with pytest.warns(UserWarning, match="unparsable line 3"):
+        assert [r["a"] for r in store.read_jsonl(path)] == [1, 2, 4]
 
 
 def test_concurrent_appends_from_two_processes_keep_every_line_whole(tmp_path):
     path = tmp_path / "rows.jsonl"
     code = f"""
         import sys
-        from toolkit.sweep.storage import append_jsonl
+        from toolkit.store import append_jsonl
         for i in range(200):
             append_jsonl({str(path)!r}, [{{"writer": sys.argv[1], "i": i, "pad": "x" * 5000}}])
     """
@@ -74,7 +74,7 @@ def test_concurrent_appends_from_two_processes_keep_every_line_whole(tmp_path):
         for name in ("a", "b")
     ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
-    rows = storage.read_jsonl(path)
+    rows = store.read_jsonl(path)
     assert len(rows) == 400
     for writer in ("a", "b"):
         assert [r["i"] for r in rows if r["writer"] == writer] == list(range(200))
@@ -85,7 +85,7 @@ def test_run_lock_excludes_a_live_holder_and_reclaims_a_dead_one(tmp_path):
     holder = python(
         f"""
         import sys, time
-        from toolkit.sweep.storage import RunLock
+        from toolkit.store import RunLock
         lock = RunLock({str(lock_path)!r})
         assert lock.acquire()
         print("held", flush=True)
@@ -96,7 +96,7 @@ def test_run_lock_excludes_a_live_holder_and_reclaims_a_dead_one(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        lock = storage.RunLock(lock_path)
+        lock = store.RunLock(lock_path)
         assert not lock.acquire()
         assert lock.holder()["pid"] == holder.pid
     finally:
@@ -104,29 +104,30 @@ def test_run_lock_excludes_a_live_holder_and_reclaims_a_dead_one(tmp_path):
         holder.wait()
     # The holder died without cleaning up: its lock file (with its pid) is stale.
     assert json.loads(lock_path.read_text())["pid"] == holder.pid
-    lock = storage.RunLock(lock_path)
+    lock = store.RunLock(lock_path)
     assert lock.acquire()
     assert lock.holder()["pid"] == os.getpid()
     # Within one process a second handle is excluded too (flock is per open file).
-    assert not storage.RunLock(lock_path).acquire()
+    assert not store.RunLock(lock_path).acquire()
     lock.release()
-    assert storage.RunLock(lock_path).acquire()
+    assert store.RunLock(lock_path).acquire()
 
 
 def test_read_evals_keeps_last_row_per_key_and_only_done_runs(tmp_path):
     rows = [
-        {"run_id": "r1", "eval_set": "clean", "severity": 0, "accuracy": 0.1},
-        {"run_id": "r1", "eval_set": "rotate", "severity": 2, "accuracy": 0.2},
-        {"run_id": "r2", "eval_set": "clean", "severity": 0, "accuracy": 0.3},
-        {"run_id": "r1", "eval_set": "clean", "severity": 0, "accuracy": 0.4},  # re-evaluated
+        {"run_id": "r1", "eval_set": "clean", "kind": "clean", "severity": 0, "accuracy": 0.1},
+        {"run_id": "r1", "eval_set": "rotate", "kind": "shift", "severity": 2, "accuracy": 0.2},
+        {"run_id": "r2", "eval_set": "clean", "kind": "clean", "severity": 0, "accuracy": 0.3},
+        # re-evaluated
+        {"run_id": "r1", "eval_set": "clean", "kind": "clean", "severity": 0, "accuracy": 0.4},
     ]
-    storage.append_jsonl(tmp_path / "evals.jsonl", rows)
-    storage.RunDir(tmp_path, "r1").write_done(None)
+    store.append_jsonl(tmp_path / "evals.jsonl", rows)
+    store.RunDir(tmp_path, "r1").write_done(None)
     (tmp_path / "runs" / "r2").mkdir()  # r2 never finished
     with pytest.warns(UserWarning, match="1 run"):
-        kept = storage.read_evals(tmp_path)
+        kept = store.read_evals(tmp_path)
     assert sorted((r["eval_set"], r["accuracy"]) for r in kept) == [("clean", 0.4), ("rotate", 0.2)]
-    assert len(storage.read_evals(tmp_path, done_only=False)) == 3
+    assert len(store.read_evals(tmp_path, done_only=False)) == 3
 
 
 def saved_chunks(every, interval_s, chunk_seconds, chunks=12):
@@ -152,8 +153,8 @@ def test_save_schedule_spaces_checkpoints_by_chunks_and_seconds():
 
 
 def test_keep_metrics_until_drops_rows_after_the_checkpoint(tmp_path):
-    run = storage.RunDir(tmp_path, "r")
-    storage.append_jsonl(run.metrics, [{"step": s, "loss": 1.0 / s} for s in (10, 20, 30)])
+    run = store.RunDir(tmp_path, "r")
+    store.append_jsonl(run.metrics, [{"step": s, "loss": 1.0 / s} for s in (10, 20, 30)])
     run.keep_metrics_until(20)
     assert [r["step"] for r in run.read_metrics()] == [10, 20]
     assert not run.is_done()
@@ -204,7 +205,7 @@ def test_checkpoint_restores_a_trainstate_and_falls_back_past_a_damaged_step(tmp
 def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
     # mkstemp creates 0600 files: results shared on a cluster would be unreadable to the
     # rest of the group. A plain open() (umask applied) is the reference.
-    from toolkit.sweep.storage import atomic_write_text
+    from toolkit.store import atomic_write_text
 
     atomic_write_text(tmp_path / "atomic.json", "{}")
     with open(tmp_path / "plain.json", "w") as handle:

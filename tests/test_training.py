@@ -14,6 +14,8 @@ import pytest
 
 import toolkit as tk
 from toolkit.data import Split
+from toolkit.population import sharding
+from toolkit.population.program import member_keys, program_for
 from toolkit.shuffle import batch_indices
 
 RNG = np.random.default_rng(0)
@@ -106,6 +108,40 @@ def test_batches_cover_each_epoch_once_and_resume_identically():
     np.testing.assert_array_equal(later, idx[7:])
 
 
+def test_train_is_the_documented_loop_of_single_steps():
+    """An independent loop: ``train_step`` called once per step from Python, batches from
+    JAX's own permutation of each epoch, keys from ``split(key(seed), 3)`` and dropout
+    keys folded with the step. ``tk.train`` (chunks of 4 steps, a last chunk of 2) must
+    end where it does, curve included."""
+    from toolkit import training
+
+    split = Split(SEQ_X, SEQ_Y)
+    cfg = training.TrainConfig(
+        model="mlp", model_hparams={"hidden": (16,), "dropout": 0.3}, optimizer="adam",
+        learning_rate=1e-2, batch_size=12, steps=10, seed=7, log_every=4,
+    )  # fmt: skip
+    run = tk.train(split, num_classes=4, verbose=False, devices=1, **cfg.__dict__)
+
+    model, tx = training.build_model(cfg, 4), training.build_optimizer(cfg)
+    init_key, data_key, step_key = jax.random.split(jax.random.key(7), 3)
+    state = training.init_state(model, tx, split.x[:12], key=init_key)
+    step = jax.jit(training.make_train_step(model, training.build_loss(cfg), tx))
+    order = np.concatenate(
+        [jax.random.permutation(jax.random.fold_in(data_key, e), 32) for e in range(4)]
+    )
+    losses = []
+    for t in range(10):
+        idx = order[12 * t : 12 * (t + 1)]
+        batch = (split.x[idx], split.y[idx])
+        state, metrics = step(state, batch, jax.random.fold_in(step_key, t))
+        losses.append(float(metrics["loss"]))
+    for want, got in zip(jax.tree.leaves(state), jax.tree.leaves(run.state), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=1e-6)
+    assert [row["step"] for row in run.curve] == [4, 8, 10]
+    chunk_means = [np.mean(losses[0:4]), np.mean(losses[4:8]), np.mean(losses[8:10])]
+    np.testing.assert_allclose([row["loss"] for row in run.curve], chunk_means, rtol=1e-5)
+
+
 def test_same_seed_same_numbers_and_other_seed_differs():
     split = Split(SEQ_X, SEQ_Y)
     a, b = fit(split, seed=3, batch_size=8), fit(split, seed=3, batch_size=8)
@@ -119,21 +155,21 @@ def test_same_seed_same_numbers_and_other_seed_differs():
 
 
 def test_a_second_seed_reuses_the_compiled_program_with_its_own_numbers(monkeypatch):
-    from toolkit import training
+    import collections
+
+    from toolkit.population import program
 
     split = Split(SEQ_X, SEQ_Y)
-    training._PROGRAMS.clear()
+    monkeypatch.setattr(program, "_PROGRAMS", collections.OrderedDict())
     fit(split, seed=5, batch_size=8, learning_rate=3e-3)  # builds and compiles the program
     built = []
-    real = training.make_run_chunk
-    monkeypatch.setattr(
-        training, "make_run_chunk", lambda *a, **k: built.append(a) or real(*a, **k)
-    )
+    real = program.make_run_chunk
+    monkeypatch.setattr(program, "make_run_chunk", lambda *a, **k: built.append(a) or real(*a, **k))
     reused = fit(split, seed=6, batch_size=8, learning_rate=3e-3)
     assert built == []  # same program: nothing traced or compiled again
     fit(split, seed=6, batch_size=8, learning_rate=4e-3)
     assert built  # another learning rate is another program
-    training._PROGRAMS.clear()
+    monkeypatch.setattr(program, "_PROGRAMS", collections.OrderedDict())
     fresh_seed6 = fit(split, seed=6, batch_size=8, learning_rate=3e-3)
     for x, y in zip(
         jax.tree.leaves(reused.params), jax.tree.leaves(fresh_seed6.params), strict=True
@@ -160,7 +196,11 @@ def test_init_is_one_compiled_program_with_the_op_by_op_values(name, compiles):
     init_key = jax.random.split(jax.random.key(11), 3)[0]
     # Called outside jit, init_state runs op by op (each op its own small program).
     reference = training.init_state(model, tx, split.x[: cfg.batch_size], key=init_key)
-    compiled = training.jit_init_state(model, tx)(split.x[: cfg.batch_size], key=init_key)
+    # The trainer's own init (the program tk.train just used), for its population of one.
+    program = program_for((cfg,), 4, sharding.plan(1, "none"), {})
+    init_keys = member_keys(np.asarray([11], np.uint32))[0]
+    stacked = program.init(init_keys, {}, split.x[: cfg.batch_size])
+    compiled = jax.tree.map(lambda leaf: leaf[0], stacked)
     for want, got in zip(jax.tree.leaves(reference), jax.tree.leaves(compiled), strict=True):
         if name == "transformer":  # XLA folds normal(0.02)'s constants: 1 ulp at most
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=3e-7, atol=1e-9)

@@ -33,9 +33,9 @@ _SUBMODULES = (
     "population",
     "registry",
     "report",
-    "schedules",
     "shifts",
     "shuffle",
+    "store",
     "sweep",
     "train_step",
     "training",
@@ -45,8 +45,10 @@ _ATTRS = {
     "Run": ("toolkit.training", "Run"),
     "TrainConfig": ("toolkit.training", "TrainConfig"),
     "evaluate": ("toolkit.evaluation", "evaluate"),
-    "train_population": ("toolkit.population", "train_population"),
+    "train_population": ("toolkit.training", "train_population"),
     "predict": ("toolkit.evaluation", "predict"),
+    # The optimizers' learning-rate schedules, public at the top level.
+    "schedules": ("toolkit.optimizers", "schedules"),
 }
 
 __all__ = [*_SUBMODULES, *_ATTRS]

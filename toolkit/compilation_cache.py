@@ -17,9 +17,9 @@ The thresholds are set to zero so that every executable is written, however smal
 to compile: on CPU most of the toolkit's programs compile in well under JAX's default
 threshold of one second each, yet together they take seconds.
 
-Sweeps turn it on by themselves unless ``TOOLKIT_CACHE=0`` (the toolkit's one switch for
-its caches, :mod:`toolkit.array_cache`); calling :func:`enable_compilation_cache` turns it on
-whatever the switch says.
+Sweeps turn it on by themselves (:func:`ensure_compilation_cache`) unless
+``TOOLKIT_CACHE=0`` (the toolkit's one switch for its caches, :mod:`toolkit.array_cache`);
+calling :func:`enable_compilation_cache` turns it on whatever the switch says.
 
 The cache is trusted code: whoever can write to its directory can make JAX run arbitrary
 code, so do not share it with users you do not trust (JAX's own warning).
@@ -32,9 +32,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from toolkit.array_cache import cache_root
+from toolkit.array_cache import cache_root, enabled
 
-__all__ = ["cache_events", "default_cache_dir", "enable_compilation_cache"]
+__all__ = [
+    "cache_events",
+    "default_cache_dir",
+    "enable_compilation_cache",
+    "ensure_compilation_cache",
+]
 
 # jax.monitoring event names (jax 0.10): hits are recorded on reads, misses on writes.
 HIT_EVENT = "/jax/compilation_cache/cache_hits"
@@ -107,6 +112,23 @@ def enable_compilation_cache(
         # JAX opens its cache once per process; a new directory needs a fresh cache object.
         compilation_cache.reset_cache()
     return directory
+
+
+def ensure_compilation_cache() -> Path | None:
+    """Turns the cache on in :func:`default_cache_dir` unless this process already has one
+    (set by the user, a test or an earlier call) or the toolkit's caches are off
+    (``TOOLKIT_CACHE=0``); returns the directory in use, None when there is none.
+
+    A sweep's processes call it before their first compile: runs that differ only in their
+    seed lower to the same HLO, so every process after the first reads the compiled program
+    back instead of compiling it.
+    """
+    import jax
+
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:
+        return Path(configured)
+    return enable_compilation_cache() if enabled() else None
 
 
 @contextmanager

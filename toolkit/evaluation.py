@@ -26,8 +26,6 @@ from toolkit.train_step import data_mesh
 
 __all__ = ["evaluate", "predict"]
 
-OOD_SCORES = ("msp", "max_logit", "energy", "entropy")
-
 
 @functools.partial(jax.jit, static_argnames=("model", "batch_size", "batch_sharding"))
 def _predict(
@@ -127,7 +125,7 @@ def evaluate(
     severities: Iterable[int] = range(1, 6),
     ood: Sequence[str] | Mapping[str, Split | np.ndarray] | None = None,
     sets: Mapping[str, Split] | None = None,
-    ood_scores: Sequence[str] = OOD_SCORES,
+    ood_scores: Sequence[str] = metrics.OOD_SCORES,
     key: jax.Array | None = None,
     data_kwargs: Mapping[str, Any] | None = None,
     cache: bool = True,

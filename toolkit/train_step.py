@@ -8,8 +8,8 @@
   once per chunk. With a 1-D "data" mesh (:func:`data_mesh`, :func:`resolve_devices`) each
   global batch is sharded across devices while params stay replicated.
 
-:func:`toolkit.training.train` builds these from a config and runs them; the population
-trainer (:mod:`toolkit.population`) vmaps the same step.
+The trainer (:mod:`toolkit.training`) builds these from configs and runs them, vmapped
+over the members of a population (:mod:`toolkit.population.program`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ __all__ = [
     "data_mesh",
     "gradient_norm",
     "init_state",
-    "jit_init_state",
     "make_run_chunk",
     "make_train_step",
     "resolve_devices",
@@ -74,19 +73,6 @@ def init_state(
         opt_state=tx.init(params),
         diverged_step=jnp.full((), -1, jnp.int32),
     )
-
-
-def jit_init_state(model: nn.Module, tx: optax.GradientTransformation) -> Callable[..., TrainState]:
-    """:func:`init_state` as one compiled program: ``init(example_x, *, key)``.
-
-    Run op by op, a model's initialisers each compile a small program (one per op and
-    shape: ~150 for ResNet-20, whose truncated normals alone take seconds); as one program
-    they compile in about half the time and a warm persistent cache reads one entry instead
-    of all of them. Random bits are integer ops, so params equal op-by-op ones bit for bit
-    except where XLA folds an initialiser's constants (the transformer's ``normal(0.02)``
-    positional embedding: at most 1 ulp apart).
-    """
-    return jax.jit(functools.partial(init_state, model, tx))
 
 
 def apply_model(model: nn.Module, params, model_state, x, *, train: bool, key=None):

@@ -1,43 +1,54 @@
-"""The functional trainer: a config's pure ``train_step`` (:mod:`toolkit.train_step`) run
-many steps per dispatch.
+"""The trainer: K >= 1 models trained at once, ``log_every`` steps per dispatch.
 
-Design (why it is fast on small models):
+:func:`train_population` is the only training loop; :func:`train` is its population of
+one. Members share one compiled program (:mod:`toolkit.population.program`: the pure
+``train_step`` of :mod:`toolkit.train_step`, vmapped over members, or unbatched for one)
+and may differ in seed, loss, learning rate, weight decay and training labels.
+
+Why it is fast on small models:
 - The whole training set lives on device; each batch is a gather of on-device indices, and
-  the shuffle (one permutation per epoch, from the data key and the epoch number) happens
-  on device too, each epoch drawn once (:mod:`toolkit.shuffle`), so no host-to-device copy
-  happens inside the loop.
-- ``log_every`` steps run inside one ``jax.lax.scan`` per dispatch, so Python overhead is
-  paid once per chunk, not per step. (Convolutions inside ``scan`` are slow on XLA's CPU
-  backend; the model zoo's conv layer uses im2col + matmul on CPU to avoid that.)
-- Randomness is derived from one typed key: ``init``, ``data`` (shuffle) and ``step``
-  (dropout, folded with the step number), so the same config and seed give the same
-  numbers, and a run can be resumed from any step with identical results.
+  each epoch's shuffle is drawn once on device (:mod:`toolkit.shuffle`), so no
+  host-to-device copy happens inside the loop.
+- ``steps_per_dispatch`` steps run inside one ``jax.lax.scan`` per dispatch, so Python
+  overhead is paid once per chunk, not per step.
+- Programs are kept across calls (:func:`toolkit.population.program.program_for`): runs
+  that differ only in seed reuse the traced and compiled chunks.
+
+Randomness comes from one typed key per member, ``jax.random.key(seed)`` split into
+``init``, ``data`` (shuffle) and ``step`` (dropout, folded with the step number), so a
+member's numbers depend on its own config and seed only, and a run resumed from any
+step ends as an uninterrupted one does.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import json
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
-import optax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+import jax.numpy as jnp
+import numpy as np
 
-from toolkit import losses, models, optimizers, shuffle
+from toolkit import optimizers, shuffle
 from toolkit.data import Dataset, Split
+from toolkit.population import sharding
+from toolkit.population.grouping import check_population
+from toolkit.population.program import member_hyperparameters, member_keys, program_for
+from toolkit.train_config import (  # the config and its builders: re-exported
+    TrainConfig,
+    build_loss,
+    build_model,
+    build_optimizer,
+    json_ready,
+    validate,
+)
 from toolkit.train_step import (  # TrainState and the init/step builders: re-exported
     TrainState,
     data_mesh,
     init_state,
-    jit_init_state,
-    make_run_chunk,
     make_train_step,
     resolve_devices,
 )
@@ -46,149 +57,19 @@ __all__ = [
     "Run",
     "TrainConfig",
     "TrainState",
+    "build_loss",
+    "build_model",
+    "build_optimizer",
+    "data_mesh",
     "init_state",
-    "jit_init_state",
+    "json_ready",
     "make_train_step",
     "train",
+    "train_population",
+    "validate",
 ]
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (JSON-serialisable)."""
-
-    model: str = "mlp"
-    loss: str = "softmax_cross_entropy"
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    batch_size: int = 100
-    steps: int = 1000
-    seed: int = 0
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    weight_decay: float | None = None
-    grad_clip: float | None = None
-    model_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    loss_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    optimizer_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    log_every: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_ready(dataclasses.asdict(self))
-
-    @property
-    def steps_per_dispatch(self) -> int:
-        """Steps per compiled chunk: ``log_every``, or about 20 chunks per run (<= 500 steps)."""
-        if self.log_every is not None:
-            return min(self.log_every, self.steps)
-        return max(1, min(500, math.ceil(self.steps / 20)))
-
-
-def json_ready(value: Any) -> Any:
-    """Tuples to lists and mappings to dicts, so a config round-trips through JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    return value
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def validate(config: TrainConfig, num_train: int) -> None:
-    """Checks names, hyperparameters and sizes before any compute starts."""
-    models.models.hparams(config.model, **config.model_hparams)
-    losses.losses.hparams(config.loss, **config.loss_hparams)
-    optimizers.optimizers.hparams(config.optimizer, **config.optimizer_hparams)
-    for name in ("learning_rate", "weight_decay"):
-        if name in config.optimizer_hparams:
-            raise ValueError(
-                f"{name} is a TrainConfig field; pass {name}= directly, not in optimizer_hparams"
-            )
-    for name in ("batch_size", "steps"):
-        _check_positive_int(name, getattr(config, name))
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {config.seed!r}")
-    if config.log_every is not None:
-        _check_positive_int("log_every", config.log_every)
-    if not (isinstance(config.learning_rate, int | float) and config.learning_rate > 0):
-        raise ValueError(f"learning_rate must be a positive number, got {config.learning_rate!r}")
-    if config.batch_size > num_train:
-        raise ValueError(
-            f"batch_size {config.batch_size} is larger than the training set ({num_train} examples)"
-        )
-
-
-def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    return models.get(config.model, num_classes=num_classes, **config.model_hparams)
-
-
-def build_loss(config: TrainConfig) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    return losses.get(config.loss, **config.loss_hparams)
-
-
-def build_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    options = {
-        "learning_rate": config.learning_rate,
-        "schedule": config.schedule,
-        "total_steps": config.steps,
-        "warmup_steps": config.warmup_steps,
-        "grad_clip": config.grad_clip,
-    }
-    if config.weight_decay is not None:
-        options["weight_decay"] = config.weight_decay
-    return optimizers.get(config.optimizer, **options, **config.optimizer_hparams)
-
-
-@dataclasses.dataclass
-class _Program:
-    """The compiled pieces of one training program, shared by runs that differ only in seed."""
-
-    model: nn.Module
-    init: Callable  # jitted ``init_state(model, tx, example_x, key=)``
-    train_step: Callable
-    runners: dict[int, Callable]  # chunk length -> jitted ``run_chunk``
-    entries: tuple[Any, ...]  # kept alive so their ids in the cache key stay unique
-
-
-# Runs that differ only in their seed (or data of the same shape) trace and compile the
-# same program; keeping the jitted chunk functions lets jit's own cache skip both (a
-# sweep's 2nd..5th seed, a notebook re-running a cell). Seeds are arguments, not constants.
-_PROGRAMS: collections.OrderedDict[str, _Program] = collections.OrderedDict()
-_MAX_PROGRAMS = 16
-
-
-def _program(cfg: TrainConfig, num_classes: int, devices: Sequence[jax.Device]) -> _Program:
-    entries = (
-        models.models.entry(cfg.model),
-        losses.losses.entry(cfg.loss),
-        optimizers.optimizers.entry(cfg.optimizer),
-    )
-    fields = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "log_every")}
-    key = json.dumps(
-        [fields, num_classes, [d.id for d in devices], [id(e) for e in entries]],
-        sort_keys=True,
-        default=repr,
-    )
-    if key in _PROGRAMS:
-        _PROGRAMS.move_to_end(key)
-        return _PROGRAMS[key]
-    model = build_model(cfg, num_classes)
-    tx = build_optimizer(cfg)
-    program = _Program(
-        model,
-        jit_init_state(model, tx),
-        make_train_step(model, build_loss(cfg), tx),
-        {},
-        entries,
-    )
-    _PROGRAMS[key] = program
-    if len(_PROGRAMS) > _MAX_PROGRAMS:
-        _PROGRAMS.popitem(last=False)
-    return program
+Callback = Callable[[list[dict[str, float] | None], list[TrainState]], None]
 
 
 @dataclasses.dataclass
@@ -218,22 +99,6 @@ class Run:
         return self.model.apply(self.variables, x, train=False)
 
 
-def _progress(verbose: bool, total: int) -> Callable[[dict], None]:
-    last = [0.0]
-
-    def report(row: dict) -> None:
-        now = time.perf_counter()
-        if verbose and (now - last[0] > 2.0 or row["step"] == total):
-            last[0] = now
-            print(
-                f"step {row['step']:>7}/{total}  loss {row['loss']:.4f}  "
-                f"acc {row['accuracy']:.3f}  {row['steps_per_sec']:,.0f} steps/s",
-                flush=True,
-            )
-
-    return report
-
-
 def train(
     dataset: Dataset | Split,
     *,
@@ -244,7 +109,8 @@ def train(
     devices: int | Sequence[jax.Device] | None = None,
     **config: Any,
 ) -> Run:
-    """Trains one model on ``dataset.train`` and returns the :class:`Run`.
+    """Trains one model on ``dataset.train`` and returns the :class:`Run`: the population
+    of one of :func:`train_population`.
 
     Keyword arguments are the fields of :class:`TrainConfig` (model, loss, optimizer,
     learning_rate, batch_size, steps, seed, schedule, ..., and ``*_hparams`` dicts).
@@ -265,63 +131,282 @@ def train(
         valid = ", ".join(f.name for f in dataclasses.fields(TrainConfig))
         raise TypeError(f"train() got an unknown option {unknown[0]!r}; valid options: {valid}")
     cfg = TrainConfig(**config)
-    split = dataset.train if isinstance(dataset, Dataset) else dataset
-    if num_classes is None:
-        if not isinstance(dataset, Dataset):
-            raise ValueError("pass num_classes= when training on a bare Split")
-        num_classes = dataset.num_classes
+    split, num_classes = _split_and_classes(dataset, num_classes)
     validate(cfg, len(split))
     devices = resolve_devices(devices, cfg.batch_size)
-    mesh = data_mesh(devices) if len(devices) > 1 else None
+    mode = "data" if len(devices) > 1 else "none"
+    placement = sharding.plan(1, mode, cfg.batch_size, devices=devices)
 
-    program = _program(cfg, num_classes, devices)
-    model = program.model
-    init_key, data_key, step_key = jax.random.split(jax.random.key(cfg.seed), 3)
-    # Data and state replicated on every device; batches are sharded inside the step.
-    replicated = NamedSharding(mesh, P()) if mesh is not None else devices[0]
-    x_all, y_all = jax.device_put((split.x, split.y), replicated)
-    if initial_state is not None:
-        state = initial_state
+    member_callback = None
+    if callback is not None:
+
+        def member_callback(rows, states):
+            callback(rows[0], states[0])
+
+    (run,) = _train(
+        split,
+        num_classes,
+        (cfg,),
+        placement,
+        labels=None,
+        initial_states=None if initial_state is None else [initial_state],
+        verbose=verbose,
+        callback=member_callback,
+    )
+    return run
+
+
+def train_population(
+    dataset: Dataset | Split,
+    configs: Sequence[TrainConfig],
+    *,
+    num_classes: int | None = None,
+    train_labels: Any = None,
+    verbose: bool = False,
+    callback: Callback | None = None,
+    initial_states: Sequence[TrainState] | None = None,
+    shard: bool | str = False,
+) -> list[Run]:
+    """Trains one model per config, all in one compiled program; returns one Run each.
+
+    Args:
+      dataset: a Dataset (trains on ``.train``) or a Split with ``num_classes``.
+      configs: K TrainConfigs that share a ``population_key`` (they may differ in seed,
+        loss, loss_hparams, learning_rate and weight_decay).
+      train_labels: optional integer array (K, N): member k trains on labels
+        ``train_labels[k]`` (e.g. its own label-noise draw) instead of the split's.
+      callback: ``callback(rows, states)`` after every chunk, both lists of length K.
+        ``rows[k]`` is the row just added to member k's curve, or None once member k has
+        diverged in an earlier chunk (it is frozen, like a stopped solo run); ``states[k]``
+        is member k's state (a diverged member's state as of its diverging chunk).
+      initial_states: K states to resume from (e.g. saved by the callback). Healthy ones
+        must share one step; diverged ones stay as they are.
+      shard: ``False``/``"none"``, ``True``/``"population"`` (members split across local
+        devices), ``"data"`` (each member's batch split across them) or ``"auto"`` (the
+        sweep runner's rule); see :mod:`toolkit.population.sharding`.
+
+    Everything is checked before compute. A member whose loss or gradients stop being
+    finite is frozen at its last finite state (``TrainState.diverged_step``) while the
+    others go on; ``run.info["diverged_step"]`` reports it, and its Run holds its state
+    and curve as of the chunk it diverged in. Training stops early only when every member
+    has diverged. ``run.info`` also has ``population_size``, ``member``,
+    ``population_sharding`` (the mode used) and ``wall_time_s`` (the whole population's).
+
+    Under ``vmap`` XLA may fuse a member's ops differently from its population of one, and
+    Adam turns a 1-ulp difference in a near-zero gradient into a step of about the learning
+    rate: members are the same computation as their runs alone, not reproductions of
+    their trajectories to the last digit (compare executors over seeds).
+    """
+    configs = tuple(configs)
+    split, num_classes = _split_and_classes(dataset, num_classes)
+    _validate_members(configs, len(split))
+    size = len(configs)
+    labels = None
+    if train_labels is not None:
+        labels = _member_labels(train_labels, size, split, num_classes)
+    if initial_states is not None and len(initial_states) != size:
+        raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
+    placement = sharding.plan(size, shard, configs[0].batch_size)
+    return _train(
+        split,
+        num_classes,
+        configs,
+        placement,
+        labels=labels,
+        initial_states=initial_states,
+        verbose=verbose,
+        callback=callback,
+    )
+
+
+def _train(
+    split: Split,
+    num_classes: int,
+    configs: tuple[TrainConfig, ...],
+    placement: sharding.Placement,
+    *,
+    labels: np.ndarray | None,
+    initial_states: Sequence[TrainState] | None,
+    verbose: bool,
+    callback: Callback | None,
+) -> list[Run]:
+    """The training loop of checked members on ``placement``."""
+    size = len(configs)
+    cfg = configs[0]
+    order = list(placement.order)
+    slots = tuple(configs[i] for i in order)
+    host_hyper = member_hyperparameters(slots)
+    program = program_for(slots, num_classes, placement, host_hyper)
+    hyper = placement.stacked(host_hyper)
+    init_keys, data_keys, step_keys = member_keys(np.asarray([c.seed for c in slots], np.uint32))
+    data_keys, step_keys = placement.stacked(data_keys), placement.stacked(step_keys)
+    x_all = placement.replicated(split.x)
+    y = placement.replicated(split.y) if labels is None else placement.stacked(labels[order])
+    # Initialised on one device (see Program.init), then placed like the rest.
+    example_x = jnp.asarray(split.x[: cfg.batch_size])
+    if initial_states is None:
+        state = placement.stacked(program.init(init_keys, host_hyper, example_x))
+        step = 0
     else:
-        state = program.init(x_all[: cfg.batch_size], key=init_key)
-    state = jax.device_put(state, replicated)
+        abstract = jax.eval_shape(program.init, init_keys, host_hyper, example_x)
+        step = _start_step(initial_states)
+        _check_layout(initial_states, abstract)
+        state = placement.stacked(program.stack([initial_states[i] for i in order]))
 
-    chunk = cfg.steps_per_dispatch
-    runners = program.runners
-    epochs = shuffle.EpochPermutations(data_key, len(split), cfg.batch_size)
-    curve: list[dict[str, float]] = []
-    report = _progress(verbose, cfg.steps)
+    stopped: dict[int, TrainState] = {
+        k: s for k, s in enumerate(initial_states or ()) if int(s.diverged_step) >= 0
+    }
+    curves: list[list[dict[str, float]]] = [[] for _ in range(size)]
+    epochs = shuffle.EpochPermutations(data_keys, len(split), cfg.batch_size)
+    report = _progress(verbose, cfg.steps, size)
     start = time.perf_counter()
-    step = int(state.step)
-    while step < cfg.steps and int(state.diverged_step) < 0:
-        n = min(chunk, cfg.steps - step)
-        if n not in runners:
-            runners[n] = make_run_chunk(program.train_step, n, cfg.batch_size, mesh)
+    while step < cfg.steps and len(stopped) < size:
+        n = min(cfg.steps_per_dispatch, cfg.steps - step)
+        run_chunk = program.chunk(n, member_labels=labels is not None)
         t0 = time.perf_counter()
         perms = epochs.for_chunk(step, n)
-        state, metrics = runners[n](state, x_all, y_all, perms, step_key)
-        metrics = jax.device_get(metrics)
+        state, metrics = run_chunk(state, hyper, y, perms, step_keys, x_all)
+        metrics, diverged = jax.device_get((metrics, state.diverged_step))
         elapsed = time.perf_counter() - t0
         step += n
-        row = {
-            "step": step,
-            "loss": float(metrics["loss"]),
-            "accuracy": float(metrics["accuracy"]),
-            "steps_per_sec": n / elapsed,
-        }
-        curve.append(row)
-        report(row)
-        if callback is not None:
-            callback(row, state)
+        rows: list[dict[str, float] | None] = []
+        for k in range(size):
+            if k in stopped:
+                rows.append(None)
+                continue
+            row = {
+                "step": step,
+                "loss": float(metrics["loss"][k]),
+                "accuracy": float(metrics["accuracy"][k]),
+                "steps_per_sec": n / elapsed,
+            }
+            curves[k].append(row)
+            rows.append(row)
+        report([row for row in rows if row is not None], step, n / elapsed)
+        newly = [k for k in range(size) if k not in stopped and diverged[k] >= 0]
+        if newly or callback is not None:
+            current = program.unstack(state)
+            states = [stopped.get(k, current[k]) for k in range(size)]
+            stopped.update({k: states[k] for k in newly})
+            if callback is not None:
+                callback(rows, states)
     wall = time.perf_counter() - start
-    info = {
-        "wall_time_s": wall,
-        "num_train": len(split),
-        "num_classes": num_classes,
-        "device_kind": devices[0].device_kind,
-        "device_count": len(devices),
-        "global_batch_size": cfg.batch_size,
-        "backend": jax.default_backend(),
-        "diverged_step": int(state.diverged_step) if int(state.diverged_step) >= 0 else None,
-    }
-    return Run(config=cfg, model=model, state=state, curve=curve, info=info)
+
+    runs = []
+    final = program.unstack(state)
+    for k, config in enumerate(configs):
+        member_state = stopped.get(k, final[k])
+        diverged_step = int(member_state.diverged_step)
+        info = {
+            "wall_time_s": wall,
+            "num_train": len(split),
+            "num_classes": num_classes,
+            "population_size": size,
+            "member": k,
+            "device_kind": placement.devices[0].device_kind,
+            "device_count": placement.device_count,
+            "population_sharding": placement.mode,
+            "global_batch_size": config.batch_size,
+            "backend": jax.default_backend(),
+            "diverged_step": diverged_step if diverged_step >= 0 else None,
+        }
+        runs.append(Run(config, program.model, member_state, curves[k], info))
+    return runs
+
+
+def _split_and_classes(dataset: Dataset | Split, num_classes: int | None) -> tuple[Split, int]:
+    if isinstance(dataset, Dataset):
+        return dataset.train, dataset.num_classes if num_classes is None else num_classes
+    if not isinstance(dataset, Split):
+        raise TypeError(f"dataset must be a Dataset or a Split, got {type(dataset).__name__}")
+    if num_classes is None:
+        raise ValueError("pass num_classes= when training on a bare Split")
+    return dataset, num_classes
+
+
+def _validate_members(configs: Sequence[TrainConfig], num_train: int) -> None:
+    """Each config on its own (``tk.train``'s checks), then that they share a program."""
+    for index, config in enumerate(configs):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(
+                f"population member {index} must be a TrainConfig, got {type(config).__name__}"
+            )
+        try:
+            validate(config, num_train)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"population member {index}: {error}") from error
+    check_population(configs)
+
+
+def _member_labels(labels: Any, num_members: int, split: Split, num_classes: int) -> np.ndarray:
+    """``train_labels`` checked: integer class indices of shape (K, N)."""
+    array = np.asarray(labels)
+    expected = (num_members, len(split))
+    if array.shape != expected:
+        raise ValueError(
+            f"train_labels must have shape (members, train examples) = {expected}, "
+            f"got {array.shape}"
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"train_labels must be integer class indices, got dtype {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() >= num_classes):
+        raise ValueError(
+            f"train_labels must lie in [0, {num_classes}), got values in "
+            f"[{array.min()}, {array.max()}]"
+        )
+    return array.astype(np.int32)
+
+
+def _check_layout(states: Sequence[TrainState], abstract: TrainState) -> None:
+    """Checks per-member states against the population's stacked layout ``abstract``."""
+    want = jax.tree.structure(abstract)
+    for index, state in enumerate(states):
+        got = jax.tree.structure(state)
+        if got != want:
+            raise ValueError(
+                f"initial_states[{index}] does not match this population's TrainState "
+                f"layout (a state from tk.train differs when members vary weight_decay).\n"
+                f"expected {want}\ngot      {got}"
+            )
+        leaves = jax.tree_util.tree_leaves_with_path(state)
+        for (path, leaf), spec in zip(leaves, jax.tree.leaves(abstract), strict=True):
+            if jnp.shape(leaf) != spec.shape[1:]:
+                raise ValueError(
+                    f"initial_states[{index}] leaf {jax.tree_util.keystr(path)} has shape "
+                    f"{jnp.shape(leaf)}, expected {spec.shape[1:]}"
+                )
+
+
+def _start_step(states: Sequence[TrainState]) -> int:
+    """The step the healthy members resume from; they must agree (shared batches)."""
+    steps = {i: int(s.step) for i, s in enumerate(states) if int(s.diverged_step) < 0}
+    if len(set(steps.values())) > 1:
+        raise ValueError(
+            f"healthy initial_states must share one step (they advance together), got "
+            f"steps {steps} by member"
+        )
+    return next(iter(steps.values()), 0)
+
+
+def _progress(verbose: bool, total: int, size: int) -> Callable[[list[dict], int, float], None]:
+    """Prints progress at most every 2 s: one member's loss and accuracy, or the healthy
+    members' mean loss and model-steps/s."""
+    last = [0.0]
+
+    def report(rows: list[dict], step: int, steps_per_sec: float) -> None:
+        now = time.perf_counter()
+        if not verbose or (now - last[0] <= 2.0 and step != total):
+            return
+        last[0] = now
+        if size == 1 and rows:
+            line = f"loss {rows[0]['loss']:.4f}  acc {rows[0]['accuracy']:.3f}  "
+            line += f"{steps_per_sec:,.0f} steps/s"
+        else:
+            loss = np.asarray([row["loss"] for row in rows])
+            finite = loss[np.isfinite(loss)]
+            mean = float(finite.mean()) if finite.size else float("nan")
+            line = f"mean loss {mean:.4f} ({finite.size}/{size} finite)  "
+            line += f"{steps_per_sec * size:,.0f} model-steps/s"
+        print(f"step {step:>7}/{total}  {line}", flush=True)
+
+    return report

@@ -6,6 +6,7 @@
     tk.data.load("mnist_corrupted/shot_noise", max_examples=1000)
     tk.data.names()                            # the toolkit's registered datasets
     tk.data.names(include_tfds=True)           # ... and TFDS's image classification builders
+    tk.data.entry("mnist1d").defaults          # its arguments (MNIST-1D generator's too)
 
 The toolkit's datasets (``mnist1d``, ``digits``, ``mnist5k``) are TFDS builders
 (:mod:`toolkit.data.builders`) prepared as array_record into the TFDS data dir
@@ -16,6 +17,9 @@ with ``download=True``; see :func:`toolkit.data.tfds_source.load` for their argu
 kept on disk as arrays (:mod:`toolkit.data.cache`), so the next process with the same
 arguments reads one file instead of decoding every example again (and, for a toolkit
 dataset, without importing TFDS).
+
+As in every registry, ``names``, ``get`` (here the same function as ``load``), ``entry``,
+``hparams``, ``describe`` and ``register`` are module functions.
 """
 
 from __future__ import annotations
@@ -29,10 +33,24 @@ from toolkit.data.dataset import Dataset, Split
 from toolkit.data.offline import MNIST1D_DEFAULTS
 from toolkit.registry import InvalidHyperparameterError, Registry
 
-__all__ = ["Dataset", "Split", "datasets", "load", "names", "register"]
+__all__ = [
+    "Dataset",
+    "Split",
+    "datasets",
+    "describe",
+    "entry",
+    "get",
+    "hparams",
+    "load",
+    "names",
+    "register",
+]
 
 datasets = Registry("dataset")
 register = datasets.register
+entry = datasets.entry
+hparams = datasets.hparams
+describe = datasets.describe
 
 
 def _mnist1d(*, data_dir: str | None = None, max_examples: int | None = None, **generator_args):
@@ -114,6 +132,9 @@ def load(name: str, **kwargs: Any) -> Dataset:
             f"Valid: {', '.join(valid)}"
         )
     return tfds_source.load(name, **kwargs)
+
+
+get = load  # the registry name: ``get`` builds an entry, here it loads a dataset
 
 
 def names(include_tfds: bool = False) -> list[str]:

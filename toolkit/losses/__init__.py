@@ -9,7 +9,7 @@ result can be jitted, vmapped, or picked per population member with ``jax.lax.sw
     tk.losses.names()                              # every registered loss
     fn = tk.losses.get("softmax_focal", gamma=2.0)
     per_example = fn(logits, labels)               # (B,)
-    print(tk.losses.losses.describe())             # name, description, defaults
+    print(tk.losses.describe())                    # name, description, defaults
 
 Families: ``cross_entropy`` (CE, label smoothing, sigmoid CE, focal, Poly-1, LogitNorm),
 ``margin`` (hinges), ``square`` (square loss on logits, Brier), ``robust`` (MAE, GCE, SCE,
@@ -20,12 +20,18 @@ from toolkit.losses import cross_entropy, margin, robust, square, tempered  # no
 from toolkit.losses.base import losses, register
 from toolkit.losses.tempered import exp_t, log_t, tempered_log_softmax, tempered_softmax
 
-get = losses.get
 names = losses.names
+entry = losses.entry
+hparams = losses.hparams
+describe = losses.describe
+get = losses.get
 
 __all__ = [
+    "describe",
+    "entry",
     "exp_t",
     "get",
+    "hparams",
     "log_t",
     "losses",
     "names",

@@ -15,6 +15,7 @@ positive class. Array metrics return 0-d JAX arrays and are jit-able; checks on 
 from toolkit.metrics.calibration import apply_temperature, ece, fit_temperature, reliability_diagram
 from toolkit.metrics.classification import accuracy, brier, nll, summary
 from toolkit.metrics.ood import (
+    OOD_SCORES,
     energy,
     entropy,
     max_logit,
@@ -34,6 +35,7 @@ from toolkit.metrics.robustness import (
 )
 
 __all__ = [
+    "OOD_SCORES",
     "PROBIT_EPS",
     "accuracy",
     "accuracy_on_the_line",

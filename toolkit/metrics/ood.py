@@ -25,6 +25,7 @@ from toolkit.metrics.ranking import aupr_in, aupr_out, auroc, fpr_at_95_tpr
 from toolkit.registry import Registry
 
 __all__ = [
+    "OOD_SCORES",
     "energy",
     "entropy",
     "max_logit",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 ood_scores = Registry("ood score", build=functools.partial)
+
+OOD_SCORES = ("msp", "max_logit", "energy", "entropy")
+"""The scores an evaluation reports for every OOD set (its ``auroc_<score>``,
+``aupr_in_<score>``, ``aupr_out_<score>`` and ``fpr_at_95_tpr_<score>`` columns)."""
 
 
 @jax.jit

@@ -7,82 +7,29 @@ and maps a batch of sequences (B, L) / (B, L, C) or images (B, H, W, C) to float
 draws from the 'dropout' rng; BatchNorm keeps running statistics in 'batch_stats'.
 
 A model's hyperparameters are its dataclass fields (``num_classes`` included), registered as
-its defaults, so unknown hyperparameters fail before any module is built.
+its defaults, so unknown hyperparameters fail before any module is built. ``base`` holds the
+registry and ``register``; ``dense``, ``conv``, ``resnet``, ``recurrent`` and
+``transformer`` the models, built from ``layers``.
 """
 
-from __future__ import annotations
+from toolkit.models.base import (
+    describe,
+    entry,
+    get,
+    hparams,
+    models,
+    module_hparams,
+    names,
+    register,
+)
 
-import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
-
-import flax.linen as nn
-
-from toolkit.registry import InvalidHyperparameterError, Registry
-
-__all__ = ["get", "models", "module_hparams", "names", "register"]
-
-models = Registry("model")
-
-# Fields every Linen module has that are wiring, not hyperparameters.
-_FLAX_FIELDS = ("parent", "name")
-
-
-def module_hparams(cls: type[nn.Module]) -> dict[str, Any]:
-    """A Linen module class's hyperparameters: its init fields and their defaults.
-
-    Flax's own ``parent`` and ``name`` fields are excluded; a field without a default is an
-    error, since every registered model must build from its defaults alone.
-    """
-    hparams = {}
-    for field in dataclasses.fields(cls):
-        if not field.init or field.name in _FLAX_FIELDS:
-            continue
-        if field.default is dataclasses.MISSING:
-            raise TypeError(f"model field {cls.__name__}.{field.name} needs a default")
-        hparams[field.name] = field.default
-    return hparams
-
-
-def register(
-    name: str, *, description: str, meta: Mapping[str, Any] | None = None
-) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: registers a Linen module under ``name`` with its fields as defaults."""
-
-    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
-        models.add(name, cls, description=description, defaults=module_hparams(cls), meta=meta)
-        return cls
-
-    return decorator
-
-
-def get(name: str, /, **hparams: Any) -> nn.Module:
-    """Builds the model ``name`` with its defaults updated by ``hparams``.
-
-    Flax's ``parent`` and ``name`` are refused here, before ``Registry.get`` (whose own
-    ``name`` parameter would collide with a ``name`` keyword).
-    """
-    wiring = sorted(set(hparams) & set(_FLAX_FIELDS))
-    if wiring:
-        valid = ", ".join(sorted(models.entry(name).defaults))
-        raise InvalidHyperparameterError(
-            f"model {name!r} has no hyperparameter {wiring[0]!r} (Flax wiring, not a "
-            f"hyperparameter). Valid hyperparameters: {valid}"
-        )
-    return models.get(name, **hparams)
-
-
-def names() -> list[str]:
-    """Registered model names, in registration order."""
-    return models.names()
-
-
-# Imported last: each module registers its models with the registry defined above, in this
-# order (simplest first), which is the order of ``names()``.
+# Each module registers its models, in this order (simplest first): the order of ``names()``.
 # isort: off
-from toolkit.models import dense  # noqa: E402, F401
-from toolkit.models import conv  # noqa: E402, F401
-from toolkit.models import resnet  # noqa: E402, F401
-from toolkit.models import recurrent  # noqa: E402, F401
-from toolkit.models import transformer  # noqa: E402, F401
+from toolkit.models import dense  # noqa: F401
+from toolkit.models import conv  # noqa: F401
+from toolkit.models import resnet  # noqa: F401
+from toolkit.models import recurrent  # noqa: F401
+from toolkit.models import transformer  # noqa: F401
 # isort: on
+
+__all__ = ["describe", "entry", "get", "hparams", "models", "module_hparams", "names", "register"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from toolkit.models import register
+from toolkit.models.base import register
 from toolkit.models.layers import CONV_IMPLS, Conv, activation, check_choice, pool, with_channels
 
 __all__ = ["CNN", "AlexNet", "LeNet5"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from toolkit.models import register
+from toolkit.models.base import register
 from toolkit.models.layers import activation, with_channels
 
 __all__ = ["MLP", "Linear"]

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from toolkit.models import register
+from toolkit.models.base import register
 from toolkit.models.layers import check_choice, with_channels
 
 __all__ = ["GRU", "LSTM", "READOUTS", "RNN", "TorchGRUCell"]

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from toolkit.models import register
+from toolkit.models.base import register
 from toolkit.models.layers import CONV_IMPLS, Conv, check_choice, with_channels
 
 __all__ = ["BasicBlock", "ResNet"]

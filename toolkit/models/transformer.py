@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from toolkit.models import register
+from toolkit.models.base import register
 from toolkit.models.layers import with_channels
 
 __all__ = ["EncoderBlock", "Transformer", "patchify"]

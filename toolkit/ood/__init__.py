@@ -10,7 +10,21 @@ Registered: ``uniform_noise``, ``gaussian_noise`` (images and sequences),
 from toolkit.ood import noise, patches, templates  # noqa: F401  (registers the OOD sets)
 from toolkit.ood.base import APPLIES_TO, example_shape, load_ood, ood_sets, register
 
-get = ood_sets.get
 names = ood_sets.names
+entry = ood_sets.entry
+hparams = ood_sets.hparams
+describe = ood_sets.describe
+get = ood_sets.get
 
-__all__ = ["APPLIES_TO", "example_shape", "get", "load_ood", "names", "ood_sets", "register"]
+__all__ = [
+    "APPLIES_TO",
+    "describe",
+    "entry",
+    "example_shape",
+    "get",
+    "hparams",
+    "load_ood",
+    "names",
+    "ood_sets",
+    "register",
+]

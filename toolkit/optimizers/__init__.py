@@ -8,7 +8,7 @@
 Every optimizer takes, besides its own hyperparameters (``tk.optimizers.hparams(name)``):
 
 * ``learning_rate`` -- the peak rate (each entry has its own default), shaped over time by
-  ``schedule`` (a name in :mod:`toolkit.schedules`, default ``"constant"``) with
+  ``schedule`` (a name in ``tk.schedules``, default ``"constant"``) with
   ``total_steps`` and ``warmup_steps``; the schedule's own options (``end_value``, ...) go
   in ``schedule_hparams``, a dict.
 * ``weight_decay`` -- ``entry(name).meta["weight_decay"]`` says how it is applied:
@@ -27,11 +27,12 @@ standard dtype promotion: optax computes ``b ** count`` with an int32 count (Ada
 correction), which ``jax_numpy_dtype_promotion="strict"`` rejects.
 
 Modules: ``base`` (the registry, the shared options, ``register``), ``classic`` (the SGD
-family and the adaptive optimizers) and ``contrib`` (Muon, schedule-free AdamW and
-``eval_params``; both from ``optax.contrib``).
+family and the adaptive optimizers), ``contrib`` (Muon, schedule-free AdamW and
+``eval_params``; both from ``optax.contrib``) and ``schedules`` (the learning-rate
+schedules, public as ``tk.schedules``).
 """
 
-from toolkit.optimizers import classic, contrib  # noqa: F401  (registers the optimizers)
+from toolkit.optimizers import classic, contrib, schedules  # noqa: F401  (registers them)
 from toolkit.optimizers.base import WEIGHT_DECAY_KINDS, optimizers, register
 from toolkit.optimizers.contrib import eval_params
 
@@ -51,4 +52,5 @@ __all__ = [
     "names",
     "optimizers",
     "register",
+    "schedules",
 ]

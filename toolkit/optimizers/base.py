@@ -11,9 +11,9 @@ from typing import Any
 import jax
 import optax
 
-from toolkit import schedules
+from toolkit.optimizers import schedules
+from toolkit.optimizers.schedules import check_nonnegative, check_positive, concrete_float
 from toolkit.registry import Registry
-from toolkit.schedules import check_nonnegative, check_positive, concrete_float
 
 __all__ = ["WEIGHT_DECAY_KINDS", "coupled_l2", "is_zero", "optimizers", "register"]
 

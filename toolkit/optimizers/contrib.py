@@ -10,7 +10,7 @@ import optax
 from optax.contrib import MuonDimensionNumbers, ScheduleFreeState
 
 from toolkit.optimizers.base import register
-from toolkit.schedules import concrete_float
+from toolkit.optimizers.schedules import concrete_float
 
 __all__ = ["eval_params"]
 

@@ -1,6 +1,7 @@
 """Populations: many models trained at once in one compiled program (``jax.vmap``).
 
-    from toolkit.population import group_into_populations, train_population
+    from toolkit.population import group_into_populations
+    from toolkit.training import train_population
     configs = [TrainConfig(model="mlp", loss=loss, learning_rate=lr, seed=seed, steps=6000)
                for loss in ("softmax_cross_entropy", "softmax_focal") for lr in (1e-3, 1e-2)
                for seed in range(3)]
@@ -9,7 +10,8 @@
 
 Members of one population share the program (``population_key``: model, optimizer,
 schedule, batch size, steps, ...) and may differ in seed, loss, learning rate, weight
-decay and training labels; each member's result equals its solo ``tk.train`` run.
+decay and training labels. ``tk.train`` is the population of one: the same trainer
+(:mod:`toolkit.training`) and the same programs (:mod:`.program`).
 On several local devices, ``shard="population"`` splits the members over them and
 ``shard="data"`` splits every member's batches over them; ``shard="auto"`` picks by the
 rule in :mod:`.sharding` (population axis when there are at least as many members as
@@ -23,7 +25,6 @@ from toolkit.population.grouping import (
     population_key,
 )
 from toolkit.population.sharding import Placement, choose_mode, plan
-from toolkit.population.trainer import train_population
 
 __all__ = [
     "POPULATION_FIELDS",
@@ -33,5 +34,4 @@ __all__ = [
     "group_into_populations",
     "plan",
     "population_key",
-    "train_population",
 ]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from toolkit import models, optimizers
-from toolkit.training import TrainConfig
+from toolkit.train_config import TrainConfig
 
 __all__ = ["POPULATION_FIELDS", "check_population", "group_into_populations", "population_key"]
 

@@ -1,8 +1,10 @@
-"""The programs of a population: its initial state and its vmapped run chunks.
+"""The compiled programs of K >= 1 members: their initial state and their run chunks.
 
-Each member runs exactly the solo trainer's code (``toolkit.training.init_state``, then
-``make_train_step`` and ``make_run_chunk`` under ``jax.vmap``); what differs per member
-enters as traced scalars in ``hyper``:
+Each member runs :mod:`toolkit.train_step`'s code (``init_state``, ``make_train_step``,
+``make_run_chunk``) under ``jax.vmap``; one member runs it unbatched, its member axis
+dropped and restored inside the compiled program (free reshapes), since XLA compiles a
+``vmap`` over one member into batched dots and gathers that run slower on CPU. What
+differs per member enters as traced scalars in ``hyper``:
 
 * ``learning_rate`` / ``weight_decay`` -- only when members differ in them; the optimizer
   is then built inside the vmapped function from the member's traced values
@@ -20,8 +22,9 @@ enters as traced scalars in ``hyper``:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -30,18 +33,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from toolkit import losses, optimizers
-from toolkit.population.grouping import freeze
+from toolkit import losses, models, optimizers
+from toolkit.population.grouping import freeze, population_key
+from toolkit.population.sharding import Placement
+from toolkit.train_config import TrainConfig, build_model, build_optimizer
 from toolkit.train_step import (
     TrainState,
     chunk_compiler_options,
-    jit_init_state,
+    init_state,
     make_run_chunk,
     make_train_step,
 )
-from toolkit.training import TrainConfig, build_optimizer
 
-__all__ = ["Program", "loss_branches", "member_hyperparameters"]
+__all__ = ["Program", "loss_branches", "member_hyperparameters", "over_members", "program_for"]
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -54,13 +58,28 @@ def loss_branches(configs: Sequence[TrainConfig]) -> tuple[list[LossFn], np.ndar
     branches: list[LossFn] = []
     member_index = []
     for config in configs:
-        resolved = losses.losses.hparams(config.loss, **config.loss_hparams)
-        key = (config.loss, freeze(resolved))
+        key = _loss_key(config)
         if key not in index:
             index[key] = len(branches)
             branches.append(losses.get(config.loss, **config.loss_hparams))
         member_index.append(index[key])
     return branches, np.asarray(member_index, np.int32)
+
+
+def _loss_key(config: TrainConfig) -> Hashable:
+    return config.loss, freeze(losses.losses.hparams(config.loss, **config.loss_hparams))
+
+
+def program_key(config: TrainConfig, varying: Collection[str] = ()) -> Hashable:
+    """What fixes the code of ``config``'s compiled program: its :func:`population_key`, its
+    loss, and its learning rate and weight decay unless they are in ``varying`` (traced
+    per member). Runs with equal keys differ only in arguments (seed, labels)."""
+    return (
+        population_key(config),
+        _loss_key(config),
+        None if "learning_rate" in varying else config.learning_rate,
+        None if "weight_decay" in varying else config.weight_decay,
+    )
 
 
 def _weight_decay(config: TrainConfig) -> float:
@@ -88,19 +107,59 @@ def member_hyperparameters(configs: Sequence[TrainConfig]) -> dict[str, np.ndarr
     return hyper
 
 
-@dataclasses.dataclass(frozen=True)
-class Program:
-    """Builds the population functions for members with ``configs``.
+def over_members(fn: Callable, in_axes: tuple[int | None, ...], size: int) -> Callable:
+    """``fn`` mapped over a leading member axis of ``size``: ``jax.vmap`` for several members;
+    for one, ``fn`` itself on the member's slice, its outputs given the axis back."""
+    if size > 1:
+        return jax.vmap(fn, in_axes=in_axes)
 
-    ``sharding``, when given, is the ``NamedSharding`` of everything stacked over members
-    (the compiled chunks keep it); with ``data_mesh`` each member's batches are split over
-    that mesh's "data" axis (data parallel, as ``tk.train`` on several devices).
+    def one(*args):
+        args = [
+            arg if axis is None else jax.tree.map(lambda leaf: leaf[0], arg)
+            for arg, axis in zip(args, in_axes, strict=True)
+        ]
+        return jax.tree.map(lambda leaf: leaf[None], fn(*args))
+
+    return one
+
+
+@jax.jit
+def member_keys(seeds: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The members' ``init``, ``data`` and ``step`` keys, each (K,), from their seeds (K,):
+    ``jax.random.split(jax.random.key(seed), 3)``, one compiled program for all members."""
+    keys = jax.vmap(lambda seed: jax.random.split(jax.random.key(seed), 3))(seeds)
+    return keys[:, 0], keys[:, 1], keys[:, 2]
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _member(tree: Any, k: int) -> Any:
+    return jax.tree.map(lambda leaf: leaf[k], tree)
+
+
+class Program:
+    """The compiled functions that train members with ``configs`` (after padding) on
+    ``placement``; build one with :func:`program_for` to reuse it across calls.
+
+    ``placement.sharding``, when set, is the ``NamedSharding`` of everything stacked over
+    members (the compiled chunks keep it); with ``placement.data_mesh`` each member's
+    batches are split over that mesh's "data" axis (data parallel).
     """
 
-    model: nn.Module
-    configs: tuple[TrainConfig, ...]
-    sharding: jax.sharding.Sharding | None = None
-    data_mesh: jax.sharding.Mesh | None = None
+    def __init__(self, model: nn.Module, configs: Sequence[TrainConfig], placement: Placement):
+        self.model = model
+        self.configs = tuple(configs)
+        self.size = len(self.configs)
+        self.sharding = placement.sharding
+        self.data_mesh = placement.data_mesh
+        # One compiled program for init: op by op, every initialiser compiles a program of
+        # its own (about 150 for ResNet-20). Optimizer state comes later, for all members.
+        tx = optax.identity()
+        self._init_params = jax.jit(lambda x, keys, k: init_state(model, tx, x, key=keys[k]))
+        self._init_optimizer = self._stack = self._unstack = None
+        self._chunks: dict[tuple[int, bool], Callable] = {}
 
     @property
     def config(self) -> TrainConfig:
@@ -133,18 +192,35 @@ class Program:
     def init(self, init_keys: jax.Array, hyper: dict, example_x: jax.Array) -> TrainState:
         """The stacked initial state of members with ``init_keys`` (K,).
 
-        Params and BatchNorm statistics come from the solo trainer's compiled
-        ``init_state`` run member by member, so they equal the solo runs' bit for bit. The
-        optimizer state is then initialised for all members at once inside ``vmap``, with
-        each member's traced hyperparameters, so its layout is the one the vmapped train
-        step expects.
+        Params and BatchNorm statistics come from ``init_state`` compiled for one member and
+        run member by member, so a member's equal those of any population it is trained in,
+        bit for bit. The optimizer state is then initialised for all members at once, with
+        each member's traced hyperparameters, so its layout is the one the train step expects.
         """
-        init_params = jit_init_state(self.model, optax.identity())
-        members = [init_params(example_x, key=k) for k in init_keys]
-        stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
-        opt_init = jax.vmap(lambda params, hyper: self.optimizer(hyper).init(params))
-        opt_state = jax.jit(opt_init)(stacked.params, hyper)
-        return stacked.replace(opt_state=opt_state)
+        members = [self._init_params(example_x, init_keys, np.int32(k)) for k in range(self.size)]
+        if self._init_optimizer is None:
+
+            def init_optimizer(members, hyper):
+                stacked = _stack(members)
+                opt_init = lambda params, hyper: self.optimizer(hyper).init(params)
+                opt_state = over_members(opt_init, (0, 0), self.size)(stacked.params, hyper)
+                return stacked.replace(opt_state=opt_state)
+
+            self._init_optimizer = jax.jit(init_optimizer)
+        return self._init_optimizer(members, hyper)
+
+    def stack(self, states: Sequence[TrainState]) -> TrainState:
+        """K members' states stacked along a new leading axis, in one compiled program."""
+        if self._stack is None:
+            self._stack = jax.jit(_stack)
+        return self._stack(list(states))
+
+    def unstack(self, stacked: TrainState) -> list[TrainState]:
+        """The K members' states of a stacked state, in one compiled program."""
+        if self._unstack is None:
+            size = self.size
+            self._unstack = jax.jit(lambda tree: [_member(tree, k) for k in range(size)])
+        return self._unstack(stacked)
 
     def chunk(self, num_steps: int, *, member_labels: bool) -> Callable:
         """``run(state, hyper, y, perms, step_keys, x_all) -> (state, metrics (K,))``:
@@ -152,13 +228,58 @@ class Program:
         ``member_labels``, else the shared (N,) labels; ``perms`` are the members' epoch
         permutations these steps touch (``shuffle.EpochPermutations.for_chunk``), each (K, N).
         """
+        key = (num_steps, member_labels)
+        if key not in self._chunks:
 
-        def member(state, hyper, y, perms, step_key, x_all):
-            train_step = make_train_step(self.model, self.loss(hyper), self.optimizer(hyper))
-            run_chunk = make_run_chunk(
-                train_step, num_steps, self.config.batch_size, self.data_mesh, nested=True
-            )
-            return run_chunk(state, x_all, y, perms, step_key)
+            def member(state, hyper, y, perms, step_key, x_all):
+                train_step = make_train_step(self.model, self.loss(hyper), self.optimizer(hyper))
+                run_chunk = make_run_chunk(
+                    train_step, num_steps, self.config.batch_size, self.data_mesh, nested=True
+                )
+                return run_chunk(state, x_all, y, perms, step_key)
 
-        in_axes = (0, 0, 0 if member_labels else None, 0, 0, None)
-        return self._jit_chunk(jax.vmap(member, in_axes=in_axes))
+            in_axes = (0, 0, 0 if member_labels else None, 0, 0, None)
+            self._chunks[key] = self._jit_chunk(over_members(member, in_axes, self.size))
+        return self._chunks[key]
+
+
+# Recent programs by what fixes their code; values keep the registry entries they were
+# built from, so a name registered anew (a notebook cell run again) builds a new program.
+_PROGRAMS: collections.OrderedDict[Hashable, tuple[tuple[Any, ...], Program]] = (
+    collections.OrderedDict()
+)
+_MAX_PROGRAMS = 16
+
+
+def program_for(
+    configs: Sequence[TrainConfig], num_classes: int, placement: Placement, hyper: dict
+) -> Program:
+    """The :class:`Program` of members with ``configs`` (in slot order) on ``placement``.
+
+    ``hyper`` is :func:`member_hyperparameters` of ``configs``. Populations that agree on
+    everything but seeds, labels and the values in ``hyper`` share one program.
+    """
+    config = configs[0]
+    key = (
+        tuple(dict.fromkeys(program_key(c, varying=hyper) for c in configs)),
+        tuple(sorted(hyper)),
+        num_classes,
+        len(configs),
+        placement.mode,
+        tuple(d.id for d in placement.devices),
+    )
+    entries = (
+        models.models.entry(config.model),
+        optimizers.optimizers.entry(config.optimizer),
+        *(losses.losses.entry(c.loss) for c in configs),
+    )
+    cached = _PROGRAMS.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], entries, strict=True)):
+        _PROGRAMS.move_to_end(key)
+        return cached[1]
+    program = Program(build_model(config, num_classes), configs, placement)
+    _PROGRAMS[key] = (entries, program)
+    _PROGRAMS.move_to_end(key)
+    if len(_PROGRAMS) > _MAX_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
+    return program

@@ -15,7 +15,7 @@ Modes (the ``shard`` argument of ``train_population``; ``Placement.mode`` report
   over all D devices, every member's state replicated and each member's batch split
   across the devices (the batch size must be a multiple of D); gradients and BatchNorm
   statistics are reduced over the global batch on every step.
-* ``"auto"`` -- the rule the sweep runner uses (``toolkit.sweep.populations``):
+* ``"auto"`` -- the rule the sweep runner uses (``toolkit.sweep.execute``):
 
   1. one local device: ``"none"``;
   2. K >= D: ``"population"`` -- every device gets whole members and never waits for
@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from toolkit.train_step import data_mesh
@@ -56,6 +58,7 @@ class Placement:
     order: tuple[int, ...]
     mesh: jax.sharding.Mesh | None
     mode: str = "none"
+    device: jax.Device | None = None  # where a population without a mesh lives
 
     @property
     def device_count(self) -> int:
@@ -64,7 +67,7 @@ class Placement:
     @property
     def devices(self) -> list[jax.Device]:
         if self.mesh is None:
-            return [jax.local_devices()[0]]
+            return [self.device or jax.local_devices()[0]]
         return list(self.mesh.devices.flat)
 
     @property
@@ -85,13 +88,30 @@ class Placement:
         """Puts a tree stacked over the padded population on its devices."""
         if self.mesh is None:
             return jax.device_put(tree, self.devices[0])
-        return jax.device_put(tree, self.sharding)
+        return _put(tree, self.sharding)
 
     def replicated(self, tree: Any) -> Any:
         """Puts a tree every member reads (the training data) on every device."""
         if self.mesh is None:
             return jax.device_put(tree, self.devices[0])
-        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+        return _put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+    """``jax.device_put(tree, sharding)``; with several processes (a multi-host mesh, whose
+    devices are not all addressable here), each process puts its own shards of the same
+    host values (every process computes them from the same seeds and data)."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def put(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = put(jax.random.key_data(leaf))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
 
 
 def choose_mode(num_members: int, num_devices: int, batch_size: int) -> str:
@@ -103,8 +123,14 @@ def choose_mode(num_members: int, num_devices: int, batch_size: int) -> str:
     return "population"
 
 
-def plan(num_members: int, shard: bool | str, batch_size: int | None = None) -> Placement:
-    """The placement of ``num_members`` members under ``shard`` (module docstring).
+def plan(
+    num_members: int,
+    shard: bool | str,
+    batch_size: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> Placement:
+    """The placement of ``num_members`` members under ``shard`` (module docstring) on
+    ``devices`` (default: every local device).
 
     ``batch_size`` (each member's) is needed by ``"data"`` and ``"auto"``.
     """
@@ -115,13 +141,13 @@ def plan(num_members: int, shard: bool | str, batch_size: int | None = None) -> 
         mode = shard
     else:
         raise ValueError(f"shard must be one of {', '.join(map(repr, valid))}; got {shard!r}")
-    devices = jax.local_devices()
+    devices = list(jax.local_devices() if devices is None else devices)
     if mode in ("auto", "data") and batch_size is None:
         raise ValueError(f"shard={mode!r} needs the members' batch_size")
     if mode == "auto":
         mode = choose_mode(num_members, len(devices), batch_size)
     if mode == "none" or len(devices) == 1:
-        return Placement(num_members, tuple(range(num_members)), None, "none")
+        return Placement(num_members, tuple(range(num_members)), None, "none", devices[0])
     if mode == "data":
         if batch_size % len(devices):
             raise ValueError(

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from toolkit.metrics import OOD_SCORES
 from toolkit.report.curves import LineFit, pooled_reliability, severity_curves, with_run_config
 from toolkit.report.plots import _colors, _panels, draw_reliability, severity_panels
 from toolkit.report.stats import aggregate, series_labels
 
 __all__ = [
-    "OOD_SCORES",
     "effective_robustness",
     "effective_robustness_figure",
     "examples_figure",
@@ -34,9 +34,6 @@ __all__ = [
     "severity_figure",
     "shift_table_figure",
 ]
-
-OOD_SCORES = ("msp", "max_logit", "energy", "entropy")
-"""Every OOD score the evaluator reports (``tk.evaluate``'s ``auroc_<score>`` columns)."""
 
 _PERCENT = {"accuracy": "accuracy (%)", "ece": "ECE (%)"}
 

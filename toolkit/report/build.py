@@ -1,23 +1,23 @@
 """Assemble one experiment's report (tables, figures, README) and write it atomically.
 
-The whole report is rendered into a temporary directory next to the target and swapped in
-at the end, so ``results/<experiment>/report/`` always holds one complete report (never a
-mix of an old and a new one) and a failure leaves the previous report untouched.
+The whole report is rendered first and then replaces the target directory as a whole
+(:func:`toolkit.store.replace_dir`), so ``results/<experiment>/report/`` always holds one
+complete report (never a mix of an old and a new one) and a failure leaves the previous
+report untouched.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from toolkit import store
 from toolkit.report import plots, tables
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
 from toolkit.report.load import load_results
@@ -209,37 +209,14 @@ def write_report(
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     command = command or f"python -m experiments.report {results_dir}"
     report = build_report(results_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the report is for everyone to read
-        for name, content in report.files.items():
-            _write_file(tmp / name, content)
-        _write_file(tmp / "README.md", _readme(report, results_dir, command))
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return sorted(out_dir / name for name in [*report.files, "README.md"])
+    files = {name: _encode(content) for name, content in report.files.items()}
+    files["README.md"] = _readme(report, results_dir, command).encode()
+    return store.replace_dir(out_dir, files)
 
 
-def _write_file(path: Path, content: str | Figure) -> None:
-    with open(path, "wb") as f:
-        if isinstance(content, Figure):
-            plots.save(content, f)
-        else:
-            f.write(content.encode())
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Replaces ``out_dir`` by ``tmp``: rename(2) cannot replace a non-empty directory, so
-    the old one is first moved aside, then removed once the new one is in place."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _encode(content: str | Figure) -> bytes:
+    if isinstance(content, Figure):
+        buffer = io.BytesIO()
+        plots.save(content, buffer)
+        return buffer.getvalue()
+    return content.encode()

@@ -17,7 +17,7 @@ import pandas as pd
 from toolkit.report.load import CONFIG_KEYS
 
 __all__ = [
-    "OOD_SCORES",
+    "SUMMARY_OOD_SCORES",
     "aggregate",
     "group_keys",
     "mean_se",
@@ -26,7 +26,7 @@ __all__ = [
     "varying_keys",
 ]
 
-OOD_SCORES = ("msp", "energy")
+SUMMARY_OOD_SCORES = ("msp", "energy")
 """OOD scores whose AUROC (averaged over the OOD sets) the report shows."""
 
 RUN_METRICS = (
@@ -36,7 +36,7 @@ RUN_METRICS = (
     "id_brier",
     "corrupted_accuracy",
     "corrupted_ece",
-    *(f"ood_auroc_{score}" for score in OOD_SCORES),
+    *(f"ood_auroc_{score}" for score in SUMMARY_OOD_SCORES),
 )
 """Columns of :func:`per_run` that :func:`aggregate` averages."""
 
@@ -108,7 +108,7 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     runs["corrupted_accuracy"] = _mean_by_run(shift, "accuracy").reindex(runs.index)
     runs["corrupted_ece"] = _mean_by_run(shift, "ece").reindex(runs.index)
     ood = df[df["kind"] == "ood"]
-    for score in OOD_SCORES:
+    for score in SUMMARY_OOD_SCORES:
         column = f"auroc_{score}"
         runs[f"ood_auroc_{score}"] = _mean_by_run(ood, column).reindex(runs.index)
     runs["num_shift_rows"] = shift.groupby("run_id").size().reindex(runs.index).fillna(0)

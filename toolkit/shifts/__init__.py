@@ -11,8 +11,11 @@ from toolkit.shifts.base import (
     shifts,
 )
 
-get = shifts.get
 names = shifts.names
+entry = shifts.entry
+hparams = shifts.hparams
+describe = shifts.describe
+get = shifts.get
 
 __all__ = [
     "APPLIES_TO",
@@ -20,7 +23,10 @@ __all__ = [
     "apply",
     "check_applies",
     "check_severity",
+    "describe",
+    "entry",
     "get",
+    "hparams",
     "names",
     "register",
     "shifts",

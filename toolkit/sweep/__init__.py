@@ -9,9 +9,9 @@ resumably into one results directory, evaluated under shift.
     rows = sweep.read_evals(result.experiment_dir)
 
 Modules: ``config`` (grids, random search, run ids), ``checks`` (validation before
-compute), ``storage`` (atomic files, locked JSONL, run dirs), ``checkpoint`` (orbax),
-``execute`` (one trial), ``executors`` (inline, process, submitit, population),
-``evals`` (evaluation spec -> rows), ``runner`` (``run_sweep``), ``cli``.
+compute), ``checkpoint`` (orbax), ``execute`` (one trial), ``executors`` (inline,
+process, submitit, population), ``evals`` (evaluation spec -> rows), ``runner``
+(``run_sweep``), ``cli``. Files are read and written through :mod:`toolkit.store`.
 
 Attributes load on first use, so worker processes can configure XLA before JAX starts.
 """
@@ -30,9 +30,9 @@ _ATTRS = {
     "run_id_of": "toolkit.sweep.config",
     "load_config": "toolkit.sweep.cli",
     "apply_overrides": "toolkit.sweep.cli",
-    "read_evals": "toolkit.sweep.storage",
-    "read_jsonl": "toolkit.sweep.storage",
-    "RunDir": "toolkit.sweep.storage",
+    "read_evals": "toolkit.store",
+    "read_jsonl": "toolkit.store",
+    "RunDir": "toolkit.store",
     "plan": "toolkit.sweep.runner",
     "run_sweep": "toolkit.sweep.runner",
     "SweepResult": "toolkit.sweep.runner",

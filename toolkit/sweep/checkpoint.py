@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from toolkit.sweep import faults
 from toolkit.training import TrainConfig, TrainState, build_model, build_optimizer, init_state
 
 __all__ = ["Checkpoints", "abstract_state"]
@@ -48,28 +47,13 @@ def abstract_state(config: TrainConfig, num_classes: int, input_shape: tuple[int
     return jax.eval_shape(lambda x: init_state(model, tx, x, key=jax.random.key(0)), example)
 
 
-class _CrashBeforeCommit(ocp.path.atomicity.AtomicRenameTemporaryPath):
-    """Orbax's atomic-rename save with the ``checkpoint_write`` crash point between writing
-    the files and the rename (a test hook: used only while ``TOOLKIT_CRASH_AT`` names it)."""
-
-    async def finalize(self, *args, **kwargs):
-        # Orbax finalises the item directory inside the step's, then the step's own (named
-        # by the step number): one pass per checkpoint, just before the step is committed.
-        if self.get_final().name.isdigit():
-            faults.crash_point("checkpoint_write")
-        return await super().finalize(*args, **kwargs)
-
-
 class Checkpoints:
     """The checkpoints of one run (an orbax ``CheckpointManager`` keeping the last two)."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory).absolute()
-        hook = (
-            {"temporary_path_class": _CrashBeforeCommit} if faults.armed("checkpoint_write") else {}
-        )
         self._options = ocp.CheckpointManagerOptions(
-            max_to_keep=2, create=True, enable_async_checkpointing=False, **hook
+            max_to_keep=2, create=True, enable_async_checkpointing=False
         )
         self._manager: ocp.CheckpointManager | None = None
 

@@ -374,7 +374,7 @@ def eval_rows(trial: Trial, rows: Sequence[dict], diverged_step: int | None) -> 
     }
     columns: list[str] = list(_METRICS)
     if any(row["kind"] == "ood" for row in rows):
-        from toolkit.evaluation import OOD_SCORES
+        from toolkit.metrics import OOD_SCORES
 
         columns += [
             f"{m}_{s}"

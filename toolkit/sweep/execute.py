@@ -1,40 +1,49 @@
-"""One trial from start (or its last checkpoint) to ``done``: the unit every executor runs.
+"""Trials from start (or their last checkpoints) to ``done``: the one pipeline every
+executor runs, for any group of trials (one, or a whole sweep on an accelerator).
+
+Trials that share a program and their training examples train as one population
+(``tk.train_population``; label noise differs per member through its labels); each member
+is then recorded exactly as a trial trained alone. Executors only decide how trials are
+grouped and scheduled: one per worker process on CPU, every trial in one process on an
+accelerator (``shard="auto"``: the rule of :func:`toolkit.population.choose_mode`).
 
 Order of writes in a run dir: ``config.json``, then ``metrics.jsonl`` rows per chunk and a
 checkpoint when :class:`SaveSchedule` says so and at the end, then the ``evals.jsonl`` rows,
 ``provenance.json``, and ``done`` last. A crash anywhere before ``done`` leaves a run that
 the next invocation resumes from its newest readable checkpoint (curve rows written after
-that checkpoint are dropped first, so the curve has no gaps or repeats). The crash points
-of :mod:`toolkit.sweep.faults` sit between these writes (inert unless a test arms one).
+that checkpoint are dropped first, so the curve has no gaps or repeats).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from toolkit import store
+from toolkit.compilation_cache import ensure_compilation_cache
 from toolkit.data import Dataset, Split
-from toolkit.sweep import faults, storage
+from toolkit.population import population_key
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import eval_rows, evaluate_trial, parse_evals
 from toolkit.sweep.provenance import provenance
-from toolkit.sweep.workers import enable_compilation_cache
-from toolkit.training import TrainConfig, TrainState, train
+from toolkit.training import TrainConfig, TrainState, train_population
 
 __all__ = [
     "Recorder",
     "SaveSchedule",
     "Task",
     "execute",
+    "execute_group",
     "record",
     "summarize",
 ]
@@ -80,20 +89,15 @@ class SaveSchedule:
 class Recorder:
     """Writes a run's curve rows and, when asked, its checkpoint."""
 
-    def __init__(self, run_dir: storage.RunDir, checkpoints: Checkpoints):
+    def __init__(self, run_dir: store.RunDir, checkpoints: Checkpoints):
         self.run_dir, self.checkpoints = run_dir, checkpoints
 
     def __call__(self, row: dict[str, float] | None, state: TrainState, *, save: bool) -> None:
         if row is None:  # a population member that diverged in an earlier chunk
             return
-        storage.append_jsonl(self.run_dir.metrics, [row])
+        store.append_jsonl(self.run_dir.metrics, [row])
         if save:
             self.checkpoints.save(state)
-        faults.crash_point("train_chunk")
-
-
-def train_fields(config: TrainConfig) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra: Any) -> dict:
@@ -114,7 +118,7 @@ def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra
 
 def record(
     run,
-    run_dir: storage.RunDir,
+    run_dir: store.RunDir,
     trial: Trial,
     dataset: Dataset,
     evals: Mapping,
@@ -123,18 +127,14 @@ def record(
 ) -> list[dict]:
     """Evaluates a trained run and writes its eval rows, provenance and done marker (which
     lists the rows, so that a reader can tell when rows were lost)."""
-    faults.crash_point("before_evals")
     diverged_step = run.info.get("diverged_step")
     results = evaluate_trial(
         run, dataset, trial, parse_evals(evals), diverged=diverged_step is not None
     )
     rows = eval_rows(trial, results, diverged_step)
-    storage.append_jsonl(
-        run_dir.path.parent.parent / storage.EVALS, rows, crash_point="evals_append"
-    )
-    faults.crash_point("after_evals")
-    finished = storage.now()
-    storage.atomic_write_json(
+    store.append_jsonl(run_dir.experiment_dir / store.EVALS, rows)
+    finished = store.now()
+    store.atomic_write_json(
         run_dir.provenance,
         provenance(
             run.info,
@@ -150,16 +150,6 @@ def record(
         evals=[(row["eval_set"], row["severity"]) for row in rows],
     )
     return rows
-
-
-def prepare(trial: Trial) -> tuple[Dataset, Split, float]:
-    """The dataset, the training split with the data axes applied, and the realised noise."""
-    dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
-    split = subset(dataset, dict(trial.data_axes))
-    labels, rate = noisy_labels(
-        split, dict(trial.data_axes), seed=trial.train["seed"], num_classes=dataset.num_classes
-    )
-    return dataset, Split(split.x, labels), rate
 
 
 def intact_until(rows: list[dict[str, Any]], config: TrainConfig) -> int:
@@ -179,7 +169,7 @@ def intact_until(rows: list[dict[str, Any]], config: TrainConfig) -> int:
     return last
 
 
-def restore(trial: Trial, run_dir: storage.RunDir, dataset: Dataset) -> tuple[Checkpoints, Any]:
+def restore(trial: Trial, run_dir: store.RunDir, dataset: Dataset) -> tuple[Checkpoints, Any]:
     """The run's checkpoints and the newest readable state its curve covers (None: start
     from scratch); curve rows and checkpoints after that state are dropped."""
     config = trial.train_config()
@@ -195,60 +185,156 @@ def restore(trial: Trial, run_dir: storage.RunDir, dataset: Dataset) -> tuple[Ch
     return checkpoints, state
 
 
-def _execute(task: Task) -> dict[str, Any]:
-    enable_compilation_cache()
-    trial = Trial.from_json(task.trial)
-    run_dir = storage.RunDir(task.experiment_dir, trial.run_id)
-    if run_dir.is_done():
-        return summarize(trial, "skipped")
-    with run_dir.lock as held:
-        if not held:
-            return summarize(trial, "locked", holder=run_dir.lock.holder())
-        if run_dir.is_done():  # finished by another process while we waited
-            return summarize(trial, "skipped")
-        storage.atomic_write_json(run_dir.config, trial.to_json())
-        started = storage.now()
-        dataset, split, noise = prepare(trial)
-        checkpoints, state = restore(trial, run_dir, dataset)
-        resumed_from = int(state.step) if state is not None else 0
-        faults.log_event("train_start", run_id=trial.run_id, step=resumed_from)
-        config = trial.train_config()
-        recorder, schedule = Recorder(run_dir, checkpoints), task.schedule()
-        t0 = time.perf_counter()
-        # One device per run: a sweep's parallelism is across runs (one per worker).
-        run = train(
-            split,
-            num_classes=dataset.num_classes,
-            verbose=False,
-            devices=1,
-            callback=lambda row, state: recorder(row, state, save=schedule.due()),
-            initial_state=state,
-            **train_fields(config),
+class _Member:
+    """One claimed trial of a group: its run dir (locked), data and restored state."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.trial = Trial.from_json(task.trial)
+        self.run_dir = store.RunDir(task.experiment_dir, self.trial.run_id)
+        self.started = store.now()
+        self.checkpoints: Checkpoints | None = None
+        self.state: TrainState | None = None
+        self.dataset: Dataset | None = None
+        self.split: Split | None = None
+        self.labels: np.ndarray | None = None
+        self.noise = 0.0
+
+    def prepare(self) -> None:
+        """Loads the data (data axes and label noise applied) and restores the state."""
+        trial = self.trial
+        self.dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
+        self.split = subset(self.dataset, dict(trial.data_axes))
+        self.labels, self.noise = noisy_labels(
+            self.split,
+            dict(trial.data_axes),
+            seed=trial.train["seed"],
+            num_classes=self.dataset.num_classes,
         )
-        checkpoints.save(run.state)
-        checkpoints.close()
-        train_s = time.perf_counter() - t0
+        self.checkpoints, self.state = restore(trial, self.run_dir, self.dataset)
+
+    @property
+    def resumed_from(self) -> int:
+        return int(self.state.step) if self.state is not None else 0
+
+    def group_key(self) -> tuple:
+        """Members train together when they share a program, the training examples and the
+        step they restart from (a member restored after it diverged stays alone)."""
+        t = self.trial
+        healthy = self.state is None or int(self.state.diverged_step) < 0
+        step = self.resumed_from if healthy else ("diverged", t.run_id)
+        examples = [t.dataset, t.dataset_kwargs, t.data_axes.get("train_size"),
+                    t.data_axes.get("imbalance")]  # fmt: skip
+        return population_key(t.train_config()), json.dumps(examples, sort_keys=True), step
+
+
+def _claim(tasks: Sequence[Task]) -> tuple[list[_Member], list[dict]]:
+    """Locks every pending run (held until it is recorded); reports the others."""
+    members, reports = [], []
+    for task in tasks:
+        member = _Member(task)
+        if member.run_dir.is_done():
+            reports.append(summarize(member.trial, "skipped"))
+        elif not member.run_dir.lock.acquire():
+            reports.append(summarize(member.trial, "locked", holder=member.run_dir.lock.holder()))
+        elif member.run_dir.is_done():  # finished by another process while we waited
+            member.run_dir.lock.release()
+            reports.append(summarize(member.trial, "skipped"))
+        else:
+            store.atomic_write_json(member.run_dir.config, member.trial.to_json())
+            members.append(member)
+    return members, reports
+
+
+def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
+    """Trains ``group`` as one population, then records each member."""
+    first = group[0]
+    recorders = [Recorder(m.run_dir, m.checkpoints) for m in group]
+    schedule = first.task.schedule()  # one for all: the members save at the same steps
+
+    def callback(rows, states) -> None:
+        save = schedule.due()
+        for recorder, row, state in zip(recorders, rows, states, strict=True):
+            recorder(row, state, save=save)
+
+    # Labels are per member only when they differ from the split's (label noise).
+    noisy = any(not np.array_equal(m.labels, first.split.y) for m in group)
+    t0 = time.perf_counter()
+    runs = train_population(
+        first.split,
+        [m.trial.train_config() for m in group],
+        num_classes=first.dataset.num_classes,
+        train_labels=np.stack([m.labels for m in group]) if noisy else None,
+        callback=callback,
+        initial_states=None if first.state is None else [m.state for m in group],
+        shard=shard,
+    )
+    train_s = time.perf_counter() - t0
+    for member, run in zip(group, runs, strict=True):
+        member.checkpoints.save(run.state)
+        member.checkpoints.close()
         rows = record(
             run,
-            run_dir,
-            trial,
-            dataset,
-            task.evals,
-            started,
-            resumed_from_step=resumed_from,
-            num_train=len(split),
-            label_noise_realised=noise,
+            member.run_dir,
+            member.trial,
+            member.dataset,
+            member.task.evals,
+            member.started,
+            resumed_from_step=member.resumed_from,
+            num_train=len(member.split),
+            label_noise_realised=member.noise,
+            population_size=len(group),
+            population_sharding=run.info["population_sharding"],
             executor_pid=os.getpid(),
             xla_flags=os.environ.get("XLA_FLAGS", ""),
         )
-        return summarize(trial, "trained", rows, resumed_from=resumed_from, train_s=train_s)
+        member.run_dir.lock.release()
+        yield summarize(
+            member.trial, "trained", rows, resumed_from=member.resumed_from, train_s=train_s
+        )
+
+
+def _failed(member: _Member) -> dict[str, Any]:
+    member.run_dir.lock.release()
+    return summarize(member.trial, "failed", error=traceback.format_exc())
+
+
+def execute_group(
+    tasks: Sequence[Task], *, shard: str = "none", max_size: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Runs ``tasks`` to ``done``: claim (lock), prepare, restore, train, record, evaluate,
+    mark done; yields one summary per trial.
+
+    Trials that can share a program (:meth:`_Member.group_key`) train as one population of
+    at most ``max_size`` members placed by ``shard`` (``toolkit.population.plan``: "none"
+    keeps them on one device). An exception fails only the trials it reached, with its
+    traceback; they stay unfinished and are resumed next time.
+    """
+    ensure_compilation_cache()
+    members, reports = _claim(tasks)
+    yield from reports
+    groups: dict[tuple, list[_Member]] = {}
+    for member in members:
+        try:
+            member.prepare()
+        except Exception:
+            yield _failed(member)
+            continue
+        groups.setdefault(member.group_key(), []).append(member)
+    for group in groups.values():
+        size = max_size or len(group)
+        for start in range(0, len(group), size):
+            piece = group[start : start + size]
+            try:
+                yield from _train_group(piece, shard)
+            except Exception:
+                for member in piece:
+                    if not member.run_dir.is_done():
+                        yield _failed(member)
+                    member.run_dir.lock.release()
 
 
 def execute(task: Task) -> dict[str, Any]:
-    """Runs one trial; an exception becomes a ``failed`` summary with its traceback, so one
-    bad run does not stop a sweep (the run stays unfinished and is resumed next time)."""
-    try:
-        return _execute(task)
-    except Exception:
-        trial = Trial.from_json(task.trial)
-        return summarize(trial, "failed", error=traceback.format_exc())
+    """Runs one trial on one device (:func:`execute_group` of one)."""
+    (summary,) = execute_group([task])
+    return summary

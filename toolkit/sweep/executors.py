@@ -7,9 +7,13 @@
   workers start on different programs (:func:`spread_programs`).
 * ``submitit``: one cluster job per run (a Slurm job array; ``cluster="local"`` runs them
   as local processes), writing into the same results layout.
-* ``population``: vmapped populations in this process (``toolkit.population``), the
-  default on GPU and TPU; on several local devices each population is placed by the
-  documented rule of :mod:`toolkit.sweep.populations` (population axis or data parallel).
+* ``population``: every trial in this process, those that can share a program trained as
+  vmapped populations (``toolkit.population``), the default on GPU and TPU; on several
+  local devices each population is placed by ``toolkit.population.choose_mode``
+  (population axis or data parallel).
+
+Every executor runs the same pipeline (:mod:`toolkit.sweep.execute`); they differ only in
+how trials are grouped and scheduled.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from toolkit.population.program import program_key as training_program_key
 from toolkit.registry import Registry
 from toolkit.sweep.config import Trial
-from toolkit.sweep.execute import Task, execute, summarize
+from toolkit.sweep.execute import Task, execute, execute_group, summarize
 from toolkit.sweep.workers import init_worker, run_task, worker_flags
 
 __all__ = ["choose_executor", "default_workers", "executors", "program_key", "spread_programs"]
@@ -43,20 +48,14 @@ def default_workers() -> int:
 
 
 def program_key(task: Task) -> Hashable:
-    """What fixes a solo run's compiled programs: its trial without the seed.
-
-    Runs that differ only in their seed lower to the same programs (the seed enters as
-    data); everything else (model, loss, optimizer and its Python-valued hyperparameters,
-    steps, batch size, the dataset and its data axes) may change them. Label noise changes
-    only data, so keying on it too merely splits a group that could have shared programs.
-    """
+    """What fixes a trial's compiled programs: ``toolkit.population.program.program_key``
+    of its training config, with the dataset and its data axes (they fix the data's
+    shapes). Runs that differ only in their seed lower to the same programs."""
     trial = task.trial
-    train = {k: v for k, v in trial["train"].items() if k != "seed"}
-    return json.dumps(
-        [trial["dataset"], trial["dataset_kwargs"], train, trial["data_axes"]],
-        sort_keys=True,
-        default=str,
+    data = json.dumps(
+        [trial["dataset"], trial["dataset_kwargs"], trial["data_axes"]], sort_keys=True, default=str
     )
+    return data, training_program_key(Trial.from_json(trial).train_config())
 
 
 def spread_programs(tasks: Sequence[Task], width: int) -> list[Task]:
@@ -153,9 +152,7 @@ def run_submitit(
 
 @executors.register("population", description="Vmapped populations in this process (GPU/TPU).")
 def run_population(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, Any]]:
-    from toolkit.sweep.populations import run_populations
-
-    yield from run_populations(tasks, max_size=options.get("population_size"))
+    yield from execute_group(tasks, shard="auto", max_size=options.get("population_size"))
 
 
 EXECUTOR_CHOICES = ("auto", *executors.names())

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from toolkit.sweep import storage
+from toolkit import store
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
 from toolkit.sweep.data import load_dataset
@@ -26,14 +26,14 @@ from toolkit.training import Run, build_model
 __all__ = ["reevaluate"]
 
 
-def _trials(experiment_dir: Path) -> list[tuple[storage.RunDir, Trial, dict]]:
+def _trials(experiment_dir: Path) -> list[tuple[store.RunDir, Trial, dict]]:
     found = []
-    finished, _ = storage.finished_run_ids(experiment_dir)
-    for run_dir in storage.run_dirs(experiment_dir):
+    finished, _ = store.finished_run_ids(experiment_dir)
+    for run_dir in store.run_dirs(experiment_dir):
         if run_dir.run_id not in finished:
             continue
         try:
-            trial = trial_from_record(storage.read_json(run_dir.config), run_dir.run_id)
+            trial = trial_from_record(store.read_json(run_dir.config), run_dir.run_id)
         except ValueError as error:
             warnings.warn(f"{run_dir.path}: {error}; not re-evaluated", stacklevel=3)
             continue
@@ -92,7 +92,7 @@ def reevaluate(
         diverged_step = marker.get("diverged_step")
         results = evaluate_trial(run, dataset, trial, entries, diverged=diverged_step is not None)
         rows = eval_rows(trial, results, diverged_step)
-        storage.append_jsonl(experiment_dir / storage.EVALS, rows)
+        store.append_jsonl(experiment_dir / store.EVALS, rows)
         written += len(rows)
     print(f"{experiment_dir}: wrote {written} rows for {len(runs)} runs", file=out)
     return written

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.sweep import storage
+from toolkit import store
 from toolkit.sweep.checks import check_options, check_trials
 from toolkit.sweep.cli import config_file_of
 from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
@@ -82,22 +82,22 @@ def group_line(group: str, rows: list[dict], num_runs: int) -> str:
     )
 
 
-def _config_problem(run_dir: storage.RunDir) -> str | None:
+def _config_problem(run_dir: store.RunDir) -> str | None:
     """Why ``config.json`` is not the record of run ``run_dir.run_id`` (None: it is)."""
     try:
-        trial_from_record(storage.read_json(run_dir.config), run_dir.run_id)
+        trial_from_record(store.read_json(run_dir.config), run_dir.run_id)
     except ValueError as error:
         return str(error)
     return None
 
 
-def _problem(run_dir: storage.RunDir) -> str | None:
+def _problem(run_dir: store.RunDir) -> str | None:
     marker = run_dir.done_marker()
     if marker is None:
         return None
-    rows = storage.read_jsonl(run_dir.path.parent.parent / storage.EVALS)
-    keys = storage.row_keys(r for r in rows if r.get("run_id") == run_dir.run_id)
-    problem = storage.why_incomplete(marker, keys.get(run_dir.run_id, set()))
+    rows = store.read_eval_rows(run_dir.experiment_dir)
+    keys = store.row_keys(r for r in rows if r.get("run_id") == run_dir.run_id)
+    problem = store.why_incomplete(marker, keys.get(run_dir.run_id, set()))
     return problem or _config_problem(run_dir)
 
 
@@ -105,11 +105,11 @@ def reopen_damaged(experiment_dir: Path, trials: Sequence[Trial]) -> list[str]:
     """Removes the done marker of each planned run that is marked done but not intact
     (:func:`_problem`), under the run's lock; returns their run ids. A run whose lock
     another process holds is left to it."""
-    rows = storage.read_jsonl(experiment_dir / storage.EVALS)
-    _, incomplete = storage.finished_run_ids(experiment_dir, rows)
+    rows = store.read_eval_rows(experiment_dir)
+    _, incomplete = store.finished_run_ids(experiment_dir, rows)
     reopened = []
     for trial in trials:
-        run_dir = storage.RunDir(experiment_dir, trial.run_id)
+        run_dir = store.RunDir(experiment_dir, trial.run_id)
         if not run_dir.is_done():
             continue
         if trial.run_id not in incomplete and _config_problem(run_dir) is None:
@@ -118,7 +118,7 @@ def reopen_damaged(experiment_dir: Path, trials: Sequence[Trial]) -> list[str]:
             problem = _problem(run_dir) if held else None  # re-checked: someone may have redone it
             if problem is not None:
                 warnings.warn(f"{run_dir.path}: {problem}; redoing this run", stacklevel=2)
-                run_dir.done.unlink()
+                run_dir.remove_done()
                 reopened.append(trial.run_id)
     return reopened
 
@@ -142,9 +142,9 @@ def run_sweep(
     out = out or sys.stderr
     experiment_dir = Path(results_dir) / trials[0].experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    storage.atomic_write_json(experiment_dir / "sweep.json", _plain(config))
+    store.atomic_write_json(experiment_dir / store.SWEEP, _plain(config))
     reopen_damaged(experiment_dir, trials)
-    done = storage.done_run_ids(experiment_dir)
+    done = store.done_run_ids(experiment_dir)
     pending = [t for t in trials if t.run_id not in done]
     saves = {
         "checkpoint_every": int(config.get("checkpoint_every", CHECKPOINT_EVERY)),
@@ -194,8 +194,8 @@ def run_sweep(
             if not remaining and summary["group"] in open_runs:
                 del open_runs[summary["group"]]
                 ids = {t.run_id for t in trials if t.group == summary["group"]}
-                ids &= storage.done_run_ids(experiment_dir)
-                every_row = storage.read_evals(experiment_dir, done_only=False)
+                ids &= store.done_run_ids(experiment_dir)
+                every_row = store.read_evals(experiment_dir, done_only=False)
                 rows = [r for r in every_row if r["run_id"] in ids]
                 bar.write(
                     group_line(summary["group"], rows, group_runs[summary["group"]]), file=out

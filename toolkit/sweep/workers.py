@@ -34,7 +34,6 @@ from pathlib import Path
 __all__ = [
     "SINGLE_THREADED",
     "die_with_parent",
-    "enable_compilation_cache",
     "exit_without_teardown",
     "init_worker",
     "load_registrations",
@@ -113,23 +112,6 @@ def xla_pool_threads() -> int | None:
         except OSError:  # the thread ended since the listing (not a missing /proc)
             pass
     return count
-
-
-def enable_compilation_cache() -> None:
-    """Turns on the toolkit's persistent compilation cache unless one is configured or the
-    toolkit's caches are off (``TOOLKIT_CACHE=0``).
-
-    Runs that differ only in their seed lower to the same HLO, so with the cache
-    (:mod:`toolkit.compilation_cache`) every worker after the first reads a compiled
-    program back instead of compiling it. Call it before the first compile.
-    """
-    import jax
-
-    from toolkit import array_cache
-    from toolkit.compilation_cache import enable_compilation_cache as enable
-
-    if not jax.config.jax_compilation_cache_dir and array_cache.enabled():
-        enable()
 
 
 def die_with_parent() -> None:

@@ -1,16 +1,19 @@
-"""Settings, paths and figure display for the notebooks in ``notebooks/``, and the command
+"""Settings, paths and figure display for the notebooks in this folder, and the command
 that executes them.
 
 Notebooks read their size from the environment, so one file serves both a full run (the
-stored outputs) and a quick one (CI)::
+stored outputs) and a quick one (the tests)::
 
-    from toolkit import notebook as nb
+    import nbsupport as nb                    # found next to the notebook
     steps = nb.pick(quick=200, full=3000)     # TOOLKIT_NOTEBOOK_QUICK=1 selects quick
+
+Jupyter starts a notebook's kernel in the notebook's folder, so ``import nbsupport``
+finds this file; :func:`execute` also puts this folder on the kernel's ``PYTHONPATH``.
 
 Execute notebooks in fresh kernels (``--inplace`` stores the outputs in the files)::
 
-    python -m toolkit.notebook --inplace notebooks/*.ipynb            # full settings
-    python -m toolkit.notebook --quick notebooks/01_quickstart.ipynb  # check only
+    python notebooks/nbsupport.py --inplace notebooks/*.ipynb            # full settings
+    python notebooks/nbsupport.py --quick notebooks/01_quickstart.ipynb  # check only
 
 Environment variables:
 
@@ -71,7 +74,7 @@ def pick(*, quick: T, full: T) -> T:
 
 
 def repo_root() -> Path:
-    """The repository holding this package (where ``experiments/`` and ``results/`` live)."""
+    """The repository holding the notebooks (where ``experiments/`` and ``results/`` live)."""
     return Path(__file__).resolve().parent.parent
 
 
@@ -133,6 +136,7 @@ def execute(
     """Runs every cell of the notebook at ``path`` in a fresh ``python3`` kernel, in order.
 
     The kernel gets this process's environment plus ``TOOLKIT_NOTEBOOK_QUICK`` and ``env``,
+    with this folder on its ``PYTHONPATH`` (so ``import nbsupport`` works from any ``cwd``),
     and runs in ``cwd`` (default: the notebook's folder). Returns ``(notebook, seconds)``;
     a failing cell raises ``nbclient.exceptions.CellExecutionError`` naming the cell.
     Nothing is written: store the result with ``nbformat.write``.
@@ -143,6 +147,8 @@ def execute(
     path = Path(path)
     notebook = nbformat.read(path, as_version=4)
     kernel_env = {**os.environ, QUICK_ENV: "1" if quick else "0", **(env or {})}
+    search = [str(Path(__file__).resolve().parent), kernel_env.get("PYTHONPATH", "")]
+    kernel_env["PYTHONPATH"] = os.pathsep.join(p for p in search if p)
     workdir = Path(cwd) if cwd is not None else path.parent
     client = NotebookClient(
         notebook,
@@ -156,9 +162,9 @@ def execute(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m toolkit.notebook [--quick] [--inplace] NOTEBOOK...``"""
+    """``python notebooks/nbsupport.py [--quick] [--inplace] NOTEBOOK...``"""
     parser = argparse.ArgumentParser(
-        prog="python -m toolkit.notebook",
+        prog="python notebooks/nbsupport.py",
         description="Execute notebooks top to bottom in fresh kernels.",
     )
     parser.add_argument("notebooks", nargs="+", type=Path)

@@ -34,7 +34,7 @@ import optax
 
 from toolkit.registry import Registry
 
-__all__ = ["describe", "entry", "get", "hparams", "names", "schedules"]
+__all__ = ["describe", "entry", "get", "hparams", "names", "register", "schedules"]
 
 schedules = Registry("schedule")
 names = schedules.names
@@ -44,7 +44,7 @@ describe = schedules.describe
 get = schedules.get
 
 
-# -- argument checks (shared with toolkit.optimizers) ------------------------------------
+# -- argument checks (shared with the optimizers) ---------------------------------------
 def concrete_float(name: str, value: Any) -> float | None:
     """``value`` as a float, or None when it is traced (its value is unknown until run).
 
@@ -130,11 +130,13 @@ def _with_warmup(
     return optax.join_schedules([warmup, decay], [warmup_steps])
 
 
-def _register(name: str, *, description: str, decays: bool) -> Callable[[Callable], Callable]:
-    """Registers a schedule factory behind argument checks and strict-promotion safety.
+def register(name: str, *, description: str, decays: bool) -> Callable[[Callable], Callable]:
+    """Decorator: registers ``factory(*, learning_rate, total_steps, warmup_steps, **own)``,
+    which returns an ``optax.Schedule``, behind argument checks and strict-promotion safety.
 
-    ``functools.wraps`` keeps the factory's signature visible to the registry, which
-    reads the defaults from it and rejects unknown hyperparameters.
+    ``decays`` says whether it needs ``total_steps`` (``entry(name).meta["decays"]``).
+    ``functools.wraps`` keeps the factory's signature visible to the registry, which reads
+    the defaults from it and rejects unknown hyperparameters.
     """
 
     def decorator(factory: Callable[..., optax.Schedule]) -> Callable[..., optax.Schedule]:
@@ -156,9 +158,7 @@ def _register(name: str, *, description: str, decays: bool) -> Callable[[Callabl
 
 
 # -- the schedules ----------------------------------------------------------------------
-@_register(
-    "constant", decays=False, description="Constant learning rate, after an optional warmup."
-)
+@register("constant", decays=False, description="Constant learning rate, after an optional warmup.")
 def constant(
     *, learning_rate: Any = 1.0, total_steps: int | None = None, warmup_steps: int = 0
 ) -> optax.Schedule:
@@ -171,7 +171,7 @@ def constant(
     return _with_warmup(optax.constant_schedule(learning_rate), learning_rate, warmup_steps)
 
 
-@_register("cosine", decays=True, description="Cosine decay to end_value (SGDR, no warmup).")
+@register("cosine", decays=True, description="Cosine decay to end_value (SGDR, no warmup).")
 def cosine(
     *,
     learning_rate: Any = 1.0,
@@ -193,7 +193,7 @@ def cosine(
     return lambda count: end_value + (learning_rate - end_value) * span(count)
 
 
-@_register(
+@register(
     "warmup_cosine",
     decays=True,
     description="Linear warmup from init_value, then cosine decay to end_value.",
@@ -219,7 +219,7 @@ def warmup_cosine(
     return _with_warmup(decay, learning_rate, warmup_steps, init_value)
 
 
-@_register(
+@register(
     "linear",
     decays=True,
     description="Linear decay to end_value (default 0), after an optional warmup.",
@@ -240,7 +240,7 @@ def linear(
     return _with_warmup(decay, learning_rate, warmup_steps)
 
 
-@_register(
+@register(
     "one_cycle",
     decays=True,
     description="One-cycle: cosine rise to the peak, cosine fall far below (Smith 2017).",

@@ -1,0 +1,69 @@
+"""The model registry: a Linen module's hyperparameters are its dataclass fields
+(``num_classes`` included), registered as its defaults, so unknown hyperparameters fail
+before any module is built. :func:`register` adds a model (see :mod:`toolkit.models`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+
+from toolkit.registry import InvalidHyperparameterError, Registry
+
+__all__ = ["describe", "entry", "get", "hparams", "models", "module_hparams", "names", "register"]
+
+models = Registry("model")
+names = models.names
+entry = models.entry
+hparams = models.hparams
+describe = models.describe
+
+# Fields every Linen module has that are wiring, not hyperparameters.
+_FLAX_FIELDS = ("parent", "name")
+
+
+def module_hparams(cls: type[nn.Module]) -> dict[str, Any]:
+    """A Linen module class's hyperparameters: its init fields and their defaults.
+
+    Flax's own ``parent`` and ``name`` fields are excluded; a field without a default is an
+    error, since every registered model must build from its defaults alone.
+    """
+    hparams = {}
+    for field in dataclasses.fields(cls):
+        if not field.init or field.name in _FLAX_FIELDS:
+            continue
+        if field.default is dataclasses.MISSING:
+            raise TypeError(f"model field {cls.__name__}.{field.name} needs a default")
+        hparams[field.name] = field.default
+    return hparams
+
+
+def register(
+    name: str, *, description: str, meta: Mapping[str, Any] | None = None
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: registers a Linen module under ``name`` with its fields as defaults."""
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        models.add(name, cls, description=description, defaults=module_hparams(cls), meta=meta)
+        return cls
+
+    return decorator
+
+
+def get(name: str, /, **hparams: Any) -> nn.Module:
+    """Builds the model ``name`` with its defaults updated by ``hparams``.
+
+    Flax's ``parent`` and ``name`` are refused here, before ``Registry.get`` (whose own
+    ``name`` parameter would collide with a ``name`` keyword).
+    """
+    wiring = sorted(set(hparams) & set(_FLAX_FIELDS))
+    if wiring:
+        valid = ", ".join(sorted(models.entry(name).defaults))
+        raise InvalidHyperparameterError(
+            f"model {name!r} has no hyperparameter {wiring[0]!r} (Flax wiring, not a "
+            f"hyperparameter). Valid hyperparameters: {valid}"
+        )
+    return models.get(name, **hparams)

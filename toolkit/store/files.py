@@ -1,0 +1,252 @@
+"""Crash-safe files: atomic writes, locked JSONL appends, tolerant readers, a run lock.
+
+Whole files are written to a temporary file in the same directory, fsynced and renamed
+over the target (``os.replace`` is atomic on POSIX), so a reader sees the old or the new
+file, never half of one. JSONL rows are appended as whole lines in one ``write`` under an
+exclusive ``fcntl.flock``; a line cut short by a crash is isolated by a newline before the
+next append, and readers skip it with a :class:`ResultsWarning`. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ResultsWarning",
+    "RunLock",
+    "append_jsonl",
+    "atomic_write_json",
+    "atomic_write_text",
+    "json_safe",
+    "now",
+    "read_json",
+    "read_jsonl",
+    "replace_dir",
+]
+
+
+class ResultsWarning(UserWarning):
+    """Lines, rows or runs of a results directory skipped as damaged or unfinished."""
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities to None (JSON has no NaN); numpy scalars to Python numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(value: Any) -> str:
+    """One JSON line (no newline): :func:`json_safe` values, keys in their order."""
+    return json.dumps(json_safe(value), allow_nan=False, sort_keys=False)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically: temp file in the same dir, fsync, rename.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (umask applied),
+    so results stay readable by the collaborators that could read the directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
+    atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
+
+
+def replace_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -> list[Path]:
+    """Makes ``directory`` hold exactly ``files`` (``{name: content}``), replacing it whole.
+
+    The files are written and fsynced in a temporary directory beside it, which then takes
+    its place, so a reader never sees a mix of old and new files. rename(2) cannot replace
+    a non-empty directory, so an old one is first moved aside and removed afterwards.
+    Returns the written paths, sorted.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; results are for everyone to read
+        for name, content in files.items():
+            with open(tmp / name, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+        old = None
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
+            os.replace(directory, old / directory.name)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return sorted(directory / name for name in files)
+
+
+def read_json(path: str | os.PathLike) -> Any | None:
+    """The parsed file, or None when it is missing or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def append_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Appends ``rows`` as whole lines in one write, under an exclusive ``fcntl.flock``.
+
+    If the file ends in a partial line (a writer died mid-line), a newline is written
+    first so that the partial line stays on its own and readers can skip it.
+    """
+    data = "".join(dumps(row) + "\n" for row in rows).encode()
+    if not data:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, one per line ([] if it is missing).
+
+    A line that is not a JSON object is skipped with a :class:`ResultsWarning`: a last line
+    without its newline is a write cut short unless it parses as a whole object (a cut
+    object never does); the writer starts its next append on a new line.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    rows = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            what = (
+                f"a truncated last line {number} ({len(raw)} bytes, no newline)"
+                if number == len(lines)
+                else f"unparsable line {number}: {err}"
+            )
+            warnings.warn(f"{path}: skipped {what}", ResultsWarning, stacklevel=2)
+            continue
+        if not isinstance(row, dict):
+            warnings.warn(
+                f"{path}: skipped line {number}: a JSON {type(row).__name__}, not an object",
+                ResultsWarning,
+                stacklevel=2,
+            )
+            continue
+        rows.append(row)
+    return rows
+
+
+class RunLock:
+    """An exclusive, non-blocking ``fcntl.flock`` on ``path`` that records the holder.
+
+    The kernel drops a flock when its holder dies, so a lock left by a killed process is
+    free again at once (a "stale" lock file is simply reacquired); the file's content (pid,
+    host, time) is for people. Two sweep processes, or two machines sharing the directory
+    over NFSv4 (whose locks Linux maps flock onto), never hold the same run at once.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """True if this process now holds the lock; False if another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        holder = dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode() + b"\n", 0)
+        self._fd = fd
+        return True
+
+    def holder(self) -> dict[str, Any] | None:
+        return read_json(self.path)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

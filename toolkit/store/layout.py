@@ -1,0 +1,270 @@
+"""An experiment directory: run dirs, done markers, and the one reader of ``evals.jsonl``.
+
+A ``done`` marker counts only when it parses and every eval row it lists is in
+``evals.jsonl`` (:func:`finished_run_ids`); a run whose marker fails that is unfinished for
+readers, and the sweep runner redoes it. A re-evaluation appends rows with the same
+:data:`EVAL_KEY`; the last one wins.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from toolkit.store.files import (
+    ResultsWarning,
+    RunLock,
+    atomic_write_json,
+    atomic_write_text,
+    dumps,
+    now,
+    read_json,
+    read_jsonl,
+)
+
+__all__ = [
+    "EVALS",
+    "EVAL_KEY",
+    "REQUIRED",
+    "SWEEP",
+    "RunDir",
+    "done_markers",
+    "done_run_ids",
+    "finished_run_ids",
+    "missing_evals",
+    "read_eval_rows",
+    "read_evals",
+    "row_keys",
+    "run_dirs",
+    "why_incomplete",
+]
+
+EVALS = "evals.jsonl"
+SWEEP = "sweep.json"
+EVAL_KEY = ("run_id", "eval_set", "severity")
+"""A row's identity: a re-evaluation replaces the row with the same key."""
+REQUIRED = ("run_id", "eval_set", "kind", "severity")
+"""Fields without which an eval row is malformed and skipped."""
+
+
+class RunDir:
+    """Paths and readers/writers of one run's directory."""
+
+    def __init__(self, experiment_dir: str | os.PathLike, run_id: str):
+        self.run_id = run_id
+        self.experiment_dir = Path(experiment_dir)
+        self.path = self.experiment_dir / "runs" / run_id
+        self.config = self.path / "config.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.checkpoint = self.path / "checkpoint"
+        self.provenance = self.path / "provenance.json"
+        self.done = self.path / "done"
+        self.lock = RunLock(self.path / "lock")
+
+    def done_marker(self) -> dict[str, Any] | None:
+        """The done marker's content, or None if the run is not finished."""
+        marker = read_json(self.done)
+        return marker if isinstance(marker, dict) and "finished" in marker else None
+
+    def is_done(self) -> bool:
+        return self.done_marker() is not None
+
+    def write_done(
+        self,
+        diverged_step: int | None,
+        *,
+        step: int | None = None,
+        evals: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        """The marker: when, the divergence step, the final step (the checkpoint to evaluate
+        later) and the ``(eval_set, severity)`` keys of the rows just appended."""
+        marker = {
+            "finished": now(),
+            "diverged_step": diverged_step,
+            "step": step,
+            "evals": [[name, int(severity)] for name, severity in evals],
+        }
+        atomic_write_json(self.done, marker)
+
+    def remove_done(self) -> None:
+        """Removes the marker: the run counts as unfinished and is redone."""
+        self.done.unlink(missing_ok=True)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics)
+
+    def keep_metrics_until(self, step: int) -> None:
+        """Keeps the curve's rows up to ``step`` (the checkpoint a resume starts from): the
+        rows in file order while their steps increase, dropping later (and repeated) ones."""
+        if not self.metrics.exists():
+            return
+        rows, last = [], 0
+        for row in read_jsonl(self.metrics):
+            at = row.get("step")
+            if not isinstance(at, int) or not last < at <= step:
+                break
+            rows.append(row)
+            last = at
+        atomic_write_text(self.metrics, "".join(dumps(r) + "\n" for r in rows))
+
+
+def run_dirs(experiment_dir: str | os.PathLike) -> Iterator[RunDir]:
+    runs = Path(experiment_dir) / "runs"
+    if runs.is_dir():
+        for path in sorted(runs.iterdir()):
+            if path.is_dir():
+                yield RunDir(experiment_dir, path.name)
+
+
+def done_run_ids(experiment_dir: str | os.PathLike) -> set[str]:
+    """Runs with a readable ``done`` marker (see :func:`finished_run_ids` for complete ones)."""
+    return {run.run_id for run in run_dirs(experiment_dir) if run.is_done()}
+
+
+def done_markers(experiment_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``{run_id: done marker}`` of the runs with a readable marker. Markers are written
+    atomically, so one that exists but does not read is damage: that run is not finished
+    (the runner redoes it), and it is skipped with a :class:`ResultsWarning`."""
+    markers = {}
+    for run in run_dirs(experiment_dir):
+        marker = run.done_marker()
+        if marker is not None:
+            markers[run.run_id] = marker
+        elif run.done.exists():
+            warnings.warn(
+                f"{run.done}: unreadable done marker; run skipped as unfinished",
+                ResultsWarning,
+                stacklevel=2,
+            )
+    return markers
+
+
+def missing_evals(marker: Mapping[str, Any], keys: set[tuple[str, int]]) -> list[list]:
+    """The ``(eval_set, severity)`` pairs a done marker lists that are not among ``keys``
+    (markers written before the list existed list none)."""
+    listed = marker.get("evals") or []
+    if not isinstance(listed, list):
+        return [listed]
+    missing = []
+    for pair in listed:
+        try:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise TypeError
+            key = (str(pair[0]), int(pair[1]))
+        except (TypeError, ValueError):
+            key = None  # a malformed entry: the marker was not written by the runner
+        if key not in keys:
+            missing.append(pair)
+    return missing
+
+
+def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple[str, int]]]:
+    """``{run_id: {(eval_set, severity), ...}}`` of well-formed rows."""
+    keys: dict[str, set[tuple[str, int]]] = {}
+    for row in rows:
+        try:
+            key = (str(row["eval_set"]), int(row["severity"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        keys.setdefault(str(row.get("run_id")), set()).add(key)
+    return keys
+
+
+def why_incomplete(marker: Mapping[str, Any], keys: set[tuple[str, int]]) -> str | None:
+    """Why a done marker does not stand for a finished run given its rows' ``keys``
+    (:func:`row_keys`), or None when every row it lists is there."""
+    missing = missing_evals(marker, keys)
+    if not missing:
+        return None
+    return (
+        f"its done marker lists {len(missing)} eval row(s) missing from {EVALS}, e.g. {missing[0]}"
+    )
+
+
+def read_eval_rows(experiment_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every row of ``evals.jsonl`` in file order, damaged lines skipped with a warning:
+    the one place the file is read (the runner, re-evaluation and the report)."""
+    return read_jsonl(Path(experiment_dir) / EVALS)
+
+
+def finished_run_ids(
+    experiment_dir: str | os.PathLike, rows: list[dict] | None = None
+) -> tuple[set[str], dict[str, str]]:
+    """``(finished, incomplete)``: runs whose done marker parses and whose listed eval rows
+    are all in ``evals.jsonl`` (``rows``, read if not given), and ``{run_id: why}`` for
+    runs with a marker that fails that (e.g. rows lost from ``evals.jsonl``)."""
+    if rows is None:
+        rows = read_eval_rows(experiment_dir)
+    keys = row_keys(rows)
+    finished, incomplete = set(), {}
+    for run in run_dirs(experiment_dir):
+        marker = run.done_marker()
+        if marker is None:
+            continue
+        problem = why_incomplete(marker, keys.get(run.run_id, set()))
+        if problem:
+            incomplete[run.run_id] = problem
+        else:
+            finished.add(run.run_id)
+    return finished, incomplete
+
+
+def _key(row: Mapping[str, Any]) -> tuple | None:
+    """The row's :data:`EVAL_KEY` (severity as an int), or None for a malformed row."""
+    if any(row.get(k) is None for k in REQUIRED):
+        return None
+    try:
+        return str(row["run_id"]), str(row["eval_set"]), int(row["severity"])
+    except (TypeError, ValueError):
+        return None
+
+
+def read_evals(
+    experiment_dir: str | os.PathLike,
+    *,
+    done_only: bool = True,
+    rows: list[dict] | None = None,
+) -> list[dict]:
+    """The eval rows readers use: the last row per :data:`EVAL_KEY`, in file order, of the
+    finished runs (:func:`finished_run_ids`; every run with ``done_only=False``).
+
+    ``rows`` are :func:`read_eval_rows` (read if not given). Malformed rows (one of
+    :data:`REQUIRED` missing), rows of runs without a done marker and runs whose marker
+    lists rows that are missing are skipped with a :class:`ResultsWarning` each.
+    """
+    experiment_dir = Path(experiment_dir)
+    rows = read_eval_rows(experiment_dir) if rows is None else rows
+    keyed = [(key, row) for row in rows if (key := _key(row)) is not None]
+    if len(keyed) < len(rows):
+        warnings.warn(
+            f"{experiment_dir / EVALS}: skipped {len(rows) - len(keyed)} rows without one "
+            f"of {REQUIRED}",
+            ResultsWarning,
+            stacklevel=2,
+        )
+    last = {key: i for i, (key, _) in enumerate(keyed)}
+    kept = [row for i, (key, row) in enumerate(keyed) if last[key] == i]
+    if not done_only:
+        return kept
+    finished, incomplete = finished_run_ids(experiment_dir, [row for _, row in keyed])
+    unmarked = [r["run_id"] for _, r in keyed if r["run_id"] not in finished | set(incomplete)]
+    if unmarked:
+        ids = sorted(set(unmarked))
+        warnings.warn(
+            f"{experiment_dir}: skipped {len(unmarked)} rows of {len(ids)} run(s) without a "
+            f"done marker (unfinished or interrupted): {', '.join(ids)}",
+            ResultsWarning,
+            stacklevel=2,
+        )
+    if incomplete:
+        warnings.warn(
+            f"{experiment_dir}: skipped {len(incomplete)} finished run(s) whose rows were lost "
+            "(rerun the sweep to redo them): "
+            + "; ".join(f"{r}: {why}" for r, why in sorted(incomplete.items())),
+            ResultsWarning,
+            stacklevel=2,
+        )
+    return [row for row in kept if row["run_id"] in finished]
