@@ -17,9 +17,9 @@ The thresholds are set to zero so that every executable is written, however smal
 to compile: on CPU most of the toolkit's programs compile in well under JAX's default
 threshold of one second each, yet together they take seconds.
 
-Sweeps turn it on by themselves unless ``TOOLKIT_CACHE=0`` (the toolkit's one switch for
-its caches, :mod:`toolkit.array_cache`); calling :func:`enable_compilation_cache` turns it on
-whatever the switch says.
+Sweeps turn it on by themselves (:func:`ensure_compilation_cache`) unless
+``TOOLKIT_CACHE=0`` (the toolkit's one switch for its caches, :mod:`toolkit.array_cache`);
+calling :func:`enable_compilation_cache` turns it on whatever the switch says.
 
 The cache is trusted code: whoever can write to its directory can make JAX run arbitrary
 code, so do not share it with users you do not trust (JAX's own warning).
@@ -117,7 +117,7 @@ def enable_compilation_cache(
 def ensure_compilation_cache() -> Path | None:
     """Turns the cache on in :func:`default_cache_dir` unless this process already has one
     (set by the user, a test or an earlier call) or the toolkit's caches are off
-    (``TOOLKIT_CACHE=0``); returns the directory in use (None: no cache).
+    (``TOOLKIT_CACHE=0``); returns the directory in use, None when there is none.
 
     A sweep's processes call it before their first compile: runs that differ only in their
     seed lower to the same HLO, so every process after the first reads the compiled program
