@@ -137,31 +137,6 @@ def test_bad_settings_are_errors_before_jax_is_touched(tmp_path):
         enable_compilation_cache(tmp_path, max_size_bytes=0)
 
 
-<<<<<<< HEAD
-def test_sweeps_leave_the_compilation_cache_off_under_the_one_switch(tmp_path):
-    """A sweep turns the cache on by itself (in $TOOLKIT_CACHE_DIR) unless TOOLKIT_CACHE=0."""
-    script = textwrap.dedent(
-        """
-        import json, os
-        import jax
-        from toolkit.compilation_cache import ensure_compilation_cache
-
-        ensure_compilation_cache()
-        off = jax.config.jax_compilation_cache_dir
-        os.environ["TOOLKIT_CACHE"] = "1"
-        ensure_compilation_cache()
-        print(json.dumps([off, jax.config.jax_compilation_cache_dir]))
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOOLKIT_CACHE": "0"}
-    env["TOOLKIT_CACHE_DIR"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    off, on = json.loads(done.stdout.strip().splitlines()[-1])
-    assert not off and on == str(tmp_path / "jax_cache")
-=======
 SWITCH_SCRIPT = textwrap.dedent(
     """
     import json, os
@@ -180,4 +155,3 @@ def test_ensure_leaves_the_cache_off_under_the_one_switch(tmp_path):
     returned, configured, on = result
     assert returned is None and not configured  # nothing turned on, nothing written
     assert on == str(tmp_path / "jax_cache") and sorted(tmp_path.iterdir()) == [Path(on)]
->>>>>>> wt-caches
