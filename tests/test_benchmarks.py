@@ -257,18 +257,25 @@ def task(seed, **train):
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
 def test_a_thread_ending_while_the_pool_is_counted_is_skipped(monkeypatch):
     jax.devices()  # this process's XLA pool threads exist
-    tasks = sorted(Path("/proc/self/task").iterdir())
-    expected = sum(open(t / "comm").read().startswith("tf_XLAEigen") for t in tasks[1:])
+    # One snapshot of the thread names, read once: threads that start or end later (the
+    # test runner's own) cannot change what the counter sees.
+    names = {}
+    for task in sorted(Path("/proc/self/task").iterdir()):
+        try:
+            names[task / "comm"] = open(task / "comm").read()
+        except FileNotFoundError:  # ended while listed
+            pass
+    tasks = [path.parent for path in names]
+    expected = sum(name.startswith("tf_XLAEigen") for name in list(names.values())[1:])
     assert expected >= 1
-    read_text = Path.read_text
 
-    def vanished_first(path, *args, **kwargs):  # the first listed thread ends meanwhile
+    def read_text(path, *args, **kwargs):  # the first listed thread ends meanwhile
         if path == tasks[0] / "comm":
             raise FileNotFoundError(2, "No such file or directory", str(path))
-        return read_text(path, *args, **kwargs)
+        return names[path]
 
     monkeypatch.setattr(Path, "iterdir", lambda path: iter(tasks))
-    monkeypatch.setattr(Path, "read_text", vanished_first)
+    monkeypatch.setattr(Path, "read_text", read_text)
     assert xla_pool_threads() == expected
 
 
