@@ -1,5 +1,6 @@
 """The population, sweep-wall, shuffle, checkpoint and data-load benchmarks run end to end (tiny
-settings, no timing checks); every committed benchmark report is listed with its command;
+settings, no timing checks); every committed benchmark report is listed with its command,
+and the README's tables are what `python -m benchmarks.readme` copies from the reports;
 and the mechanisms behind the sweep runner's CPU speed do what they claim: a worker's XLA
 pool has one thread, runs are handed out so that workers start on different programs, and
 a finished sweep's records add up to hand-computed totals.
@@ -15,7 +16,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from benchmarks import checkpoint, data_load, population, shuffle, sweep_wall
+from benchmarks import checkpoint, data_load, population, readme, shuffle, sweep_wall
 from benchmarks.machine import header
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import program_key, spread_programs
@@ -157,6 +158,68 @@ def test_every_benchmark_report_is_listed_with_the_command_that_wrote_it():
         assert written, f"{name} does not name its command"
         assert written[1].startswith(command) and f"--out results/benchmarks/{name}" in written[1]
         assert f"`{written[1]}`" in index, f"the README's command for {name} is not the one it ran"
+
+
+def test_benchmark_readme_is_what_benchmarks_readme_writes_from_the_reports():
+    index = readme.README.read_text()
+    assert index == readme.update(), (
+        "results/benchmarks/README.md is stale: python -m benchmarks.readme"
+    )
+    # Each report's section heads one table whose cells are the report's own.
+    for report in readme.FOLDER.rglob("*.md"):
+        if report.name != "README.md":
+            section = index.split(f"## `{report.relative_to(readme.FOLDER).as_posix()}`")[1]
+            table = [
+                line for line in section.split("\n## ")[0].splitlines() if line.startswith("|")
+            ]
+            cells = {c.strip() for line in table[2:] for c in line.strip("|").split("|")}
+            assert cells <= set(re.split(r"\s*\|\s*", report.read_text()))
+
+
+REPORT = """# A timing
+
+- Machine: Test CPU, 2 logical CPUs (2 usable), 1.0 GiB RAM
+- Accelerators: 1 x NVIDIA H200
+- Date: 2026-01-01 00:00 UTC
+- Command (from the repository root): `python -m benchmarks.{stem} --out x.md`
+
+{table}
+"""
+VS_PYTORCH = """\
+| model | steps | toolkit | jax jit loop | toolkit @ abc1 | torch 1 thread | torch 2 threads \
+| toolkit / torch 1 thread | jax jit loop / torch 1 thread | toolkit / toolkit @ abc1 |
+|---|---|---|---|---|---|---|---|---|---|
+| mlp | 20 | 3,000 | 1,000 | 2,500 | 700 | 800 | 4.3x | 1.4x | 1.20x |"""
+REPEATED = """\
+| model | ratio | steps/s | ratio |
+|---|---|---|---|
+| cnn | 2.0x | 900 | 3.0x |"""
+
+
+def test_benchmark_readme_keeps_the_headline_columns_and_names_machine_date_command(tmp_path):
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "other.md").write_text(REPORT.format(stem="other", table=REPEATED))
+    (tmp_path / "vs_pytorch.md").write_text(REPORT.format(stem="vs_pytorch", table=VS_PYTORCH))
+    readme_file = tmp_path / "README.md"
+    readme_file.write_text(f"intro\n{readme.BEGIN}\nold\n{readme.END}\nend\n")
+    text = readme.update(readme_file, tmp_path)
+    assert text.startswith(f"intro\n{readme.BEGIN}\n") and text.endswith(f"{readme.END}\nend\n")
+    vs, other = text.split("## `vs_pytorch.md`: A timing")[1].split("## `gpu/other.md`: A timing")
+    assert "- Machine: Test CPU, 2 logical CPUs (2 usable), 1.0 GiB RAM; 1 x NVIDIA H200\n" in vs
+    assert "- Date: 2026-01-01 00:00 UTC\n" in vs
+    assert "- Command: `python -m benchmarks.vs_pytorch --out x.md`\n" in vs
+    # vs_pytorch: its headline columns in the README's order, the baseline's included.
+    assert (
+        "| model | steps | toolkit | toolkit @ abc1 | jax jit loop | torch 1 thread | toolkit / "
+        "torch 1 thread | jax jit loop / torch 1 thread | toolkit / toolkit @ abc1 |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+        "| mlp | 20 | 3,000 | 2,500 | 1,000 | 700 | 4.3x | 1.4x | 1.20x |\n"
+    ) in vs
+    # A report without a section: its first table whole, repeated headers included.
+    assert f"{REPEATED}\n\n{readme.END}" in other
+    (tmp_path / "compile.md").write_text(REPORT.format(stem="compile", table=REPEATED))
+    with pytest.raises(ValueError, match="no table of the compile report has the columns model, d"):
+        readme.update(readme_file, tmp_path)
 
 
 TINY_SWEEP = """

@@ -1,21 +1,20 @@
 """The trainer's epoch-wise shuffle, and ``jax.random.permutation`` computed faster on CPU.
 
 Batches are slices of ``perm(epoch 0) ++ perm(epoch 1) ++ ...`` (:func:`batch_indices`).
-The permutations used to be drawn inside every compiled chunk with
-``jax.random.permutation``: on MNIST-1D (4,000 examples, batch 100, chunks of 100 steps)
-that took about 120 us of a 300 us MLP step on XLA:CPU. Two changes, same integers:
+On small data the shuffle is a large share of a step on XLA:CPU, so
 :class:`EpochPermutations` draws each epoch once and hands the chunks what they need, and
-:func:`permutation` computes JAX's permutation 2-4x faster.
+:func:`permutation` computes the same integers as ``jax.random.permutation``, faster
+(``python -m benchmarks.shuffle`` measures both).
 
 JAX shuffles by sorting (a scheme from tf2xla's random ops): ``ceil(3 ln n / ln(2^32 - 1))``
 rounds, each a *stable* sort of the current order by fresh 32-bit random keys
 (``lax.sort_key_val``). XLA:CPU sorts several operands through a generic compiled
-comparator, about 7x slower than a one-operand integer sort. Here each round's stable
+comparator, several times slower than a one-operand integer sort. Here each round's stable
 argsort is rebuilt from a one-operand sort instead: the rank of element ``j`` is the number
 of keys below ``k_j`` (a binary search in the sorted keys) plus the number of equal keys
 before ``j`` (ties: rare, counted in one cheap pass per tie level). Same keys, same rounds,
-same tie order, so the output equals ``jax.random.permutation`` exactly (tested), and runs
-recorded before this module existed are reproduced bit for bit.
+same tie order, so the output equals ``jax.random.permutation`` exactly (tested), and a run
+shuffles as one drawn with ``jax.random.permutation`` would.
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
 """Loaded datasets kept on disk, so that a later process reads one file instead of TFDS.
 
 Reading a prepared TFDS dataset deserializes every example in Python (and decodes every
-PNG of an image dataset): in a fresh process 0.27 s for MNIST-1D's 5,000 sequences and
-0.56 s for ``mnist5k``'s 5,000 images, TFDS import included (``benchmarks/data_load.py``),
-so some 14 s for MNIST's 70,000. Every sweep worker, the sweep process that checks a
-config and every notebook kernel paid it. So each load stores what it read as one
+PNG of an image dataset), a cost that grows with the dataset and that every sweep worker,
+the sweep process that checks a config and every notebook kernel would pay again
+(``python -m benchmarks.data_load`` measures it). So each load stores what it read as one
 ``.npz`` entry of :mod:`toolkit.array_cache` (``datasets/`` under ``$TOOLKIT_CACHE_DIR``):
 both splits' inputs in their stored dtype (resized when asked, before scaling to [0, 1]),
 the labels and the :class:`~toolkit.data.Dataset`'s metadata. The next load with the same
-arguments reads that file (5-25 ms), without importing TFDS for the toolkit's own datasets.
+arguments reads that file, without importing TFDS for the toolkit's own datasets.
 
 The key is the load call (builder and its arguments or TFDS name, absolute data dir, split
 specs, ``max_examples``, ``image_size``), the installed versions of TFDS (and of Pillow when
@@ -93,7 +92,7 @@ def _version(package: str) -> str | None:
 
 
 def _code_fingerprint() -> str:
-    """A hash of every module of ``toolkit.data`` (this package's folder; 0.2 ms)."""
+    """A hash of every module of ``toolkit.data`` (this package's folder)."""
     digest = hashlib.blake2b(digest_size=16)
     for path in sorted(Path(__file__).parent.rglob("*.py")):
         digest.update(path.read_bytes())

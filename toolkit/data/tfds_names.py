@@ -52,7 +52,7 @@ def unknown_name_error(
 
 @functools.cache
 def image_classification_names() -> tuple[str, ...]:
-    """TFDS builders whose supervised keys are an ``Image`` and a ``ClassLabel`` (0.8 s to
+    """TFDS builders whose supervised keys are an ``Image`` and a ``ClassLabel`` (slow to
     find, hence kept for the process)."""
     import tensorflow_datasets as tfds
 

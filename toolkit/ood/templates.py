@@ -35,7 +35,7 @@ _T = np.linspace(0.0, 1.0, TEMPLATE_LEN)
 
 def _smooth(rng: np.random.Generator) -> np.ndarray:
     """A random smooth curve, redrawn until it is unlike every digit template."""
-    from scipy.ndimage import gaussian_filter1d  # imported on use: ~0.35 s, needed only here
+    from scipy.ndimage import gaussian_filter1d  # imported on use: slow, needed only here
 
     while True:
         shape = gaussian_filter1d(rng.standard_normal(TEMPLATE_LEN), 1.5)

@@ -14,10 +14,10 @@ from ml_collections import config_dict
 __all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_INTERVAL_S", "base_config"]
 
 CHECKPOINT_EVERY = 5  # chunks: a run checkpoints at most every this many chunks...
-# ...and at most once per this many seconds. An orbax save costs about 0.1 s of CPU time
-# whatever the model's size (benchmarks/checkpoint.py, 2 cores: 100-130 ms for MNIST-1D
-# models), as long as about 300 training steps of the MNIST-1D MLP; spaced by time, saves
-# cost a small model under 1 % of its training, and a killed run loses about a minute.
+# ...and at most once per this many seconds. An orbax save has a fixed cost whatever the
+# model's size, hundreds of small-model training steps (``python -m benchmarks.checkpoint``);
+# spaced by time, saves cost a small model little of its training, and a killed run loses
+# at most this much.
 CHECKPOINT_INTERVAL_S = 60.0
 
 

@@ -3,15 +3,15 @@
 A JAX CPU process executes its programs on XLA's intra-op thread pool (threads named
 ``tf_XLAEigen``), one thread per core it may use. On small models those threads mostly
 wait for each other, so one single-threaded process per core trains more models per
-second than one process using every core (REFERENCE.md: 2.2x the MLP's and 2.9x the CNN's
-model-steps/s on 2 cores; ``benchmarks/population.py`` measures the runner's CPU mode).
+second than one process using every core (``python -m benchmarks.population`` measures
+the runner's CPU mode against one process).
 
 Two things make a worker single-threaded, and both must happen before its backend starts:
 
 * ``XLA_FLAGS`` gets ``--xla_cpu_multi_thread_eigen=false`` (:data:`SINGLE_THREADED`), so
   a dot or convolution is not split across threads inside one operation. In jaxlib 0.10
   that alone still leaves a pool of one thread per core, which runs independent
-  operations of one program at once (measured: a CNN chunk used 1.3 cores with the flag).
+  operations of one program at once.
   There is no XLA flag for the pool's size (``intra_op_parallelism_threads`` is a
   TensorFlow session option; XLA ignores it silently).
 * The pool is sized from the CPUs the process may run on when the backend is created
@@ -20,8 +20,8 @@ Two things make a worker single-threaded, and both must happen before its backen
   so the operating system still balances workers across all cores.
 
 A worker also ends without the interpreter's teardown (:func:`exit_without_teardown`):
-freeing JAX's and the toolkit's modules one by one takes about 0.35 s of CPU per process,
-which the sweep waits for when it shuts its pool down.
+freeing JAX's and the toolkit's modules one by one costs CPU time in every process, which
+the sweep waits for when it shuts its pool down.
 """
 
 from __future__ import annotations
@@ -147,8 +147,8 @@ def exit_without_teardown() -> None:
     At exit Python still joins non-daemon threads and runs every exit handler registered
     after this call (JAX's, orbax's, logging's), and the standard streams are flushed;
     only the module-by-module teardown and the final garbage collection are skipped. After
-    importing JAX that teardown takes about 0.35 s of CPU, and a sweep that shuts its
-    pool down waits for every worker's (measured: 0.8 s at the end of a 2-worker sweep).
+    importing JAX that teardown is slow, and a sweep that shuts its pool down waits for
+    every worker's.
     A pool worker has nothing left to do by then: each run's files were written and its
     result sent before the pool told the worker to stop, and the pool notices a worker's
     death by its process ending, not by its exit status (which is 0 here). Call it before

@@ -143,7 +143,7 @@ def poisson(key: jax.Array, lam: jax.Array, max_rate: float) -> jax.Array:
     Counts how many terms of the CDF ``F(k) = sum_{i<=k} e^-lam lam^i / i!`` a uniform u
     exceeds, for k < ``max_rate + 10 sqrt(max_rate) + 10`` (the tail beyond has mass below
     1e-20): exact sampling by sequential search (Devroye 1986, sec. X.3.3). One uniform per
-    value in a ``fori_loop`` compiles about 3x faster on XLA:CPU than
+    value in a ``fori_loop`` compiles faster on XLA:CPU than
     ``jax.random.poisson``'s rejection sampler; ``max_rate`` must stay below 87 so that
     ``e^-lam`` does not underflow in float32.
     """

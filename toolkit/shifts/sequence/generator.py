@@ -91,7 +91,7 @@ def _stats_spec(args: dict[str, Any]) -> dict[str, Any]:
     digest = hashlib.blake2b(digest_size=16)
     for module in (__file__, offline.__file__):
         digest.update(Path(module).read_bytes())
-    # From the installed metadata: importing mnist1d takes 1.5-1.9 s (pyplot, scipy.interpolate).
+    # From the installed metadata: importing mnist1d is slow (pyplot, scipy.interpolate).
     versions = {name: importlib.metadata.version(name) for name in ("mnist1d", "numpy", "scipy")}
     return {"raw_stats": args, "code": digest.hexdigest(), "versions": versions}
 
@@ -100,8 +100,8 @@ def raw_stats(**generator_args) -> tuple[float, float]:
     """``(mean, std)`` by which ``make_dataset`` standardizes the dataset of these arguments.
 
     They are scalars over the whole generated array (train and test together), as in
-    ``mnist1d.data.make_dataset``. Computing them means generating that array (3.8 s for the
-    default 5,000 sequences), which every regenerated test set and the unseen-template OOD
+    ``mnist1d.data.make_dataset``. Computing them means generating that whole array (slow),
+    which every regenerated test set and the unseen-template OOD
     set need, so they are kept with the evaluation sets (``evalsets/`` of
     :mod:`toolkit.array_cache`), keyed on the arguments, this module's and the argument
     defaults' code, and the versions of mnist1d, numpy and scipy; and in this process,
