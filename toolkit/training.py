@@ -34,7 +34,7 @@ import numpy as np
 
 from toolkit import optimizers, shuffle
 from toolkit.data import Dataset, Split
-from toolkit.population import sharding
+from toolkit.population import checks, sharding
 from toolkit.population.grouping import check_population
 from toolkit.population.program import member_hyperparameters, member_keys, program_for
 from toolkit.train_config import (  # the config and its builders: re-exported
@@ -203,7 +203,7 @@ def train_population(
     size = len(configs)
     labels = None
     if train_labels is not None:
-        labels = _member_labels(train_labels, size, split, num_classes)
+        labels = checks.member_labels(train_labels, size, split, num_classes)
     if initial_states is not None and len(initial_states) != size:
         raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
     placement = sharding.plan(size, shard, configs[0].batch_size)
@@ -249,8 +249,8 @@ def _train(
         step = 0
     else:
         abstract = jax.eval_shape(program.init, init_keys, host_hyper, example_x)
-        step = _start_step(initial_states)
-        _check_layout(initial_states, abstract)
+        step = checks.start_step(initial_states)
+        checks.check_layout(initial_states, abstract)
         state = placement.stacked(program.stack([initial_states[i] for i in order]))
 
     stopped: dict[int, TrainState] = {
@@ -336,56 +336,6 @@ def _validate_members(configs: Sequence[TrainConfig], num_train: int) -> None:
         except (TypeError, ValueError) as error:
             raise type(error)(f"population member {index}: {error}") from error
     check_population(configs)
-
-
-def _member_labels(labels: Any, num_members: int, split: Split, num_classes: int) -> np.ndarray:
-    """``train_labels`` checked: integer class indices of shape (K, N)."""
-    array = np.asarray(labels)
-    expected = (num_members, len(split))
-    if array.shape != expected:
-        raise ValueError(
-            f"train_labels must have shape (members, train examples) = {expected}, "
-            f"got {array.shape}"
-        )
-    if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"train_labels must be integer class indices, got dtype {array.dtype}")
-    if array.size and (array.min() < 0 or array.max() >= num_classes):
-        raise ValueError(
-            f"train_labels must lie in [0, {num_classes}), got values in "
-            f"[{array.min()}, {array.max()}]"
-        )
-    return array.astype(np.int32)
-
-
-def _check_layout(states: Sequence[TrainState], abstract: TrainState) -> None:
-    """Checks per-member states against the population's stacked layout ``abstract``."""
-    want = jax.tree.structure(abstract)
-    for index, state in enumerate(states):
-        got = jax.tree.structure(state)
-        if got != want:
-            raise ValueError(
-                f"initial_states[{index}] does not match this population's TrainState "
-                f"layout (a state from tk.train differs when members vary weight_decay).\n"
-                f"expected {want}\ngot      {got}"
-            )
-        leaves = jax.tree_util.tree_leaves_with_path(state)
-        for (path, leaf), spec in zip(leaves, jax.tree.leaves(abstract), strict=True):
-            if jnp.shape(leaf) != spec.shape[1:]:
-                raise ValueError(
-                    f"initial_states[{index}] leaf {jax.tree_util.keystr(path)} has shape "
-                    f"{jnp.shape(leaf)}, expected {spec.shape[1:]}"
-                )
-
-
-def _start_step(states: Sequence[TrainState]) -> int:
-    """The step the healthy members resume from; they must agree (shared batches)."""
-    steps = {i: int(s.step) for i, s in enumerate(states) if int(s.diverged_step) < 0}
-    if len(set(steps.values())) > 1:
-        raise ValueError(
-            f"healthy initial_states must share one step (they advance together), got "
-            f"steps {steps} by member"
-        )
-    return next(iter(steps.values()), 0)
 
 
 def _progress(verbose: bool, total: int, size: int) -> Callable[[list[dict], int, float], None]:
