@@ -229,3 +229,34 @@ def test_clean_evaluation_in_a_fresh_process_does_not_import_scipy_ndimage():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_regenerated_and_label_shifted_specs_are_rows_of_their_own_sets():
+    """Eval-set specs in ``sets=``: a regenerated MNIST-1D test set (a new generator draw)
+    and a label-shifted resample, each checked against numpy on the set it names."""
+    from toolkit.data.label_shift import label_shift
+    from toolkit.evaluation import LabelShifted, Regenerated
+    from toolkit.evaluation.regenerated import mnist1d_shifted_test
+
+    ds = tk.data.load("mnist1d", num_samples=300)
+    small = tk.train(ds, model="linear", steps=5, batch_size=20, verbose=False)
+    key = jax.random.key(2)
+    specs = [
+        Regenerated("iid_noise", 4, generator_args={"num_samples": 300}),
+        LabelShifted(0, options={"alpha": 0.5, "num_classes": 10}),
+    ]
+    table = tk.evaluate(small, ds.test, sets=specs, key=key)
+    assert list(zip(table.eval_set, table.kind, table.severity, strict=True)) == [
+        ("clean", "clean", 0),
+        ("regenerated/iid_noise", "set", 4),
+        ("label_shift/0", "set", 0),
+    ]
+    regenerated = mnist1d_shifted_test("iid_noise", 4, num_samples=300)
+    shifted_key = jax.random.fold_in(jax.random.fold_in(key, zlib.crc32(b"label_shift")), 0)
+    resampled = label_shift(ds.test, key=shifted_key, alpha=0.5, num_classes=10).split
+    for row, split in zip(table.iloc[1:].itertuples(), (regenerated, resampled), strict=True):
+        logits = numpy_logits(small, split.x)
+        assert row.num_examples == len(split)
+        assert row.accuracy == pytest.approx(np.mean(logits.argmax(1) == split.y), abs=1e-6)
+    with pytest.raises(ValueError, match="no severity 3; valid: 0, 5"):
+        tk.evaluate(small, ds.test, sets=[Regenerated("shuffle", 3)])

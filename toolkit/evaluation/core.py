@@ -76,26 +76,24 @@ def evaluate_sets(
         built = _built(group, clean, key=key, cache=cache, keep=keep)
         ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
 
-    def head(spec: EvalSet, num: int) -> dict[str, Any]:
-        return {"eval_set": spec.name, "kind": spec.kind, "severity": spec.severity,
-                "num_examples": num}  # fmt: skip
-
     clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
     rows: dict[int, dict] = {}
     for group in _groups(labelled, keep):  # one group of sets held at a time
-        for (i, spec), split in zip(group, _built(group, clean, key=key, cache=cache, keep=keep),
-                                    strict=True):  # fmt: skip
+        built = _built(group, clean, key=key, cache=cache, keep=keep)
+        for (i, spec), split in zip(group, built, strict=True):
             logits = inference.predict(run, split.x, batch_size=batch_size)
-            rows[i] = head(spec, len(split)) | classification_row(logits, split.y)
+            rows[i] = _head(spec, len(split)) | classification_row(logits, split.y)
     for i, spec in ood:
         logits = inference.predict(run, ood_inputs[i], batch_size=batch_size)
-        rows[i] = head(spec, int(ood_inputs[i].shape[0])) | ood_row(
-            clean_logits, logits, ood_scores
-        )
-    clean_row = {"eval_set": "clean", "kind": "clean", "severity": 0, "num_examples": len(clean)}
-    return [clean_row | classification_row(clean_logits, clean.y)] + [
-        rows[i] for i in range(len(specs))
-    ]
+        scores = ood_row(clean_logits, logits, ood_scores)
+        rows[i] = _head(spec, int(ood_inputs[i].shape[0])) | scores
+    clean_row = dict(zip(ID_COLUMNS, ("clean", "clean", 0, len(clean)), strict=True))
+    clean_row |= classification_row(clean_logits, clean.y)
+    return [clean_row] + [rows[i] for i in range(len(specs))]
+
+
+def _head(spec: EvalSet, num: int) -> dict[str, Any]:
+    return dict(zip(ID_COLUMNS, (spec.name, spec.kind, spec.severity, num), strict=True))
 
 
 def run_columns(config) -> dict[str, Any]:
