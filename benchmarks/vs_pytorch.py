@@ -81,7 +81,7 @@ def _toolkit(model: str, steps: int, warmup: int) -> dict:
     return {
         "steps_per_s": rate,
         "compile_s": total - steps / rate,
-        "accuracy": tk.evaluate(run, dataset.test)["accuracy"],
+        "accuracy": tk.evaluate(run, dataset.test).loc[0, "accuracy"],
         "params": params,
         "chunk": run.config.steps_per_dispatch,
     }

@@ -40,7 +40,7 @@ def run_table(models, seeds: int, steps: int, verbose: bool = False) -> pd.DataF
                 seed=seed,
                 verbose=verbose,
             )
-            result = tk.evaluate(run, ds.test)
+            result = tk.evaluate(run, ds.test).iloc[0]  # the clean row
             rows.append(
                 {
                     "model": model,

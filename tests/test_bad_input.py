@@ -315,7 +315,7 @@ EVALUATE = {
     "unknown OOD set": ({"ood": ["gaussian_noize"]}, "'gaussian_noize'", "gaussian_noise"),
     "unknown OOD score": ({"ood": ["gaussian_noise"], "ood_scores": ["msq"]}, "'msq'", "msp"),
 }
-# tk.evaluate checks these only after its clean-set predictions (toolkit/evaluation.py).
+# tk.evaluate checks these when it builds the OOD sets, before its clean-set predictions.
 EVALUATE_LATE = {
     "image OOD set on 1-D data": (
         {"ood": ["sklearn_patches"]},

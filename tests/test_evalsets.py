@@ -4,7 +4,6 @@ on data, key and code."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import types
 import zlib
 
@@ -13,9 +12,9 @@ import numpy as np
 import pytest
 
 import toolkit as tk
-from toolkit import array_cache, evalsets
+from toolkit import array_cache
 from toolkit.data import Split
-from toolkit.sweep import evals
+from toolkit.evaluation import cache as evalsets
 
 KWARGS = {"num_samples": 600}
 PAIRS = [["iid_noise", 2], ["translation", 4]]
@@ -42,9 +41,10 @@ def count_builds(monkeypatch) -> list[tuple[str, int]]:
 
 
 def shifted(kwargs=KWARGS, pairs=PAIRS):
-    """The sweep's shifted sets, as ``evals.Shifts.rows`` asks for them."""
-    kwargs_json = json.dumps(kwargs, sort_keys=True)
-    return evals._shifted_sets("mnist1d", kwargs_json, json.dumps(pairs), array_cache.location())
+    """The sweep's shifted sets, as its evaluation builds them (key 0, kept in memory)."""
+    test = tk.data.load("mnist1d", **kwargs).test
+    pairs = [tuple(p) for p in pairs]
+    return evalsets.shifted_sets(test, pairs, key=jax.random.key(0), keep=True)
 
 
 def test_shifted_sets_are_built_once_then_loaded_with_the_same_arrays(monkeypatch, cache_dir):
@@ -65,7 +65,7 @@ def test_shifted_sets_are_built_once_then_loaded_with_the_same_arrays(monkeypatc
     first = shifted()
     assert built == [tuple(p) for p in PAIRS]
     assert len(list((cache_dir / "evalsets").glob("*.npz"))) == 2
-    assert shifted() is first  # kept for this process
+    assert all(a.x is b.x for a, b in zip(shifted(), first, strict=True))  # kept in memory
     # What a new process does: read the entries back from disk.
     second = evalsets.shifted_sets(test, [tuple(p) for p in PAIRS], key=jax.random.key(0))
     assert len(built) == 2  # nothing built again

@@ -1,5 +1,8 @@
 """``tk.evaluate`` with shifts, OOD sets and named sets: the tidy table against numpy/sklearn."""
 
+import collections
+import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -8,6 +11,7 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import roc_auc_score
@@ -89,10 +93,69 @@ def test_table_rows_match_independent_numpy_and_sklearn(run):
     assert np.isnan(ood["accuracy"])
 
 
-def test_without_shifts_a_dict_is_returned(run):
+def test_without_shifts_the_table_has_one_clean_row_with_the_runs_identity(run):
     result = tk.evaluate(run, Split(X, Y))
-    assert isinstance(result, dict)
-    assert {"accuracy", "nll", "brier", "ece", "misclassification_auroc"} <= set(result)
+    assert isinstance(result, pd.DataFrame) and len(result) == 1
+    assert {"accuracy", "nll", "brier", "ece", "misclassification_auroc"} <= set(result.columns)
+    row = result.iloc[0]
+    assert (row["eval_set"], row["kind"], row["severity"], row["num_examples"]) == (
+        "clean", "clean", 0, 48
+    )  # fmt: skip
+    # The run's identity, as given to tk.train; hparams as JSON strings that can be grouped on.
+    assert (row["model"], row["loss"], row["optimizer"]) == ("mlp", "softmax_cross_entropy", "adam")
+    assert (row["learning_rate"], row["seed"], row["batch_size"], row["steps"]) == (1e-2, 0, 16, 30)
+    assert json.loads(row["model_hparams"]) == {"hidden": [16]}
+    assert json.loads(row["loss_hparams"]) == {} and json.loads(row["optimizer_hparams"]) == {}
+    logits = numpy_logits(run, X)
+    assert result.loc[0, "accuracy"] == pytest.approx(np.mean(logits.argmax(1) == Y), abs=1e-6)
+    assert "reliability" not in result.columns
+
+
+def digest(x) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(np.asarray(x)).tobytes(), digest_size=8).hexdigest()
+
+
+def count_predictions(monkeypatch) -> collections.Counter:
+    """Counts tk.predict calls by the bytes of the inputs (one key per evaluation set)."""
+    from toolkit.evaluation import inference
+
+    calls: collections.Counter = collections.Counter()
+    predict = inference.predict
+
+    def counting(run, x, **kwargs):
+        calls[digest(x)] += 1
+        return predict(run, x, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", counting)
+    return calls
+
+
+def test_each_set_is_predicted_once_and_reliability_comes_from_the_same_logits(run, monkeypatch):
+    calls = count_predictions(monkeypatch)
+    key = jax.random.key(3)
+    table = tk.evaluate(
+        run,
+        Split(X, Y),
+        shifts=["iid_noise", "translation"],
+        severities=[1, 4],
+        ood=["gaussian_noise", "uniform_noise"],
+        sets={"first_half": Split(X[:24], Y[:24])},
+        key=key,
+        reliability=True,
+    )
+    assert len(table) == 1 + 4 + 1 + 2
+    # clean, 4 shifted sets, first_half, 2 OOD sets: 8 distinct inputs, each predicted once.
+    assert len(calls) == 8 and set(calls.values()) == {1}, calls
+    assert digest(X) in calls
+    # The reliability bins (Guo et al. 2017) of the clean row, recomputed in numpy.
+    probs = softmax(numpy_logits(run, X), 1)
+    confidence, correct = probs.max(1), probs.argmax(1) == Y
+    bins = np.minimum((confidence * 15).astype(int), 14)
+    counts = np.bincount(bins, minlength=15)
+    bins_of_clean = table.loc[0, "reliability"]
+    np.testing.assert_array_equal(bins_of_clean["bin_count"], counts)
+    mean_correct = np.bincount(bins, weights=correct, minlength=15) / np.maximum(counts, 1)
+    np.testing.assert_allclose(bins_of_clean["bin_accuracy"], mean_correct, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -108,7 +171,9 @@ def test_without_shifts_a_dict_is_returned(run):
 )
 def test_bad_names_fail_before_compute(run, kwargs, message, monkeypatch):
     calls = []
-    monkeypatch.setattr(tk.evaluation, "predict", lambda *a, **k: calls.append(1))
+    from toolkit.evaluation import inference
+
+    monkeypatch.setattr(inference, "predict", lambda *a, **k: calls.append(1))
     with pytest.raises(ValueError, match=re.escape(message)):
         tk.evaluate(run, Split(X, Y), **kwargs)
     assert not calls  # nothing was computed
@@ -164,3 +229,34 @@ def test_clean_evaluation_in_a_fresh_process_does_not_import_scipy_ndimage():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_regenerated_and_label_shifted_specs_are_rows_of_their_own_sets():
+    """Eval-set specs in ``sets=``: a regenerated MNIST-1D test set (a new generator draw)
+    and a label-shifted resample, each checked against numpy on the set it names."""
+    from toolkit.data.label_shift import label_shift
+    from toolkit.evaluation import LabelShifted, Regenerated
+    from toolkit.evaluation.regenerated import mnist1d_shifted_test
+
+    ds = tk.data.load("mnist1d", num_samples=300)
+    small = tk.train(ds, model="linear", steps=5, batch_size=20, verbose=False)
+    key = jax.random.key(2)
+    specs = [
+        Regenerated("iid_noise", 4, generator_args={"num_samples": 300}),
+        LabelShifted(0, options={"alpha": 0.5, "num_classes": 10}),
+    ]
+    table = tk.evaluate(small, ds.test, sets=specs, key=key)
+    assert list(zip(table.eval_set, table.kind, table.severity, strict=True)) == [
+        ("clean", "clean", 0),
+        ("regenerated/iid_noise", "set", 4),
+        ("label_shift/0", "set", 0),
+    ]
+    regenerated = mnist1d_shifted_test("iid_noise", 4, num_samples=300)
+    shifted_key = jax.random.fold_in(jax.random.fold_in(key, zlib.crc32(b"label_shift")), 0)
+    resampled = label_shift(ds.test, key=shifted_key, alpha=0.5, num_classes=10).split
+    for row, split in zip(table.iloc[1:].itertuples(), (regenerated, resampled), strict=True):
+        logits = numpy_logits(small, split.x)
+        assert row.num_examples == len(split)
+        assert row.accuracy == pytest.approx(np.mean(logits.argmax(1) == split.y), abs=1e-6)
+    with pytest.raises(ValueError, match="no severity 3; valid: 0, 5"):
+        tk.evaluate(small, ds.test, sets=[Regenerated("shuffle", 3)])

@@ -53,7 +53,7 @@ WORKER = textwrap.dedent(
     run = tk.train(Split(x, y), num_classes=2, verbose=False, devices=jax.devices(), **config)
     leaf = jax.tree.leaves(run.state.params)[0]
     local = distributed.local_run(run)
-    accuracy = tk.evaluate(local, Split(x, y))["accuracy"]
+    accuracy = tk.evaluate(local, Split(x, y)).loc[0, "accuracy"]
     leaves = jax.tree_util.tree_leaves_with_path(local.params)
     params = {jax.tree_util.keystr(k): v for k, v in leaves}
     np.savez(
@@ -115,7 +115,7 @@ def test_two_processes_train_the_same_model_as_one_device(tmp_path):
     losses = [row["loss"] for row in reference.curve]
     np.testing.assert_allclose(saved[0]["__losses"], losses, rtol=1e-5)
     assert float(saved[0]["__accuracy"]) == pytest.approx(
-        float(tk.evaluate(reference, Split(X, Y))["accuracy"])
+        float(tk.evaluate(reference, Split(X, Y)).loc[0, "accuracy"])
     )
 
 

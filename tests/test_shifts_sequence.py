@@ -15,7 +15,8 @@ import pytest
 import toolkit
 from toolkit import shifts
 from toolkit.data.offline import mnist1d_arrays
-from toolkit.shifts.sequence import mnist1d_shifted_test, raw_mnist1d, raw_stats, regenerated_kinds
+from toolkit.evaluation.regenerated import mnist1d_shifted_test, regenerated_kinds
+from toolkit.shifts.sequence import raw_mnist1d, raw_stats
 from toolkit.shifts.sequence.generator import global_numpy_seed
 
 SEQUENCE_SHIFTS = [

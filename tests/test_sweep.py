@@ -1,6 +1,7 @@
 """The sweep runner: config expansion, random-search stability, run ids, the results
 layout end to end, skip/resume, damaged files, bad inputs, re-evaluation, executors."""
 
+import collections
 import hashlib
 import io
 import json
@@ -320,6 +321,44 @@ def test_layout_and_records_follow_the_spec(finished):
         ("gaussian_noise", "ood", 0),
         ("regenerated/shuffle", "set", 5),
     }
+
+
+def test_a_sweep_predicts_each_set_once_per_run(tmp_path, monkeypatch):
+    """Clean, shifted, OOD, regenerated and label-shifted sets: one prediction each per run
+    (the clean logits serve the clean row and every OOD row); label-shifted rows are the
+    metrics of the resampled test split with the documented key."""
+    from toolkit.data.label_shift import label_shift
+    from toolkit.evaluation import inference
+
+    calls: collections.Counter = collections.Counter()
+    logits_of: dict[str, np.ndarray] = {}
+    predict = inference.predict
+
+    def counting(run, x, **kwargs):
+        digest = hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8).hexdigest()
+        calls[id(run), digest] += 1
+        logits_of[digest] = np.asarray(predict(run, x, **kwargs))
+        return logits_of[digest]
+
+    monkeypatch.setattr(inference, "predict", counting)
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    config = tiny_config(losses=("softmax_cross_entropy",))
+    config.evals["label_shift"] = {"type": "label_shift", "alpha": 1.0, "draws": 2}
+    result = sweep_into(tmp_path / "results", config)
+    assert result.count("trained") == 1
+    rows = store.read_evals(result.experiment_dir)
+    # clean, iid_noise@2, gaussian_noise, regenerated/shuffle@5, label_shift/0 and /1
+    assert len(rows) == 6
+    assert len(calls) == 6 and set(calls.values()) == {1}, calls
+    test = tk.data.load("mnist1d", num_samples=600).test
+    key = jax.random.fold_in(jax.random.key(0), zlib.crc32(b"label_shift"))
+    for draw in (0, 1):
+        resampled = label_shift(test, key=jax.random.fold_in(key, draw), num_classes=10).split
+        digest = hashlib.blake2b(np.ascontiguousarray(resampled.x).tobytes(), digest_size=8)
+        logits = logits_of[digest.hexdigest()]
+        (row,) = [r for r in rows if r["eval_set"] == f"label_shift/{draw}"]
+        assert row["num_examples"] == len(resampled)
+        assert row["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == resampled.y))
 
 
 def test_recorded_metrics_match_an_independent_recomputation(finished):

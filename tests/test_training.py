@@ -245,7 +245,7 @@ def test_schedule_free_runs_are_evaluated_at_the_averaged_point():
 def test_evaluate_matches_numpy_on_the_predictions():
     split = Split(SEQ_X, SEQ_Y)
     run = fit(split, steps=5)
-    result = tk.evaluate(run, split, batch_size=7)  # 32 = 4 x 7 + 4: a padded last batch
+    result = tk.evaluate(run, split, batch_size=7).iloc[0]  # 32 = 4 x 7 + 4: a padded batch
     logits = np.asarray(run.apply(jnp.asarray(SEQ_X)), np.float64)
     logp = (
         logits

@@ -15,7 +15,7 @@ call :func:`initialize` before anything else touches JAX::
                    verbose=jax.process_index() == 0)
     run = distributed.local_run(run)          # this process's copy, as host arrays
     if jax.process_index() == 0:
-        print(tk.evaluate(run, ds.test))
+        print(tk.evaluate(run, ds.test).loc[0, "accuracy"])
 
 Start it once per host with the coordinator's address (host 0 and a free port), the number
 of processes and each one's rank, as environment variables or as arguments::

@@ -10,8 +10,9 @@ resumably into one results directory, evaluated under shift.
 
 Modules: ``config`` (grids, random search, run ids), ``checks`` (validation before
 compute), ``checkpoint`` (orbax), ``execute`` (one trial), ``executors`` (inline,
-process, submitit, population), ``evals`` (evaluation spec -> rows), ``runner``
-(``run_sweep``), ``cli``. Files are read and written through :mod:`toolkit.store`.
+process, submitit, population), ``runner`` (``run_sweep``), ``cli``; the ``evals``
+entries and rows are :mod:`toolkit.evaluation`'s ``config`` and ``records``. Files are
+read and written through :mod:`toolkit.store`.
 
 Attributes load on first use, so worker processes can configure XLA before JAX starts.
 """
@@ -36,9 +37,9 @@ _ATTRS = {
     "plan": "toolkit.sweep.runner",
     "run_sweep": "toolkit.sweep.runner",
     "SweepResult": "toolkit.sweep.runner",
-    "evaluations": "toolkit.sweep.evals",
+    "evaluations": "toolkit.evaluation.config",
     "executors": "toolkit.sweep.executors",
-    "reevaluate": "toolkit.sweep.reevaluation",
+    "reevaluate": "toolkit.evaluation.reevaluation",
 }
 
 __all__ = sorted(_ATTRS)

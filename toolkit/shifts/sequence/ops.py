@@ -35,9 +35,9 @@ accuracy step by step for every shift, as the severities of MNIST-C (Mu & Gilmer
 
 The generator's ``scale_coeff`` (0.4) is an amplitude factor in [0.8, 1.2]; the temporal
 scale comes from the random padding. ``time_scale`` resamples in time (MNIST-C style); the
-amplitude variant is the regenerated ``amplitude`` set in ``regenerated.py``. The names
-``time_scale`` and ``linear_shear`` keep clear of the image shifts ``scale`` and ``shear``
-in the one shift registry.
+amplitude variant is the regenerated ``amplitude`` set (``toolkit.evaluation.regenerated``).
+The names ``time_scale`` and ``linear_shear`` keep clear of the image shifts ``scale`` and
+``shear`` in the one shift registry.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""MNIST-1D test sets regenerated with shifted generator arguments.
+"""MNIST-1D test sets regenerated with shifted generator arguments: new draws of the data
+generator, so evaluation sets (:class:`toolkit.evaluation.sets.Regenerated`), not shifts
+(a shift is a function of the inputs alone).
 
 ``mnist1d_shifted_test("iid_noise", 3)`` runs the MNIST-1D generator (Greydanus 2020) with
 ``iid_noise_scale`` raised per ``REGENERATED_ARGS`` and returns its test split.
@@ -48,7 +50,13 @@ from toolkit.data.offline import mnist1d_arrays, validate_mnist1d_args
 from toolkit.shifts.base import check_severity
 from toolkit.shifts.sequence.generator import raw_mnist1d, raw_stats
 
-__all__ = ["REGENERATED_ARGS", "STANDARDIZE", "mnist1d_shifted_test", "regenerated_kinds"]
+__all__ = [
+    "REGENERATED_ARGS",
+    "STANDARDIZE",
+    "check_regenerated",
+    "mnist1d_shifted_test",
+    "regenerated_kinds",
+]
 
 
 def _table(arg: str, values) -> dict[int, dict[str, Any]]:
@@ -72,20 +80,28 @@ def regenerated_kinds() -> list[str]:
     return list(REGENERATED_ARGS)
 
 
-def _shifted_args(kind: str, severity: int, generator_args: dict[str, Any]) -> dict[str, Any]:
+def check_regenerated(kind: str, severity: int, standardize: str = "clean") -> None:
+    """Raises ValueError unless ``kind`` has ``severity`` (0: the clean arguments)."""
     if kind not in REGENERATED_ARGS:
         raise ValueError(
             f"unknown regenerated MNIST-1D shift {kind!r}; valid: {', '.join(REGENERATED_ARGS)}"
         )
     check_severity(severity)
     table = REGENERATED_ARGS[kind]
-    if severity == 0:
-        return {}
-    if severity not in table:
+    if severity != 0 and severity not in table:
         raise ValueError(
             f"regenerated shift {kind!r} has no severity {severity}; valid: 0, "
             f"{', '.join(map(str, table))}"
         )
+    if standardize not in STANDARDIZE:
+        raise ValueError(f"standardize must be one of {STANDARDIZE}, got {standardize!r}")
+
+
+def _shifted_args(kind: str, severity: int, generator_args: dict[str, Any]) -> dict[str, Any]:
+    check_regenerated(kind, severity)
+    table = REGENERATED_ARGS[kind]
+    if severity == 0:
+        return {}
     clash = sorted(set(table[severity]) & set(generator_args))
     if clash:
         raise ValueError(

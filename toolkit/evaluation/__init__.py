@@ -1,0 +1,26 @@
+"""Evaluation of trained runs on named sets, each set predicted once.
+
+``sets`` names the evaluation sets (shifted, regenerated, label-shifted, given, far-OOD;
+``regenerated`` holds the MNIST-1D generator arguments of the regenerated sets); ``cache``
+builds them once per machine (:mod:`toolkit.array_cache`); ``inference`` gives the logits;
+``scoring`` turns one set's logits into its row; ``core`` runs a run over sets
+(``evaluate_sets``, and ``evaluate``: ``tk.evaluate``, a tidy DataFrame); ``config`` turns a
+sweep config's ``evals`` into sets, ``records`` a trial's rows into ``evals.jsonl`` rows,
+and ``reevaluation`` evaluates the finished runs of a results directory again.
+"""
+
+from toolkit.evaluation.core import evaluate, evaluate_sets
+from toolkit.evaluation.inference import predict
+from toolkit.evaluation.sets import EvalSet, FarOod, Given, LabelShifted, Regenerated, Shifted
+
+__all__ = [
+    "EvalSet",
+    "FarOod",
+    "Given",
+    "LabelShifted",
+    "Regenerated",
+    "Shifted",
+    "evaluate",
+    "evaluate_sets",
+    "predict",
+]

@@ -1,0 +1,196 @@
+"""A sweep config's ``evals`` -> named evaluation sets (:mod:`toolkit.evaluation.sets`).
+
+``config.evals`` maps a name to one evaluation (big_vision style)::
+
+    config.evals = {
+        "shifts": {"type": "shifts", "names": "all", "severities": (1, 2, 3, 4, 5)},
+        "ood": {"type": "ood", "names": ("gaussian_noise", "uniform_noise")},
+        "regenerated": {"type": "mnist1d_regenerated", "kinds": "all"},
+        "label_shift": {"type": "label_shift", "kind": "dirichlet", "alpha": 1.0, "draws": 3},
+    }
+
+``type`` defaults to the entry's name; ``names="all"`` takes every registered shift or OOD
+set that applies to the data's rank. Every entry is checked against the dataset before
+any training starts. Shifted data comes from one fixed key, so every run of a sweep is
+evaluated on the same corrupted examples (paired comparisons).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from toolkit import data, ood, shifts
+from toolkit.data import Dataset
+from toolkit.evaluation.sets import EvalSet, FarOod, LabelShifted, Regenerated, Shifted
+from toolkit.ood.base import check_request
+from toolkit.registry import Registry
+from toolkit.sweep.config import SweepConfigError, Trial
+
+__all__ = ["check_evals", "evaluations", "parse_evals"]
+
+evaluations = Registry("evaluation type")
+
+
+def _kind_of(dataset: Dataset) -> str:
+    return "image" if dataset.is_image else "sequence"
+
+
+def _severities(values: Any) -> list[int]:
+    values = [values] if isinstance(values, int) else list(values)
+    return [shifts.check_severity(v) for v in values]
+
+
+def _names(names: Any) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shifts:
+    """``tk.shifts`` corruptions of the test split at each severity."""
+
+    names: Any = "all"
+    severities: Sequence[int] = (1, 2, 3, 4, 5)
+
+    def resolve(self, dataset: Dataset) -> list[str]:
+        kind = _kind_of(dataset)
+        if self.names == "all":
+            return [n for n in shifts.names() if shifts.shifts.entry(n).meta["applies_to"] == kind]
+        return _names(self.names)
+
+    def check(self, dataset: Dataset, trial: Trial) -> None:
+        _severities(self.severities)
+        for name in self.resolve(dataset):
+            shifts.check_applies(name, dataset.test.x.shape)
+
+    def specs(self, dataset: Dataset, trial: Trial, entry: str) -> list[EvalSet]:
+        return [Shifted(n, s) for n in self.resolve(dataset) for s in _severities(self.severities)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ood:
+    """Far-OOD detection against the test split: ``tk.ood`` sets or other datasets."""
+
+    names: Any = "all"
+
+    def resolve(self, dataset: Dataset) -> list[str]:
+        kind = _kind_of(dataset)
+        if self.names == "all":
+            return [n for n in ood.names() if kind in ood.ood_sets.entry(n).meta["applies_to"]]
+        return _names(self.names)
+
+    def check(self, dataset: Dataset, trial: Trial) -> None:
+        for name in self.resolve(dataset):
+            if name in ood.names():
+                check_request(name, dataset.input_shape, len(dataset.test))
+            elif name in data.names():
+                other = data.load(name).test.x.shape[1:]
+                if tuple(other) != dataset.input_shape:
+                    raise ValueError(
+                        f"OOD dataset {name!r} has examples of shape {other}, but "
+                        f"{trial.dataset!r} has {dataset.input_shape}"
+                    )
+            else:
+                raise ValueError(
+                    f"unknown OOD set {name!r}. Registered OOD sets: "
+                    f"{', '.join(ood.names())}; or a dataset: "
+                    f"{', '.join(data.names())}"
+                )
+
+    def specs(self, dataset: Dataset, trial: Trial, entry: str) -> list[EvalSet]:
+        return [FarOod(n) for n in self.resolve(dataset)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mnist1dRegenerated:
+    """MNIST-1D test sets regenerated with shifted generator arguments (Greydanus 2020)."""
+
+    kinds: Any = "all"
+    severities: Sequence[int] = (1, 2, 3, 4, 5)
+    standardize: str = "clean"
+
+    def pairs(self) -> list[tuple[str, int]]:
+        from toolkit.evaluation.regenerated import REGENERATED_ARGS
+
+        kinds = list(REGENERATED_ARGS) if self.kinds == "all" else _names(self.kinds)
+        for kind in kinds:
+            if kind not in REGENERATED_ARGS:
+                raise ValueError(
+                    f"unknown regenerated MNIST-1D shift {kind!r}; valid: "
+                    f"{', '.join(REGENERATED_ARGS)}"
+                )
+        wanted = _severities(self.severities)
+        # A kind defined at fewer severities (shuffle: 5 only) contributes those it has.
+        return [(k, s) for k in kinds for s in wanted if s in REGENERATED_ARGS[k]]
+
+    def check(self, dataset: Dataset, trial: Trial) -> None:
+        if trial.dataset != "mnist1d":
+            raise ValueError(
+                f"mnist1d_regenerated evaluates MNIST-1D models, but the trial "
+                f"trains on {trial.dataset!r}"
+            )
+        for spec in self.specs(dataset, trial, "regenerated"):
+            spec.check(dataset.test)
+        if not self.pairs():
+            raise ValueError(
+                f"no regenerated set has kinds {self.kinds!r} at severities {self.severities!r}"
+            )
+
+    def specs(self, dataset: Dataset, trial: Trial, entry: str) -> list[EvalSet]:
+        args = dict(trial.dataset_kwargs)
+        return [Regenerated(k, s, entry, self.standardize, args) for k, s in self.pairs()]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelShift:
+    """The test split resampled to new class priors (Lipton et al. 2018), ``draws`` times."""
+
+    kind: str = "dirichlet"
+    alpha: float = 1.0
+    heavy_class: int = 0
+    heavy_fraction: float = 0.5
+    draws: int = 1
+
+    def specs(self, dataset: Dataset, trial: Trial, entry: str) -> list[EvalSet]:
+        options = {
+            "kind": self.kind,
+            "alpha": self.alpha,
+            "heavy_class": self.heavy_class,
+            "heavy_fraction": self.heavy_fraction,
+            "num_classes": dataset.num_classes,
+        }
+        return [LabelShifted(i, entry, options) for i in range(self.draws)]
+
+    def check(self, dataset: Dataset, trial: Trial) -> None:
+        if isinstance(self.draws, bool) or not isinstance(self.draws, int) or self.draws < 1:
+            raise ValueError(f"draws must be a positive int, got {self.draws!r}")
+        for spec in self.specs(dataset, trial, "label_shift"):
+            spec.check(dataset.test)  # cheap host resampling; raises on bad priors
+
+
+evaluations.add("shifts", Shifts, description=Shifts.__doc__)
+evaluations.add("ood", Ood, description=Ood.__doc__)
+evaluations.add("mnist1d_regenerated", Mnist1dRegenerated, description=Mnist1dRegenerated.__doc__)
+evaluations.add("label_shift", LabelShift, description=LabelShift.__doc__)
+
+
+def parse_evals(evals: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{entry name: evaluation object}`` from a config's ``evals`` mapping."""
+    parsed = {}
+    for entry, options in (evals or {}).items():
+        options = dict(options.to_dict() if hasattr(options, "to_dict") else options or {})
+        kind = options.pop("type", entry)
+        try:
+            parsed[entry] = evaluations.get(kind, **options)
+        except (TypeError, ValueError) as error:
+            raise SweepConfigError(f"evals[{entry!r}]: {error}") from None
+    return parsed
+
+
+def check_evals(entries: Mapping[str, Any], dataset: Dataset, trial: Trial) -> None:
+    for entry, evaluation in entries.items():
+        try:
+            evaluation.check(dataset, trial)
+        except (TypeError, ValueError) as error:
+            raise SweepConfigError(f"evals[{entry!r}] on {trial.dataset!r}: {error}") from None

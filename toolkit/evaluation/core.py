@@ -1,0 +1,171 @@
+"""Evaluating a run on named sets: each set predicted once, every metric from those logits.
+
+:func:`evaluate_sets` is the one path: the sweep (``evals.jsonl``), the re-evaluation of
+finished runs and ``tk.evaluate`` all call it. The clean split is predicted once; its logits
+give the clean row and are the in-distribution side of every OOD row. Each other set is
+predicted once and gives its whole row (classification metrics and reliability bins, or
+OOD-detection metrics) from those logits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from toolkit import metrics
+from toolkit.data import Split
+from toolkit.evaluation import inference
+from toolkit.evaluation.scoring import classification_row, ood_row
+from toolkit.evaluation.sets import EvalSet, FarOod, Given, Shifted
+
+__all__ = ["ID_COLUMNS", "RUN_COLUMNS", "evaluate", "evaluate_sets"]
+
+ID_COLUMNS = ("eval_set", "kind", "severity", "num_examples")
+# The run's identity in tk.evaluate's table (the *_hparams as JSON strings, to group on).
+RUN_COLUMNS = ("model", "loss", "optimizer", "learning_rate", "batch_size", "steps", "seed")
+HPARAMS_COLUMNS = ("model_hparams", "loss_hparams", "optimizer_hparams")
+
+
+def _groups(indexed: list[tuple[int, EvalSet]], keep: bool) -> list[list[tuple[int, EvalSet]]]:
+    """Specs that build together: one class (and, unless kept in memory, one ``group``)."""
+    groups: dict[tuple, list] = {}
+    for i, spec in indexed:
+        groups.setdefault((type(spec), None if keep else spec.group), []).append((i, spec))
+    return list(groups.values())
+
+
+def _built(group, clean: Split, *, key, cache: bool, keep: bool) -> list[Split]:
+    specs = [spec for _, spec in group]
+    return type(specs[0]).build_all(specs, clean, key=key, cache=cache, keep=keep)
+
+
+def evaluate_sets(
+    run,
+    clean: Split,
+    specs: Sequence[EvalSet],
+    *,
+    key: jax.Array | None = None,
+    ood_scores: Sequence[str] = metrics.OOD_SCORES,
+    batch_size: int = 1000,
+    cache: bool = True,
+    keep: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per set: the clean row first, then one per spec in order.
+
+    Rows hold ``eval_set, kind, severity, num_examples``, then the classification metrics
+    and ``reliability`` (clean and labelled sets) or ``<metric>_<score>`` for each of
+    ``ood_scores`` (OOD sets). Every spec and score is checked, and every OOD set built
+    (its shape checked), before the model runs. ``cache`` reads and writes built sets on
+    disk (:mod:`toolkit.evaluation.cache`); ``keep`` also keeps them in this process.
+    """
+    if len(clean) == 0:
+        raise ValueError("cannot evaluate on an empty split")
+    for score in ood_scores:
+        metrics.ood_scores.entry(score)
+    for spec in specs:
+        spec.check(clean)
+    key = jax.random.key(0) if key is None else key
+    ood = [(i, s) for i, s in enumerate(specs) if s.kind == "ood"]
+    labelled = [(i, s) for i, s in enumerate(specs) if s.kind != "ood"]
+    ood_inputs = {}
+    for group in _groups(ood, keep):
+        built = _built(group, clean, key=key, cache=cache, keep=keep)
+        ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
+
+    clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
+    rows: dict[int, dict] = {}
+    for group in _groups(labelled, keep):  # one group of sets held at a time
+        built = _built(group, clean, key=key, cache=cache, keep=keep)
+        for (i, spec), split in zip(group, built, strict=True):
+            logits = inference.predict(run, split.x, batch_size=batch_size)
+            rows[i] = _head(spec, len(split)) | classification_row(logits, split.y)
+    for i, spec in ood:
+        logits = inference.predict(run, ood_inputs[i], batch_size=batch_size)
+        scores = ood_row(clean_logits, logits, ood_scores)
+        rows[i] = _head(spec, int(ood_inputs[i].shape[0])) | scores
+    clean_row = dict(zip(ID_COLUMNS, ("clean", "clean", 0, len(clean)), strict=True))
+    clean_row |= classification_row(clean_logits, clean.y)
+    return [clean_row] + [rows[i] for i in range(len(specs))]
+
+
+def _head(spec: EvalSet, num: int) -> dict[str, Any]:
+    return dict(zip(ID_COLUMNS, (spec.name, spec.kind, spec.severity, num), strict=True))
+
+
+def run_columns(config) -> dict[str, Any]:
+    """The run's identifying columns: its config's names and numbers, hparams as JSON."""
+    columns = {c: getattr(config, c) for c in RUN_COLUMNS}
+    for c in HPARAMS_COLUMNS:
+        columns[c] = json.dumps(dict(getattr(config, c)), sort_keys=True, default=str)
+    return columns
+
+
+def evaluate(
+    run,
+    split: Split,
+    *,
+    batch_size: int = 1000,
+    shifts: Sequence[str] | None = None,
+    severities: Iterable[int] = range(1, 6),
+    ood: Sequence[str] | Mapping[str, Split | np.ndarray] | None = None,
+    sets: Mapping[str, Split] | Sequence[EvalSet] | None = None,
+    ood_scores: Sequence[str] = metrics.OOD_SCORES,
+    key: jax.Array | None = None,
+    data_kwargs: Mapping[str, Any] | None = None,
+    cache: bool = True,
+    reliability: bool = False,
+):
+    """Evaluates ``run`` on ``split`` and, optionally, on shifted, other and OOD sets.
+
+    Args:
+      run: a trained :class:`~toolkit.training.Run`.
+      split: the in-distribution evaluation split (e.g. ``ds.test``).
+      shifts: names in ``tk.shifts`` applied to ``split`` at each of ``severities``.
+      ood: far-OOD sets: names in ``tk.ood`` or datasets loadable by ``tk.data.load``
+        whose examples have the same shape (loaded with ``data_kwargs``, e.g.
+        ``{"data_dir": ...}``); or a mapping name -> Split/array of OOD inputs. Each is
+        detected against ``split``.
+      sets: extra named evaluation splits (name -> Split), or eval-set specs of
+        :mod:`toolkit.evaluation.sets` (e.g. ``Regenerated("iid_noise", 3)``).
+      ood_scores: OOD scores (``tk.metrics.ood_scores``) reported for each OOD set.
+      key: typed PRNG key for random shifts and generated OOD sets (default key 0).
+      cache: keep the built sets on disk (:mod:`toolkit.evaluation.cache`, under
+        ``$TOOLKIT_CACHE_DIR``), so that evaluating other runs on the same data, here or in
+        another process, loads them instead of building them again; False builds them in
+        memory on every call. The sets are the same either way.
+      reliability: add a ``reliability`` column (the reliability-diagram bins).
+
+    Returns:
+      A DataFrame with one row per evaluation set and severity, the clean set first. Columns:
+      the run's ``model, loss, optimizer, learning_rate, batch_size, steps, seed`` and
+      ``model_hparams, loss_hparams, optimizer_hparams`` (JSON strings), then ``eval_set,
+      kind, severity, num_examples``, the metrics (accuracy, nll, brier, ece,
+      misclassification_auroc), and on OOD rows ``auroc_<score>``, ``aupr_in_<score>``,
+      ``aupr_out_<score>`` and ``fpr_at_95_tpr_<score>``. Shift rows have severity 1..5.
+      One number: ``tk.evaluate(run, ds.test).loc[0, "accuracy"]``.
+    """
+    import pandas as pd
+
+    from toolkit import shifts as shift_module
+
+    if not isinstance(cache, bool):
+        raise ValueError(f"cache must be True or False, got {cache!r}")
+    shifts = list(shifts or [])
+    severities = [shift_module.check_severity(s) for s in severities] if shifts else []
+    specs: list[EvalSet] = [Shifted(name, s) for name in shifts for s in severities]
+    if isinstance(sets, Mapping):
+        specs += [Given(name, extra) for name, extra in sets.items()]
+    else:
+        specs += list(sets or [])
+    given_ood = dict(ood) if isinstance(ood, Mapping) else {}
+    data_kwargs = dict(data_kwargs or {})
+    specs += [FarOod(name, given_ood.get(name), data_kwargs) for name in ood or []]
+    rows = evaluate_sets(
+        run, split, specs, key=key, ood_scores=ood_scores, batch_size=batch_size, cache=cache
+    )
+    table = pd.DataFrame([run_columns(run.config) | row for row in rows])
+    return table if reliability else table.drop(columns="reliability")

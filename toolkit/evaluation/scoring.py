@@ -1,0 +1,47 @@
+"""Every metric of one evaluation set from its logits, computed once per set.
+
+Classification sets (clean, shifted, regenerated, label-shifted) give accuracy, NLL, Brier,
+ECE (Ovadia et al. 2019), misclassification AUROC (Hendrycks & Gimpel 2017) and the
+reliability-diagram bins (Guo et al. 2017); far-OOD sets give the detection metrics of every
+requested score against the clean set's logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from toolkit import metrics
+
+__all__ = ["classification_row", "ood_row"]
+
+
+def classification_row(logits: jax.Array, labels) -> dict:
+    """The classification metrics of ``logits`` against ``labels``, plus ``reliability``
+    (the bins' confidence, accuracy and count as lists)."""
+    labels = jnp.asarray(labels)
+    row = {k: float(v) for k, v in metrics.summary(logits, labels).items()}
+    correct = np.asarray(jnp.argmax(logits, -1) == labels)
+    # Misclassification detection is undefined when every prediction is right (or wrong).
+    row["misclassification_auroc"] = (
+        float(metrics.misclassification_auroc(logits, labels))
+        if 0 < correct.mean() < 1
+        else float("nan")
+    )
+    diagram = metrics.reliability_diagram(logits, labels)
+    row["reliability"] = {
+        k: np.asarray(diagram[k]).tolist() for k in ("bin_confidence", "bin_accuracy", "bin_count")
+    }
+    return row
+
+
+def ood_row(logits_in: jax.Array, logits_out: jax.Array, scores: Sequence[str]) -> dict:
+    """``<metric>_<score>`` of detecting ``logits_out`` against in-distribution ``logits_in``."""
+    row = {}
+    for score in scores:
+        for name, value in metrics.ood_metrics(logits_in, logits_out, score=score).items():
+            row[f"{name}_{score}"] = float(value)
+    return row
