@@ -226,3 +226,36 @@ def test_an_unwritable_cache_folder_warns_and_still_evaluates(small_run, tmp_pat
     with pytest.warns(UserWarning, match="could not cache evaluation sets"):
         table = tk.evaluate(small_run, Split(X, Y), **kwargs)
     assert table.equals(tk.evaluate(small_run, Split(X, Y), cache=False, **kwargs))
+
+
+def test_regenerated_sets_are_cached_and_rebuilt_when_the_generator_changes(monkeypatch):
+    from toolkit.data import mnist1d_raw
+    from toolkit.evaluation import regenerated
+    from toolkit.evaluation.sets import Regenerated
+
+    built = []
+    build = regenerated.mnist1d_shifted_test
+
+    def counting(kind, severity, **kwargs):
+        built.append((kind, severity))
+        return build(kind, severity, **kwargs)
+
+    monkeypatch.setattr(regenerated, "mnist1d_shifted_test", counting)
+    spec = Regenerated("iid_noise", 2, generator_args={"num_samples": 200})
+
+    def sets():
+        return Regenerated.build_all([spec], None, key=None, cache=True, keep=False)
+
+    first = sets()
+    assert built == [("iid_noise", 2)]
+    np.testing.assert_array_equal(sets()[0].x, first[0].x)  # read back, not built
+    assert len(built) == 1
+    # Reference: the generator's own draw with the shifted argument, standardized by the
+    # clean set's raw statistics.
+    mean, std = mnist1d_raw.raw_stats(num_samples=200)
+    raw = mnist1d_raw.raw_mnist1d(num_samples=200, iid_noise_scale=0.06)
+    np.testing.assert_allclose(first[0].x, (raw.x[raw.num_train :] - mean) / std, rtol=1e-6)
+    changed = {**mnist1d_raw.generator_fingerprint(), "code": "edited"}
+    monkeypatch.setattr(mnist1d_raw, "generator_fingerprint", lambda: changed)
+    sets()
+    assert len(built) == 2  # a changed generator is another entry

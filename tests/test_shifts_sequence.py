@@ -14,10 +14,9 @@ import pytest
 
 import toolkit
 from toolkit import shifts
+from toolkit.data.mnist1d_raw import global_numpy_seed, raw_mnist1d, raw_stats
 from toolkit.data.offline import mnist1d_arrays
 from toolkit.evaluation.regenerated import mnist1d_shifted_test, regenerated_kinds
-from toolkit.shifts.sequence import raw_mnist1d, raw_stats
-from toolkit.shifts.sequence.generator import global_numpy_seed
 
 SEQUENCE_SHIFTS = [
     n for n in shifts.names() if shifts.shifts.entry(n).meta["applies_to"] == "sequence"
@@ -241,7 +240,7 @@ def test_regenerated_errors():
 
 
 def test_raw_stats_are_computed_once_then_read_from_disk(tmp_path, monkeypatch):
-    from toolkit.shifts.sequence import generator
+    from toolkit.data import mnist1d_raw as generator
 
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("TOOLKIT_CACHE", raising=False)
@@ -262,7 +261,7 @@ def test_raw_stats_are_computed_once_then_read_from_disk(tmp_path, monkeypatch):
     assert len(list((tmp_path / "evalsets").glob("*.npz"))) == 2
     # A new process reads the entry: there the generator fails if it is called at all.
     script = (
-        "from toolkit.shifts.sequence import generator\n"
+        "from toolkit.data import mnist1d_raw as generator\n"
         "def fail(**_): raise AssertionError('generated again')\n"
         "generator.raw_mnist1d = fail\n"
         "print(repr(generator.raw_stats(num_samples=200)))\n"

@@ -168,11 +168,10 @@ _OOD_PACKAGES = ("numpy", "scipy", "mnist1d", "scikit-learn", "pillow")
 
 
 def ood_code_fingerprint(name: str) -> str:
-    """A hash of the code behind far-OOD set ``name``: every module of ``toolkit.ood``,
-    ``toolkit.shifts`` (the MNIST-1D generator) and ``toolkit.data`` (the generator's
-    arguments), the module that defines it, and the versions of JAX and of the packages
-    the sets are built with."""
-    from toolkit import data, ood, shifts
+    """A hash of the code behind far-OOD set ``name``: every module of ``toolkit.ood`` and
+    ``toolkit.data`` (the MNIST-1D generator and its arguments), the module that defines
+    it, and the versions of JAX and of the packages the sets are built with."""
+    from toolkit import data, ood
 
     def version(package: str) -> str:
         try:
@@ -180,7 +179,7 @@ def ood_code_fingerprint(name: str) -> str:
         except importlib.metadata.PackageNotFoundError:
             return "none"
 
-    folders = [Path(module.__file__).parent for module in (ood, shifts, data)]
+    folders = [Path(module.__file__).parent for module in (ood, data)]
     versions = " ".join([_jax_versions(), *(f"{p}={version(p)}" for p in _OOD_PACKAGES)])
     return _code_fingerprint(ood.ood_sets.entry(name).factory, folders, versions)
 

@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 
 from toolkit.data.dataset import Split
+from toolkit.data.mnist1d_raw import raw_mnist1d, raw_stats
 from toolkit.data.offline import mnist1d_arrays, validate_mnist1d_args
 from toolkit.shifts.base import check_severity
-from toolkit.shifts.sequence.generator import raw_mnist1d, raw_stats
 
 __all__ = [
     "REGENERATED_ARGS",

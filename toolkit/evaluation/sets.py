@@ -125,12 +125,19 @@ class Regenerated(EvalSet):
 
     @classmethod
     def build_all(cls, specs, clean, *, key, cache, keep):
+        from toolkit.data.mnist1d_raw import generator_fingerprint
         from toolkit.evaluation.regenerated import mnist1d_shifted_test
 
         keys = [s.cache_spec() for s in specs]
         if not cache:
             return [mnist1d_shifted_test(**k) for k in keys]
-        return setcache.cached_sets(keys, mnist1d_shifted_test, keep=keep)
+        # Keyed on the generator's code and packages too, so a changed generator rebuilds.
+        generator = generator_fingerprint()
+
+        def build(generator, **spec):
+            return mnist1d_shifted_test(**spec)
+
+        return setcache.cached_sets([{**k, "generator": generator} for k in keys], build, keep=keep)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -16,9 +16,9 @@ import jax
 import numpy as np
 
 from toolkit.data.axes import numpy_rng
+from toolkit.data.mnist1d_raw import generator_namespace, global_numpy_seed, raw_stats
 from toolkit.data.offline import validate_mnist1d_args
 from toolkit.ood.base import register
-from toolkit.shifts.sequence.generator import generator_namespace, global_numpy_seed, raw_stats
 
 __all__ = [
     "MAX_CORRELATION",

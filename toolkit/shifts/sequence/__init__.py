@@ -1,12 +1,11 @@
-"""Shifts of MNIST-1D-style sequences (N, L) or (N, L, C).
+"""Shifts of MNIST-1D-style sequences (N, L) or (N, L, C): pure functions of the inputs.
 
 ``ops`` registers the shifts (``translation``, ``time_scale``, ``linear_shear``,
-``iid_noise``, ``correlated_noise``, ``shuffle``; severity tables in its docstring);
-``generator`` is the unstandardized MNIST-1D generator that the regenerated test sets
-(:mod:`toolkit.evaluation.regenerated`) and the unseen-template OOD set rely on.
+``iid_noise``, ``correlated_noise``, ``shuffle``; severity tables in its docstring). Test sets
+drawn anew from the MNIST-1D generator with shifted arguments are evaluation sets, not
+shifts (:mod:`toolkit.evaluation.regenerated`).
 """
 
 from toolkit.shifts.sequence import ops
-from toolkit.shifts.sequence.generator import raw_mnist1d, raw_stats
 
-__all__ = ["ops", "raw_mnist1d", "raw_stats"]
+__all__ = ["ops"]

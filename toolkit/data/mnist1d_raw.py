@@ -25,7 +25,14 @@ import numpy as np
 from toolkit import array_cache
 from toolkit.data.offline import validate_mnist1d_args
 
-__all__ = ["RawMNIST1D", "generator_namespace", "global_numpy_seed", "raw_mnist1d", "raw_stats"]
+__all__ = [
+    "RawMNIST1D",
+    "generator_fingerprint",
+    "generator_namespace",
+    "global_numpy_seed",
+    "raw_mnist1d",
+    "raw_stats",
+]
 
 
 class RawMNIST1D(NamedTuple):
@@ -83,9 +90,9 @@ def raw_mnist1d(**generator_args) -> RawMNIST1D:
     return RawMNIST1D(x, y, int(len(ys) * args["train_split"]))
 
 
-def _stats_spec(args: dict[str, Any]) -> dict[str, Any]:
-    """What the statistics depend on: the arguments, the generator's code (this module and
-    the argument defaults) and the packages that draw the examples."""
+def generator_fingerprint() -> dict[str, Any]:
+    """What generated MNIST-1D depends on besides its arguments: a hash of the generator's
+    code (this module and the argument defaults) and the packages that draw the examples."""
     from toolkit.data import offline
 
     digest = hashlib.blake2b(digest_size=16)
@@ -93,7 +100,12 @@ def _stats_spec(args: dict[str, Any]) -> dict[str, Any]:
         digest.update(Path(module).read_bytes())
     # From the installed metadata: importing mnist1d is slow (pyplot, scipy.interpolate).
     versions = {name: importlib.metadata.version(name) for name in ("mnist1d", "numpy", "scipy")}
-    return {"raw_stats": args, "code": digest.hexdigest(), "versions": versions}
+    return {"code": digest.hexdigest(), "versions": versions}
+
+
+def _stats_spec(args: dict[str, Any]) -> dict[str, Any]:
+    """What the statistics depend on: the arguments and :func:`generator_fingerprint`."""
+    return {"raw_stats": args, **generator_fingerprint()}
 
 
 def raw_stats(**generator_args) -> tuple[float, float]:
