@@ -613,6 +613,48 @@ def test_population_executor_records_each_member_like_a_solo_run(finished, tmp_p
         assert mine[key]["accuracy"] == pytest.approx(theirs[key]["accuracy"], abs=0.01), key
 
 
+def test_an_interrupt_releases_every_lock_it_took(tmp_path, monkeypatch):
+    """A KeyboardInterrupt in training (Ctrl-C in a notebook) leaves no run locked: the same
+    process can run the sweep again at once."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute_module, "train_population", interrupted)
+    config = tiny_config(executor="population")
+    with pytest.raises(KeyboardInterrupt):
+        sweep_into(tmp_path, config)
+    monkeypatch.undo()
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    result = sweep_into(tmp_path, config)
+    assert result.count("trained") == 2 and result.count("locked") == 0
+
+
+def test_a_member_whose_recording_fails_is_the_only_one_failed(tmp_path, monkeypatch):
+    """Two members trained as one population; recording the first raises. The second is
+    recorded as usual, and the first keeps its final checkpoint (a rerun only evaluates)."""
+    record = execute_module.record
+    calls = []
+
+    def failing_first(run, run_dir, *args, **kwargs):
+        calls.append(run_dir.run_id)
+        if len(calls) == 1:
+            raise RuntimeError("cannot record this member")
+        return record(run, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(execute_module, "record", failing_first)
+    result = sweep_into(tmp_path, tiny_config(executor="population"))
+    assert result.count("trained") == 1 and result.count("failed") == 1
+    assert "cannot record this member" in result.failed[0]["error"]
+    failed = store.RunDir(result.experiment_dir, calls[0])
+    assert not failed.is_done() and Checkpoints(failed.checkpoint).steps() == [20, 40]
+    monkeypatch.setattr(execute_module, "record", record)
+    counter = CountingTrain()
+    monkeypatch.setattr(execute_module, "train_population", counter)
+    rerun = sweep_into(tmp_path, tiny_config(executor="population"))
+    assert rerun.count("trained") == 1 and rerun.summaries[-1]["resumed_from"] == 40
+
+
 @pytest.mark.slow
 def test_process_executor_with_two_workers_matches_inline(finished, tmp_path):
     result = sweep_into(tmp_path, tiny_config(executor="process", workers=2))

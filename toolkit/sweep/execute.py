@@ -214,6 +214,12 @@ class _Member:
         )
         self.checkpoints, self.state = restore(trial, self.run_dir, self.dataset)
 
+    def close(self) -> None:
+        """Releases the run's lock and closes its checkpoints (both idempotent)."""
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+        self.run_dir.lock.release()
+
     @property
     def resumed_from(self) -> int:
         return int(self.state.step) if self.state is not None else 0
@@ -229,26 +235,30 @@ class _Member:
         return population_key(t.train_config()), json.dumps(examples, sort_keys=True), step
 
 
-def _claim(tasks: Sequence[Task]) -> tuple[list[_Member], list[dict]]:
-    """Locks every pending run (held until it is recorded); reports the others."""
-    members, reports = [], []
+def _claim(tasks: Sequence[Task], claimed: list[_Member]) -> list[dict]:
+    """Locks every pending run into ``claimed`` (held until it is recorded or the pipeline
+    ends); returns the reports of the others."""
+    reports = []
     for task in tasks:
         member = _Member(task)
         if member.run_dir.is_done():
             reports.append(summarize(member.trial, "skipped"))
         elif not member.run_dir.lock.acquire():
             reports.append(summarize(member.trial, "locked", holder=member.run_dir.lock.holder()))
-        elif member.run_dir.is_done():  # finished by another process while we waited
-            member.run_dir.lock.release()
-            reports.append(summarize(member.trial, "skipped"))
         else:
-            store.atomic_write_json(member.run_dir.config, member.trial.to_json())
-            members.append(member)
-    return members, reports
+            claimed.append(member)
+            if member.run_dir.is_done():  # finished by another process while we waited
+                member.close()
+                claimed.remove(member)
+                reports.append(summarize(member.trial, "skipped"))
+            else:
+                store.atomic_write_json(member.run_dir.config, member.trial.to_json())
+    return reports
 
 
 def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
-    """Trains ``group`` as one population, then records each member."""
+    """Trains ``group`` as one population, saves every member's final state, then records
+    each member: a member whose recording fails is the only one reported failed."""
     first = group[0]
     recorders = [Recorder(m.run_dir, m.checkpoints) for m in group]
     schedule = first.task.schedule()  # one for all: the members save at the same steps
@@ -272,31 +282,34 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
     )
     train_s = time.perf_counter() - t0
     for member, run in zip(group, runs, strict=True):
-        member.checkpoints.save(run.state)
-        member.checkpoints.close()
-        rows = record(
-            run,
-            member.run_dir,
-            member.trial,
-            member.dataset,
-            member.task.evals,
-            member.started,
-            resumed_from_step=member.resumed_from,
-            num_train=len(member.split),
-            label_noise_realised=member.noise,
-            population_size=len(group),
-            population_sharding=run.info["population_sharding"],
-            executor_pid=os.getpid(),
-            xla_flags=os.environ.get("XLA_FLAGS", ""),
-        )
-        member.run_dir.lock.release()
-        yield summarize(
-            member.trial, "trained", rows, resumed_from=member.resumed_from, train_s=train_s
-        )
+        member.checkpoints.save(run.state)  # before any evaluation: nothing trained is lost
+    for member, run in zip(group, runs, strict=True):
+        try:
+            rows = record(
+                run,
+                member.run_dir,
+                member.trial,
+                member.dataset,
+                member.task.evals,
+                member.started,
+                resumed_from_step=member.resumed_from,
+                num_train=len(member.split),
+                label_noise_realised=member.noise,
+                population_size=len(group),
+                population_sharding=run.info["population_sharding"],
+                executor_pid=os.getpid(),
+                xla_flags=os.environ.get("XLA_FLAGS", ""),
+            )
+            summary = summarize(
+                member.trial, "trained", rows, resumed_from=member.resumed_from, train_s=train_s
+            )
+        except Exception:
+            summary = _failed(member)
+        member.close()
+        yield summary
 
 
 def _failed(member: _Member) -> dict[str, Any]:
-    member.run_dir.lock.release()
     return summarize(member.trial, "failed", error=traceback.format_exc())
 
 
@@ -309,30 +322,40 @@ def execute_group(
     Trials that can share a program (:meth:`_Member.group_key`) train as one population of
     at most ``max_size`` members placed by ``shard`` (``toolkit.population.plan``: "none"
     keeps them on one device). An exception fails only the trials it reached, with its
-    traceback; they stay unfinished and are resumed next time.
+    traceback; they stay unfinished and are resumed next time. Whatever ends the pipeline
+    (an exception, an interrupt, the caller closing the generator), every lock it took is
+    released and every checkpoint manager closed.
     """
     ensure_compilation_cache()
-    members, reports = _claim(tasks)
-    yield from reports
-    groups: dict[tuple, list[_Member]] = {}
-    for member in members:
-        try:
-            member.prepare()
-        except Exception:
-            yield _failed(member)
-            continue
-        groups.setdefault(member.group_key(), []).append(member)
-    for group in groups.values():
-        size = max_size or len(group)
-        for start in range(0, len(group), size):
-            piece = group[start : start + size]
+    claimed: list[_Member] = []
+    try:
+        yield from _claim(tasks, claimed)
+        groups: dict[tuple, list[_Member]] = {}
+        for member in claimed:
             try:
-                yield from _train_group(piece, shard)
+                member.prepare()
             except Exception:
-                for member in piece:
-                    if not member.run_dir.is_done():
-                        yield _failed(member)
-                    member.run_dir.lock.release()
+                member.close()
+                yield _failed(member)
+                continue
+            groups.setdefault(member.group_key(), []).append(member)
+        for group in groups.values():
+            size = max_size or len(group)
+            for start in range(0, len(group), size):
+                piece = group[start : start + size]
+                reported = set()
+                try:
+                    for summary in _train_group(piece, shard):
+                        reported.add(summary["run_id"])
+                        yield summary
+                except Exception:
+                    for member in piece:
+                        if member.trial.run_id not in reported:
+                            member.close()
+                            yield _failed(member)
+    finally:
+        for member in claimed:
+            member.close()
 
 
 def execute(task: Task) -> dict[str, Any]:
