@@ -177,6 +177,33 @@ def test_a_second_seed_reuses_the_compiled_program_with_its_own_numbers(monkeypa
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_a_replaced_registry_entry_is_not_served_from_the_program_cache(monkeypatch):
+    """Programs are reused across calls, but not once a model, loss, optimizer or schedule
+    entry they were built from has been replaced in its registry (here the schedule: a
+    constant rate of a tenth of the configured one)."""
+    import dataclasses
+
+    import optax
+
+    from toolkit.optimizers import schedules
+
+    split = Split(SEQ_X, SEQ_Y)
+    before = fit(split, seed=2, batch_size=8, steps=6, learning_rate=5e-3)
+    reference = fit(split, seed=2, batch_size=8, steps=6, learning_rate=5e-4)
+    entry = schedules.schedules.entry("constant")
+    tenth = dataclasses.replace(
+        entry, factory=lambda *, learning_rate, **kw: optax.constant_schedule(learning_rate / 10)
+    )
+    monkeypatch.setitem(schedules.schedules._entries, "constant", tenth)
+    after = fit(split, seed=2, batch_size=8, steps=6, learning_rate=5e-3)
+    monkeypatch.undo()
+    for a, r in zip(jax.tree.leaves(after.params), jax.tree.leaves(reference.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-6, atol=1e-7)
+    changed = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(before.params),
+               jax.tree.leaves(after.params), strict=True)]  # fmt: skip
+    assert any(changed)
+
+
 @pytest.mark.parametrize("name", ["resnet", "transformer", "gru"])
 def test_init_is_one_compiled_program_with_the_op_by_op_values(name, compiles):
     """The trainer initialises through one jitted program (not one compile per initialiser

@@ -243,8 +243,9 @@ class Program:
         return self._chunks[key]
 
 
-# Recent programs by what fixes their code; values keep the registry entries they were
-# built from, so a name registered anew (a notebook cell run again) builds a new program.
+# Recent programs by what fixes their code; values keep the registry entries (model,
+# optimizer, schedule, losses) they were built from, so a name whose entry was replaced in
+# its registry builds a new program instead of reusing the old entry's code.
 _PROGRAMS: collections.OrderedDict[Hashable, tuple[tuple[Any, ...], Program]] = (
     collections.OrderedDict()
 )
@@ -271,6 +272,7 @@ def program_for(
     entries = (
         models.models.entry(config.model),
         optimizers.optimizers.entry(config.optimizer),
+        optimizers.schedules.entry(config.schedule),
         *(losses.losses.entry(c.loss) for c in configs),
     )
     cached = _PROGRAMS.get(key)
