@@ -104,6 +104,9 @@ def test_without_shifts_the_table_has_one_clean_row_with_the_runs_identity(run):
     # The run's identity, as given to tk.train; hparams as JSON strings that can be grouped on.
     assert (row["model"], row["loss"], row["optimizer"]) == ("mlp", "softmax_cross_entropy", "adam")
     assert (row["learning_rate"], row["seed"], row["batch_size"], row["steps"]) == (1e-2, 0, 16, 30)
+    # Every other config field too (a sweep may vary any of them): the defaults here.
+    assert (row["schedule"], row["warmup_steps"]) == ("constant", 0)
+    assert pd.isna(row["weight_decay"]) and pd.isna(row["grad_clip"]) and pd.isna(row["log_every"])
     assert json.loads(row["model_hparams"]) == {"hidden": [16]}
     assert json.loads(row["loss_hparams"]) == {} and json.loads(row["optimizer_hparams"]) == {}
     logits = numpy_logits(run, X)

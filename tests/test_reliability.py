@@ -36,10 +36,10 @@ import sweep_faults
 import toolkit as tk
 from experiments import sweep as sweep_cli
 from toolkit import store
-from toolkit.evaluation.reevaluation import reevaluate
 from toolkit.report import ReportError, build_report, load_results
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
+from toolkit.sweep.reevaluation import reevaluate
 from toolkit.training import TrainConfig, build_model, build_optimizer, init_state
 
 ROOT = Path(__file__).resolve().parents[1]

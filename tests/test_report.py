@@ -627,6 +627,7 @@ def sweep_imports(folder: str) -> dict[str, set[str]]:
 def test_the_report_reads_the_store_never_the_sweep_runner():
     assert sweep_imports("report") == {}
     assert sweep_imports("store") == {}  # the store is below both
+    assert sweep_imports("evaluation") == {}  # the sweep uses evaluation, not the reverse
     loads = imported_modules((TOOLKIT / "report" / "load.py").read_text(), "toolkit.report")
     assert "toolkit.store" in loads
     # The scan sees every spelling of an import of the sweep package.

@@ -4,9 +4,10 @@
 ``regenerated`` holds the MNIST-1D generator arguments of the regenerated sets); ``cache``
 builds them once per machine (:mod:`toolkit.array_cache`); ``inference`` gives the logits;
 ``scoring`` turns one set's logits into its row; ``core`` runs a run over sets
-(``evaluate_sets``, and ``evaluate``: ``tk.evaluate``, a tidy DataFrame); ``config`` turns a
-sweep config's ``evals`` into sets, ``records`` a trial's rows into ``evals.jsonl`` rows,
-and ``reevaluation`` evaluates the finished runs of a results directory again.
+(``evaluate_sets``, and ``evaluate``: ``tk.evaluate``, a tidy DataFrame). The sweep's side
+(a config's ``evals`` entries, a trial's ``evals.jsonl`` rows, re-evaluating finished runs)
+is in :mod:`toolkit.sweep` (``evals``, ``records``, ``reevaluation``), which uses this
+package; this package does not import the sweep.
 """
 
 from toolkit.evaluation.core import evaluate, evaluate_sets

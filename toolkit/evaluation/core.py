@@ -9,6 +9,7 @@ OOD-detection metrics) from those logits.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -22,11 +23,11 @@ from toolkit.evaluation import inference
 from toolkit.evaluation.scoring import classification_row, ood_row
 from toolkit.evaluation.sets import EvalSet, FarOod, Given, Shifted
 
-__all__ = ["ID_COLUMNS", "RUN_COLUMNS", "evaluate", "evaluate_sets"]
+__all__ = ["ID_COLUMNS", "evaluate", "evaluate_sets"]
 
 ID_COLUMNS = ("eval_set", "kind", "severity", "num_examples")
-# The run's identity in tk.evaluate's table (the *_hparams as JSON strings, to group on).
-RUN_COLUMNS = ("model", "loss", "optimizer", "learning_rate", "batch_size", "steps", "seed")
+# The run's identity in tk.evaluate's table: every TrainConfig field, the *_hparams as
+# JSON strings (hashable, so a table of many runs can be grouped on them).
 HPARAMS_COLUMNS = ("model_hparams", "loss_hparams", "optimizer_hparams")
 
 
@@ -97,10 +98,13 @@ def _head(spec: EvalSet, num: int) -> dict[str, Any]:
 
 
 def run_columns(config) -> dict[str, Any]:
-    """The run's identifying columns: its config's names and numbers, hparams as JSON."""
-    columns = {c: getattr(config, c) for c in RUN_COLUMNS}
-    for c in HPARAMS_COLUMNS:
-        columns[c] = json.dumps(dict(getattr(config, c)), sort_keys=True, default=str)
+    """The run's identifying columns: every field of its config, hparams as JSON."""
+    columns = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in HPARAMS_COLUMNS:
+            value = json.dumps(dict(value), sort_keys=True, default=str)
+        columns[field.name] = value
     return columns
 
 

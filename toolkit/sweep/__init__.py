@@ -10,9 +10,10 @@ resumably into one results directory, evaluated under shift.
 
 Modules: ``config`` (grids, random search, run ids), ``checks`` (validation before
 compute), ``checkpoint`` (orbax), ``execute`` (one trial), ``executors`` (inline,
-process, submitit, population), ``runner`` (``run_sweep``), ``cli``; the ``evals``
-entries and rows are :mod:`toolkit.evaluation`'s ``config`` and ``records``. Files are
-read and written through :mod:`toolkit.store`.
+process, submitit, population), ``runner`` (``run_sweep``), ``cli``, ``evals`` (a config's
+``evals`` entries as :mod:`toolkit.evaluation` sets), ``records`` (a trial's
+``evals.jsonl`` rows) and ``reevaluation`` (finished runs evaluated again). Files are read
+and written through :mod:`toolkit.store`.
 
 Attributes load on first use, so worker processes can configure XLA before JAX starts.
 """
@@ -37,9 +38,9 @@ _ATTRS = {
     "plan": "toolkit.sweep.runner",
     "run_sweep": "toolkit.sweep.runner",
     "SweepResult": "toolkit.sweep.runner",
-    "evaluations": "toolkit.evaluation.config",
+    "evaluations": "toolkit.sweep.evals",
     "executors": "toolkit.sweep.executors",
-    "reevaluate": "toolkit.evaluation.reevaluation",
+    "reevaluate": "toolkit.sweep.reevaluation",
 }
 
 __all__ = sorted(_ATTRS)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from toolkit.data.axes import LABEL_NOISE_KINDS, PATRINI_MNIST_MAP
-from toolkit.evaluation.config import check_evals
 from toolkit.sweep.config import SweepConfigError, Trial
 from toolkit.sweep.data import effective_train_size, load_dataset
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
+from toolkit.sweep.evals import check_evals
 from toolkit.training import build_loss, build_model, build_optimizer, validate
 
 __all__ = ["check_options", "check_trials"]

@@ -27,7 +27,7 @@ def base_config(experiment: str, *, dataset: str) -> ml_collections.ConfigDict:
     ``train`` holds TrainConfig fields shared by every trial; ``model_hparams``,
     ``loss_hparams`` and ``optimizer_hparams`` map a name to its hyperparameters;
     ``data_axes`` are the training-data axes; ``evals`` names each evaluation
-    (:mod:`toolkit.evaluation.config`). ``executor``: auto | inline | process | submitit |
+    (:mod:`toolkit.sweep.evals`). ``executor``: auto | inline | process | submitit |
     population; ``workers``: 0 = one per core; a run checkpoints at the end and, on the way,
     every ``checkpoint_every`` chunks but at most once per ``checkpoint_interval_s`` seconds
     (0: every ``checkpoint_every`` chunks; :class:`~toolkit.sweep.execute.SaveSchedule`).

@@ -29,14 +29,14 @@ import numpy as np
 from toolkit import store
 from toolkit.compilation_cache import ensure_compilation_cache
 from toolkit.data import Dataset, Split
-from toolkit.evaluation.config import parse_evals
-from toolkit.evaluation.records import eval_rows, evaluate_trial
 from toolkit.population import population_key
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
+from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.provenance import provenance
+from toolkit.sweep.records import eval_rows, evaluate_trial
 from toolkit.training import TrainConfig, TrainState, train_population
 
 __all__ = [

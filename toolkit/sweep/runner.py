@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from toolkit import store
-from toolkit.evaluation.config import parse_evals
 from toolkit.sweep.checks import check_options, check_trials
 from toolkit.sweep.cli import config_file_of
 from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
+from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import EXECUTOR_CHOICES, choose_executor, default_workers, executors
 from toolkit.training import json_ready

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import store
-from toolkit.evaluation.config import check_evals, parse_evals
-from toolkit.evaluation.records import eval_rows, evaluate_trial
 from toolkit.sweep.checkpoint import Checkpoints, abstract_state
 from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
 from toolkit.sweep.data import load_dataset
+from toolkit.sweep.evals import check_evals, parse_evals
+from toolkit.sweep.records import eval_rows, evaluate_trial
 from toolkit.training import Run, build_model
 
 __all__ = ["reevaluate"]
