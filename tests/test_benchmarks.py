@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 import pytest
+from xla_threads import xla_pool_threads
 
 from benchmarks import checkpoint, data_load, population, readme, shuffle, sweep_wall
 from benchmarks.machine import header
@@ -25,7 +26,6 @@ from toolkit.sweep.workers import (
     init_worker,
     start_backend,
     worker_flags,
-    xla_pool_threads,
 )
 
 

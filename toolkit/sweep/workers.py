@@ -29,7 +29,6 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from pathlib import Path
 
 __all__ = [
     "SINGLE_THREADED",
@@ -40,11 +39,9 @@ __all__ = [
     "run_task",
     "start_backend",
     "worker_flags",
-    "xla_pool_threads",
 ]
 
 SINGLE_THREADED = "--xla_cpu_multi_thread_eigen=false"
-POOL_THREAD_PREFIX = "tf_XLAEigen"  # the name XLA gives its CPU intra-op pool threads
 
 
 def worker_flags(existing: str | None = None) -> str:
@@ -97,21 +94,6 @@ def start_backend(threads: int = 1) -> bool:
             except OSError:  # the thread ended meanwhile
                 pass
     return True
-
-
-def xla_pool_threads() -> int | None:
-    """How many XLA CPU pool threads this process has (None where /proc is missing)."""
-    try:
-        tasks = list(Path("/proc/self/task").iterdir())
-    except OSError:
-        return None
-    count = 0
-    for task in tasks:
-        try:
-            count += (task / "comm").read_text().startswith(POOL_THREAD_PREFIX)
-        except OSError:  # the thread ended since the listing (not a missing /proc)
-            pass
-    return count
 
 
 def die_with_parent() -> None:
