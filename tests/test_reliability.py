@@ -418,7 +418,7 @@ def test_every_file_write_in_the_runner_and_report_is_atomic_or_a_locked_append(
     (temporary file, fsync, rename), append whole lines under a lock, or write inside a
     temporary directory that is renamed into place."""
     allowed = {
-        "toolkit/store/files.py": {"atomic_write_text", "append_jsonl", "replace_dir", "acquire"},
+        "toolkit/store/files.py": {"atomic_write", "append_jsonl", "replace_dir", "acquire"},
         "toolkit/array_cache.py": {"save"},
         "toolkit/report/plots.py": {"save"},
     }
@@ -443,7 +443,7 @@ def test_every_file_write_in_the_runner_and_report_is_atomic_or_a_locked_append(
                 around = [f for f in functions if f.lineno <= number <= f.end_lineno]
                 inner = max(around, key=lambda f: f.lineno).name if around else "<module>"
                 found.setdefault(name, set()).add(inner)
-    assert found["toolkit/store/files.py"] >= {"atomic_write_text", "append_jsonl", "replace_dir"}
+    assert found["toolkit/store/files.py"] >= {"atomic_write", "append_jsonl", "replace_dir"}
     for name, functions in found.items():
         assert functions <= allowed.get(name, set()), (name, functions)
 

@@ -212,3 +212,16 @@ def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
         handle.write("{}")
     mode = (tmp_path / "atomic.json").stat().st_mode & 0o777
     assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777
+
+
+def test_file_lock_excludes_a_second_holder_until_released(tmp_path):
+    """flock locks belong to an open file: a second holder (here a second open of the same
+    file, as another process would) is refused without blocking, then gets it."""
+    path = tmp_path / "sub" / "x.lock"
+    with store.file_lock(path) as first:
+        assert first and path.exists()
+        with store.file_lock(path, blocking=False) as second:
+            assert not second
+    with store.file_lock(path, blocking=False) as third:
+        assert third
+    assert path.read_bytes() == b""  # a lock file, never written

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from toolkit.store.files import atomic_write
 
 __all__ = [
     "SWITCH",
@@ -68,19 +69,9 @@ def entry_path(kind: str, spec: Mapping[str, Any]) -> Path | None:
 
 
 def save(path: Path, **arrays: np.ndarray) -> None:
-    """Writes ``arrays`` atomically (temporary file in the same folder, fsync, rename); a
-    failed write leaves no temporary file and no entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes ``arrays`` atomically (:func:`toolkit.store.atomic_write`); a failed write
+    leaves no temporary file and no entry."""
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def save_or_warn(path: Path | None, what: str, **arrays: np.ndarray) -> None:

@@ -17,13 +17,11 @@ loses that race fails on the rename). What a load reads is kept on disk
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import numbers
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from toolkit.data import cache
 from toolkit.data.dataset import Dataset
 from toolkit.data.tfds_names import base_name, is_tfds_name, unknown_name_error
 from toolkit.data.tfds_read import choose_reader, feature_keys, input_scale, read_split
+from toolkit.store.files import file_lock
 
 __all__ = [
     "DatasetNotPreparedError",
@@ -81,18 +80,6 @@ def _make_tfds_builder(name: str, data_dir: str, **kwargs: Any) -> Any:
         raise ValueError(f"TFDS dataset {name!r} has no such config. Valid: {valid}") from None
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path``, held for the block (blocks while another holds it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def ensure_prepared(make: Callable[..., Any], *, name: str, data_dir: str, download: bool) -> Any:
     """A builder whose data is prepared, preparing it (as array_record) when ``download``.
 
@@ -110,7 +97,7 @@ def ensure_prepared(make: Callable[..., Any], *, name: str, data_dir: str, downl
         )
     config = builder.builder_config.name if builder.builder_config else "default"
     lock = Path(data_dir) / builder.name / f".{config}-{builder.version}.lock"
-    with _file_lock(lock):
+    with file_lock(lock):
         builder = make()
         if not builder.is_prepared():
             builder = make(file_format=PREPARE_FORMAT)

@@ -23,7 +23,6 @@ cannot be written, a warning says so and the sets are built in memory.
 from __future__ import annotations
 
 import collections
-import fcntl
 import hashlib
 import importlib.metadata
 import inspect
@@ -40,6 +39,7 @@ import numpy as np
 
 from toolkit import array_cache
 from toolkit.data import Split
+from toolkit.store.files import file_lock
 
 __all__ = [
     "array_fingerprint",
@@ -107,11 +107,8 @@ def _disk_cached_sets(specs: Sequence[dict[str, Any]], build: Callable[..., Spli
             for i, path in enumerate(paths):
                 if results[i] is not None:
                     continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path.with_suffix(".lock"), "a") as lock:
-                    try:
-                        fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-                    except BlockingIOError:
+                with file_lock(path.with_suffix(".lock"), blocking=blocking) as held:
+                    if not held:
                         continue  # another process builds it; come back after the others
                     results[i] = _load(path)
                     if results[i] is None:

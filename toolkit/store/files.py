@@ -19,16 +19,18 @@ import shutil
 import socket
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = [
     "ResultsWarning",
     "RunLock",
     "append_jsonl",
+    "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
+    "file_lock",
     "json_safe",
     "now",
     "read_json",
@@ -81,8 +83,9 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` atomically: temp file in the same dir, fsync, rename.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Writes ``path`` atomically: ``write(handle)`` fills a temporary file in the same
+    directory, which is fsynced and renamed over ``path``; a failed write leaves neither.
 
     The file gets the permissions a plain ``open(path, "w")`` would give (umask applied),
     so results stay readable by the collaborators that could read the directory.
@@ -92,8 +95,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -102,6 +105,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write` of ``text`` (UTF-8)."""
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, *, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive ``fcntl.flock`` on ``path`` for the block; yields whether it is held
+    (False only with ``blocking=False`` while another process holds it). For work done
+    once by whichever process comes first (preparing a dataset, building an eval set);
+    :class:`RunLock` is the lock a run is trained under."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # opened to lock, never written
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
