@@ -143,6 +143,40 @@ def test_resume_from_callback_states_gives_the_same_numbers(capsys):
         train_population(SPLIT, configs, num_classes=4, initial_states=[saved[0][0], saved[1][1]])
 
 
+def test_a_decay_0_member_of_a_population_varying_decay_resumes_alone_and_back(tmp_path):
+    """With members varying weight decay, an L2-coupled optimizer keeps a decay step in
+    every member's optimizer state, the decay-0 member's too, which its run alone does not
+    have. Its checkpoint still restores (saved_layouts), resumes alone, and a state from a
+    run alone resumes in such a population, with the numbers of an uninterrupted run."""
+    from toolkit.sweep.checkpoint import Checkpoints, saved_layouts
+
+    configs = [config(weight_decay=0.0, optimizer="sgd", **LINEAR),
+               config(weight_decay=1e-3, optimizer="sgd", **LINEAR)]  # fmt: skip
+    saved = []
+    whole = train_population(
+        SPLIT, configs, num_classes=4, callback=lambda rows, states: saved.append(states)
+    )
+    member = saved[0][0]  # step 6 of 12, the population's layout
+    layouts = saved_layouts(configs[0], 4, (40,))
+    assert len(layouts) == 2
+    assert jax.tree.structure(member) != jax.tree.structure(layouts[0])
+    checkpoints = Checkpoints(tmp_path / "ckpt")
+    checkpoints.save(member)
+    restored = checkpoints.restore(layouts)
+    assert restored is not None and checkpoints.steps() == [6]  # read, not deleted
+    fields = {f.name: getattr(configs[0], f.name) for f in dataclasses.fields(configs[0])}
+    alone = tk.train(SPLIT, num_classes=4, verbose=False, initial_state=restored, **fields)
+    assert_trees_close(alone.params, whole[0].params)
+    assert jax.tree.structure(alone.state) == jax.tree.structure(layouts[0])
+    # And back: a run alone, stopped at step 6, resumes as the population's decay-0 member.
+    half = tk.train(SPLIT, num_classes=4, verbose=False, **{**fields, "steps": 6})
+    rejoined = train_population(
+        SPLIT, configs, num_classes=4, initial_states=[half.state, saved[0][1]]
+    )
+    assert_trees_close(rejoined[0].params, whole[0].params)
+    assert_trees_close(rejoined[1].params, whole[1].params)
+
+
 def test_sharded_population_equals_unsharded():
     configs = [
         config(seed=s, learning_rate=lr, **LINEAR)

@@ -20,7 +20,7 @@ import pytest
 import toolkit as tk
 from toolkit import store
 from toolkit.sweep import execute as execute_module
-from toolkit.sweep.checkpoint import Checkpoints, abstract_state
+from toolkit.sweep.checkpoint import Checkpoints, abstract_state, saved_layouts
 from toolkit.sweep.cli import load_config
 from toolkit.sweep.config import SweepConfigError, Trial, expand
 from toolkit.sweep.defaults import CHECKPOINT_INTERVAL_S, base_config
@@ -400,7 +400,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     config = tiny_config(losses=("softmax_focal",))
     traced = []  # only a resume needs the state's structure (a fresh run skips tracing it)
     monkeypatch.setattr(
-        execute_module, "abstract_state", lambda *a: traced.append(a) or abstract_state(*a)
+        execute_module, "saved_layouts", lambda *a: traced.append(a) or saved_layouts(*a)
     )
     monkeypatch.setattr(execute_module, "train_population", CountingTrain(crash_after_step=30))
     crashed = sweep_into(results, config)

@@ -250,8 +250,11 @@ def _train(
     else:
         abstract = jax.eval_shape(program.init, init_keys, host_hyper, example_x)
         step = checks.start_step(initial_states)
+        initial_states = [checks.matching_layout(s, abstract) for s in initial_states]
         checks.check_layout(initial_states, abstract)
-        state = placement.stacked(program.stack([initial_states[i] for i in order]))
+        # On the host first: saved states may live on other devices than one another.
+        host = jax.device_get([initial_states[i] for i in order])
+        state = placement.stacked(program.stack(host))
 
     stopped: dict[int, TrainState] = {
         k: s for k, s in enumerate(initial_states or ()) if int(s.diverged_step) >= 0

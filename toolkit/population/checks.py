@@ -12,7 +12,7 @@ import numpy as np
 from toolkit.data import Split
 from toolkit.train_step import TrainState
 
-__all__ = ["check_layout", "member_labels", "start_step"]
+__all__ = ["check_layout", "matching_layout", "member_labels", "start_step"]
 
 
 def member_labels(labels: Any, num_members: int, split: Split, num_classes: int) -> np.ndarray:
@@ -34,6 +34,32 @@ def member_labels(labels: Any, num_members: int, split: Split, num_classes: int)
     return array.astype(np.int32)
 
 
+def _no_leaves(tree: Any) -> bool:
+    return not jax.tree.leaves(tree)
+
+
+def matching_layout(state: TrainState, abstract: TrainState) -> TrainState:
+    """``state`` in the layout of ``abstract`` (a member's or the population's: the tree
+    structure is the same).
+
+    An optimizer that applies weight decay as L2 chains ``add_decayed_weights`` (whose state
+    has no arrays) in front of itself when the decay is not a concrete 0, so a member with
+    decay 0 has that extra empty state inside a population whose members vary the decay,
+    and not alone. Adding or dropping it is exact for such a member (it adds 0 * p), so a
+    state saved in either layout resumes in the other; any other difference is returned
+    unchanged for :func:`check_layout` to report.
+    """
+    want, have = abstract.opt_state, state.opt_state
+    if jax.tree.structure(have) == jax.tree.structure(want):
+        return state
+    chained = lambda tree: isinstance(tree, tuple) and len(tree) == 2 and _no_leaves(tree[0])
+    if chained(want) and jax.tree.structure(want[1]) == jax.tree.structure(have):
+        return state.replace(opt_state=(want[0], have))
+    if chained(have) and jax.tree.structure(have[1]) == jax.tree.structure(want):
+        return state.replace(opt_state=have[1])
+    return state
+
+
 def check_layout(states: Sequence[TrainState], abstract: TrainState) -> None:
     """Checks per-member states against the population's stacked layout ``abstract``."""
     want = jax.tree.structure(abstract)
@@ -42,8 +68,7 @@ def check_layout(states: Sequence[TrainState], abstract: TrainState) -> None:
         if got != want:
             raise ValueError(
                 f"initial_states[{index}] does not match this population's TrainState "
-                f"layout (a state from tk.train differs when members vary weight_decay).\n"
-                f"expected {want}\ngot      {got}"
+                f"layout.\nexpected {want}\ngot      {got}"
             )
         leaves = jax.tree_util.tree_leaves_with_path(state)
         for (path, leaf), spec in zip(leaves, jax.tree.leaves(abstract), strict=True):

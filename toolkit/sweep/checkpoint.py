@@ -12,10 +12,12 @@ orbax reads JSON metadata and tensorstore arrays.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -47,6 +49,19 @@ def abstract_state(config: TrainConfig, num_classes: int, input_shape: tuple[int
     return jax.eval_shape(lambda x: init_state(model, tx, x, key=jax.random.key(0)), example)
 
 
+def saved_layouts(config: TrainConfig, num_classes: int, input_shape: tuple[int, ...]) -> list:
+    """The layouts a checkpoint of ``config``'s run can have: its own, and where the two
+    differ, the one it has as a member of a population that varies weight decay (an
+    optimizer applying the decay as L2 then chains its decay step even for a member whose
+    decay is 0; ``toolkit.population.checks.matching_layout`` converts between them)."""
+    own = abstract_state(config, num_classes, input_shape)
+    varied = dataclasses.replace(config, weight_decay=1.0)  # any non-zero decay: same layout
+    member = abstract_state(varied, num_classes, input_shape)
+    if jax.tree.structure(member) == jax.tree.structure(own):
+        return [own]
+    return [own, member]
+
+
 class Checkpoints:
     """The checkpoints of one run (an orbax ``CheckpointManager`` keeping the last two)."""
 
@@ -75,34 +90,43 @@ class Checkpoints:
             self.manager.save(step, args=ocp.args.StandardSave(state))
             self.manager.wait_until_finished()
 
-    def _read(self, step: int, abstract: TrainState, then: str) -> TrainState | None:
-        try:
-            with _quiet():
-                return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        except Exception as error:  # orbax/tensorstore raise several types for bad files
-            warnings.warn(
-                f"{self.directory}: checkpoint step {step} is unreadable "
-                f"({type(error).__name__}: {str(error)[:120]}){then}",
-                stacklevel=3,
-            )
-            return None
+    def _read(self, step: int, layouts: Sequence[TrainState], then: str) -> TrainState | None:
+        """Step ``step`` restored into the first of ``layouts`` it fits, else None."""
+        for layout in layouts:
+            try:
+                with _quiet():
+                    return self.manager.restore(step, args=ocp.args.StandardRestore(layout))
+            except Exception as error:  # orbax/tensorstore raise several types for bad files
+                failure = error
+        warnings.warn(
+            f"{self.directory}: checkpoint step {step} is unreadable "
+            f"({type(failure).__name__}: {str(failure)[:120]}){then}",
+            stacklevel=3,
+        )
+        return None
 
     def restore(
-        self, abstract: TrainState, *, step: int | None = None, at_most: int | None = None
+        self,
+        abstract: TrainState | Sequence[TrainState],
+        *,
+        step: int | None = None,
+        at_most: int | None = None,
     ) -> TrainState | None:
-        """The newest step (``<= at_most`` if given) that restores cleanly, or None.
+        """The newest step (``<= at_most`` if given) that restores cleanly into ``abstract``
+        (or into one of several layouts, :func:`saved_layouts`), or None.
 
         A step that fails to restore (truncated or damaged files) is deleted with a
         warning, so the next save does not collide with it. With ``step``, only that step
         is tried and nothing is deleted (None if it is missing or unreadable): for
         evaluating a finished run, where an older step would be the wrong model.
         """
+        layouts = list(abstract) if isinstance(abstract, list | tuple) else [abstract]
         if step is not None:
-            return self._read(step, abstract, "") if step in self.steps() else None
+            return self._read(step, layouts, "") if step in self.steps() else None
         for newest in sorted(self.steps(), reverse=True):
             if at_most is not None and newest > at_most:
                 continue
-            state = self._read(newest, abstract, "; trying an older one")
+            state = self._read(newest, layouts, "; trying an older one")
             if state is not None:
                 return state
             shutil.rmtree(self.directory / str(newest), ignore_errors=True)

@@ -30,7 +30,7 @@ from toolkit import store
 from toolkit.compilation_cache import ensure_compilation_cache
 from toolkit.data import Dataset, Split
 from toolkit.population import population_key
-from toolkit.sweep.checkpoint import Checkpoints, abstract_state
+from toolkit.sweep.checkpoint import Checkpoints, saved_layouts
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, noisy_labels, subset
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
@@ -177,7 +177,7 @@ def restore(trial: Trial, run_dir: store.RunDir, dataset: Dataset) -> tuple[Chec
     checkpoints = Checkpoints(run_dir.checkpoint)
     state = None
     if checkpoints.steps():  # a fresh run has none: no need to trace the state's structure
-        abstract = abstract_state(config, dataset.num_classes, dataset.input_shape)
+        abstract = saved_layouts(config, dataset.num_classes, dataset.input_shape)
         covered = intact_until(run_dir.read_metrics(), config)
         state = checkpoints.restore(abstract, at_most=covered)
     step = int(state.step) if state is not None else 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import store
-from toolkit.sweep.checkpoint import Checkpoints, abstract_state
+from toolkit.sweep.checkpoint import Checkpoints, saved_layouts
 from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
 from toolkit.sweep.data import load_dataset
 from toolkit.sweep.evals import check_evals, parse_evals
@@ -68,7 +68,7 @@ def reevaluate(
         dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
         config = trial.train_config()
         checkpoints = Checkpoints(run_dir.checkpoint)
-        abstract = abstract_state(config, dataset.num_classes, dataset.input_shape)
+        abstract = saved_layouts(config, dataset.num_classes, dataset.input_shape)
         final = marker.get("step")  # absent in markers of older sweeps: the newest step
         if final is None:
             steps = checkpoints.steps()
