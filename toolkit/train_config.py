@@ -43,16 +43,29 @@ class TrainConfig:
     loss_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     optimizer_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     log_every: int | None = None
+    eval_every: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json_ready(dataclasses.asdict(self))
 
     @property
     def steps_per_dispatch(self) -> int:
-        """Steps per compiled chunk: ``log_every``, or about 20 chunks per run (<= 500 steps)."""
+        """Steps per compiled chunk: ``log_every``, or about 20 chunks per run (<= 500 steps)
+        cut to a divisor of ``eval_every``, so that validations fall on chunk ends."""
         if self.log_every is not None:
             return min(self.log_every, self.steps)
-        return max(1, min(500, math.ceil(self.steps / 20)))
+        chunk = max(1, min(500, math.ceil(self.steps / 20)))
+        if self.eval_every is not None:
+            chunk = min(chunk, self.eval_every)
+            while self.eval_every % chunk:
+                chunk -= 1
+        return chunk
+
+    def validates_at(self, step: int) -> bool:
+        """Whether a run with a validation split evaluates it after ``step`` (a chunk end):
+        every ``eval_every`` steps (None: every chunk) and after the last step."""
+        every = self.eval_every or self.steps_per_dispatch
+        return step % every == 0 or step == self.steps
 
 
 def json_ready(value: Any) -> Any:
@@ -89,6 +102,13 @@ def validate(config: TrainConfig, num_train: int) -> None:
         raise ValueError(f"seed must be an int in [0, 2**32), got {config.seed!r}")
     if config.log_every is not None:
         _check_positive_int("log_every", config.log_every)
+    if config.eval_every is not None:
+        _check_positive_int("eval_every", config.eval_every)
+        if config.eval_every % config.steps_per_dispatch:
+            raise ValueError(
+                f"eval_every {config.eval_every} must be a multiple of log_every "
+                f"{config.log_every} (validation runs at the end of a dispatch)"
+            )
     if not (isinstance(config.learning_rate, int | float) and config.learning_rate > 0):
         raise ValueError(f"learning_rate must be a positive number, got {config.learning_rate!r}")
     if config.batch_size > num_train:

@@ -28,8 +28,10 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from toolkit import shuffle
+from toolkit.optimizers import eval_params
 
 __all__ = [
+    "Best",
     "TrainState",
     "apply_model",
     "chunk_compiler_options",
@@ -39,7 +41,20 @@ __all__ = [
     "make_run_chunk",
     "make_train_step",
     "resolve_devices",
+    "with_best",
 ]
+
+
+class Best(struct.PyTreeNode):
+    """The best-validation state seen so far: the weights to evaluate (``params`` are the
+    evaluation point, e.g. schedule-free's average), their step and validation metrics.
+    ``accuracy`` starts at -inf, so the first validation always sets it."""
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    accuracy: jax.Array
+    nll: jax.Array
 
 
 class TrainState(struct.PyTreeNode):
@@ -48,7 +63,8 @@ class TrainState(struct.PyTreeNode):
     ``diverged_step`` is -1 while training is healthy; at the first step whose loss or
     gradient norm (:func:`gradient_norm`) is not finite it records that step and the state
     is frozen from then on, so one diverging member of a vmapped population cannot poison
-    the others' numbers.
+    the others' numbers. ``best`` is the best-validation :class:`Best` when the run has a
+    validation split, else None; it is saved and restored with the rest of the state.
     """
 
     step: jax.Array
@@ -56,6 +72,19 @@ class TrainState(struct.PyTreeNode):
     model_state: Any
     opt_state: Any
     diverged_step: jax.Array
+    best: Best | None = None
+
+
+def with_best(state: TrainState) -> TrainState:
+    """``state`` with a :class:`Best` that any validation result replaces."""
+    best = Best(
+        step=state.step,
+        params=state.params,
+        model_state=state.model_state,
+        accuracy=jnp.full((), -jnp.inf, jnp.float32),
+        nll=jnp.full((), jnp.inf, jnp.float32),
+    )
+    return state.replace(best=best)
 
 
 def init_state(
@@ -219,3 +248,42 @@ def make_run_chunk(
         return state, jax.tree.map(jnp.mean, metrics)
 
     return run_chunk
+
+
+def make_validate(model: nn.Module, num_examples: int, batch_size: int = 1024):
+    """A pure ``validate(state, x_val, y_val) -> (state, metrics)``: accuracy and mean NLL
+    of the evaluation point (inference mode) on the validation split, and ``state.best``
+    replaced when the accuracy beats it (ties keep the earlier state; a diverged state
+    never replaces it). The split is read in batches of at most ``batch_size`` (padded,
+    padding masked out), so memory does not grow with its size.
+    """
+    size = min(batch_size, num_examples)
+    batches = -(-num_examples // size)
+    pad = batches * size - num_examples
+
+    def validate(state: TrainState, x_val, y_val):
+        params = eval_params(state.opt_state, state.params)
+        x = jnp.pad(x_val, [(0, pad)] + [(0, 0)] * (x_val.ndim - 1))
+        y = jnp.pad(y_val, (0, pad))
+        mask = jnp.arange(batches * size) < num_examples
+        x = x.reshape(batches, size, *x_val.shape[1:])
+
+        def batch_sums(args):
+            xb, yb, mb = args
+            logits, _ = apply_model(model, params, state.model_state, xb, train=False)
+            logits = logits.astype(jnp.float32)
+            nll = optax.losses.softmax_cross_entropy_with_integer_labels(logits, yb)
+            correct = (jnp.argmax(logits, -1) == yb).astype(jnp.float32)
+            return jnp.sum(jnp.where(mb, correct, 0.0)), jnp.sum(jnp.where(mb, nll, 0.0))
+
+        correct, nll = jax.lax.map(
+            batch_sums, (x, y.reshape(batches, size), mask.reshape(batches, size))
+        )
+        accuracy = jnp.sum(correct) / num_examples
+        mean_nll = jnp.sum(nll) / num_examples
+        candidate = Best(state.step, params, state.model_state, accuracy, mean_nll)
+        better = (accuracy > state.best.accuracy) & (state.diverged_step < 0)
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), candidate, state.best)
+        return state.replace(best=best), {"val_accuracy": accuracy, "val_nll": mean_nll}
+
+    return validate

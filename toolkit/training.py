@@ -23,6 +23,7 @@ step ends as an uninterrupted one does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from toolkit import optimizers, shuffle
 from toolkit.data import Dataset, Split
@@ -77,7 +79,8 @@ class Run:
     """A trained model: its config, module, final state and training curve.
 
     ``params`` are the parameters to evaluate: for schedule-free optimizers the averaged
-    point, not the raw iterate (``tk.optimizers.eval_params``).
+    point, not the raw iterate (``tk.optimizers.eval_params``). A run trained with a
+    validation split also has :attr:`best`, the run as of its best validation accuracy.
     """
 
     config: TrainConfig
@@ -98,6 +101,24 @@ class Run:
         """Logits in inference mode (dropout off, BatchNorm running statistics)."""
         return self.model.apply(self.variables, x, train=False)
 
+    @property
+    def best(self) -> Run | None:
+        """The run at its best-validation state (early stopping on validation accuracy:
+        the earliest of the validated steps with the highest accuracy), or None when it
+        was trained without a validation split. Its curve is the whole run's."""
+        best = self.state.best
+        if best is None:
+            return None
+        state = TrainState(
+            step=best.step,
+            params=best.params,
+            model_state=best.model_state,
+            opt_state=optax.EmptyState(),  # best.params already are the evaluation point
+            diverged_step=jnp.full((), -1, jnp.int32),
+        )
+        info = {**self.info, "checkpoint": "best", "best_step": int(best.step)}
+        return Run(self.config, self.model, state, self.curve, info)
+
 
 def train(
     dataset: Dataset | Split,
@@ -107,6 +128,7 @@ def train(
     callback: Callable[[dict, TrainState], None] | None = None,
     initial_state: TrainState | None = None,
     devices: int | Sequence[jax.Device] | None = None,
+    validation: Split | None = None,
     **config: Any,
 ) -> Run:
     """Trains one model on ``dataset.train`` and returns the :class:`Run`: the population
@@ -125,6 +147,11 @@ def train(
     ``devices`` (default: every local device) trains data-parallel: params replicated,
     each global batch of ``batch_size`` sharded across the devices. A batch size that does
     not split evenly across them is an error.
+
+    ``validation`` (default: ``dataset.validation`` when ``dataset`` is a Dataset that has
+    one, e.g. from ``tk.data.with_validation``) is evaluated every ``eval_every`` steps
+    inside the training loop: curve rows at those steps get ``val_accuracy`` and
+    ``val_nll``, and ``run.best`` is the run at its best validation accuracy.
     """
     unknown = sorted(set(config) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
@@ -133,6 +160,9 @@ def train(
     cfg = TrainConfig(**config)
     split, num_classes = _split_and_classes(dataset, num_classes)
     validate(cfg, len(split))
+    if validation is None and isinstance(dataset, Dataset):
+        validation = dataset.validation
+    validation_set = _validation(validation, None, 1, split, num_classes)
     devices = resolve_devices(devices, cfg.batch_size)
     mode = "data" if len(devices) > 1 else "none"
     placement = sharding.plan(1, mode, cfg.batch_size, devices=devices)
@@ -149,6 +179,7 @@ def train(
         (cfg,),
         placement,
         labels=None,
+        validation=validation_set,
         initial_states=None if initial_state is None else [initial_state],
         verbose=verbose,
         callback=member_callback,
@@ -166,6 +197,8 @@ def train_population(
     callback: Callback | None = None,
     initial_states: Sequence[TrainState] | None = None,
     shard: bool | str = False,
+    validation: Split | None = None,
+    validation_labels: Any = None,
 ) -> list[Run]:
     """Trains one model per config, all in one compiled program; returns one Run each.
 
@@ -184,6 +217,9 @@ def train_population(
       shard: ``False``/``"none"``, ``True``/``"population"`` (members split across local
         devices), ``"data"`` (each member's batch split across them) or ``"auto"`` (the
         sweep runner's rule); see :mod:`toolkit.population.sharding`.
+      validation: a validation Split evaluated every ``eval_every`` steps (as in
+        :func:`train`; default ``dataset.validation``); ``validation_labels`` optional
+        (K, Nv) per-member labels for it (e.g. each member's label-noise draw).
 
     Everything is checked before compute. A member whose loss or gradients stop being
     finite is frozen at its last finite state (``TrainState.diverged_step``) while the
@@ -206,6 +242,9 @@ def train_population(
         labels = checks.member_labels(train_labels, size, split, num_classes)
     if initial_states is not None and len(initial_states) != size:
         raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
+    if validation is None and isinstance(dataset, Dataset):
+        validation = dataset.validation
+    validation_set = _validation(validation, validation_labels, size, split, num_classes)
     placement = sharding.plan(size, shard, configs[0].batch_size)
     return _train(
         split,
@@ -213,6 +252,7 @@ def train_population(
         configs,
         placement,
         labels=labels,
+        validation=validation_set,
         initial_states=initial_states,
         verbose=verbose,
         callback=callback,
@@ -226,6 +266,7 @@ def _train(
     placement: sharding.Placement,
     *,
     labels: np.ndarray | None,
+    validation: tuple[Split, np.ndarray | None] | None,
     initial_states: Sequence[TrainState] | None,
     verbose: bool,
     callback: Callback | None,
@@ -244,11 +285,22 @@ def _train(
     y = placement.replicated(split.y) if labels is None else placement.stacked(labels[order])
     # Initialised on one device (see Program.init), then placed like the rest.
     example_x = jnp.asarray(split.x[: cfg.batch_size])
+    keep_best = validation is not None
+    if keep_best:
+        val_split, val_labels = validation
+        x_val = placement.replicated(val_split.x)
+        y_val = (
+            placement.replicated(val_split.y)
+            if val_labels is None
+            else placement.stacked(val_labels[order])
+        )
+        run_validation = program.validate(len(val_split), member_labels=val_labels is not None)
     if initial_states is None:
-        state = placement.stacked(program.init(init_keys, host_hyper, example_x))
+        state = placement.stacked(program.init(init_keys, host_hyper, example_x, best=keep_best))
         step = 0
     else:
-        abstract = jax.eval_shape(program.init, init_keys, host_hyper, example_x)
+        init = functools.partial(program.init, best=keep_best)
+        abstract = jax.eval_shape(init, init_keys, host_hyper, example_x)
         step = checks.start_step(initial_states)
         initial_states = [checks.matching_layout(s, abstract) for s in initial_states]
         checks.check_layout(initial_states, abstract)
@@ -268,7 +320,12 @@ def _train(
         run_chunk = program.chunk(n, member_labels=labels is not None)
         t0 = time.perf_counter()
         perms = epochs.for_chunk(step, n)
-        state, metrics = run_chunk(state, hyper, y, perms, step_keys, x_all)
+        best = state.best  # not carried through the chunk's steps
+        state, metrics = run_chunk(state.replace(best=None), hyper, y, perms, step_keys, x_all)
+        state = state.replace(best=best)
+        if keep_best and cfg.validates_at(step + n):
+            state, val_metrics = run_validation(state, y_val, x_val)
+            metrics = {**metrics, **val_metrics}
         metrics, diverged = jax.device_get((metrics, state.diverged_step))
         elapsed = time.perf_counter() - t0
         step += n
@@ -283,6 +340,7 @@ def _train(
                 "accuracy": float(metrics["accuracy"][k]),
                 "steps_per_sec": n / elapsed,
             }
+            row.update({name: float(metrics[name][k]) for name in _VALIDATION if name in metrics})
             curves[k].append(row)
             rows.append(row)
         report([row for row in rows if row is not None], step, n / elapsed)
@@ -312,9 +370,38 @@ def _train(
             "global_batch_size": config.batch_size,
             "backend": jax.default_backend(),
             "diverged_step": diverged_step if diverged_step >= 0 else None,
+            "best_step": None if member_state.best is None else int(member_state.best.step),
         }
         runs.append(Run(config, program.model, member_state, curves[k], info))
     return runs
+
+
+_VALIDATION = ("val_accuracy", "val_nll")
+
+
+def _validation(
+    validation: Split | None, labels: Any, size: int, split: Split, num_classes: int
+) -> tuple[Split, np.ndarray | None] | None:
+    """The validation split checked against the training split, and the per-member labels
+    (K, Nv) if given."""
+    if validation is None:
+        if labels is not None:
+            raise ValueError("validation_labels were given without a validation split")
+        return None
+    if not isinstance(validation, Split):
+        raise TypeError(f"validation must be a Split, got {type(validation).__name__}")
+    if len(validation) == 0:
+        raise ValueError("the validation split is empty")
+    if validation.x.shape[1:] != split.x.shape[1:]:
+        raise ValueError(
+            f"validation examples have shape {validation.x.shape[1:]}, training examples "
+            f"{split.x.shape[1:]}"
+        )
+    if labels is None:
+        checks.member_labels(validation.y[None], 1, validation, num_classes, name="validation.y")
+        return validation, None
+    labels = checks.member_labels(labels, size, validation, num_classes, name="validation_labels")
+    return validation, labels
 
 
 def _split_and_classes(dataset: Dataset | Split, num_classes: int | None) -> tuple[Split, int]:

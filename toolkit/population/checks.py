@@ -15,20 +15,22 @@ from toolkit.train_step import TrainState
 __all__ = ["check_layout", "matching_layout", "member_labels", "start_step"]
 
 
-def member_labels(labels: Any, num_members: int, split: Split, num_classes: int) -> np.ndarray:
-    """``train_labels`` checked: integer class indices of shape (K, N)."""
+def member_labels(
+    labels: Any, num_members: int, split: Split, num_classes: int, *, name: str = "train_labels"
+) -> np.ndarray:
+    """``labels`` (the argument ``name``) checked: integer class indices of shape (K, N)."""
     array = np.asarray(labels)
     expected = (num_members, len(split))
     if array.shape != expected:
         raise ValueError(
-            f"train_labels must have shape (members, train examples) = {expected}, "
+            f"{name} must have shape (members, examples) = {expected}, "
             f"got {array.shape}"
         )
     if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"train_labels must be integer class indices, got dtype {array.dtype}")
+        raise TypeError(f"{name} must be integer class indices, got dtype {array.dtype}")
     if array.size and (array.min() < 0 or array.max() >= num_classes):
         raise ValueError(
-            f"train_labels must lie in [0, {num_classes}), got values in "
+            f"{name} must lie in [0, {num_classes}), got values in "
             f"[{array.min()}, {array.max()}]"
         )
     return array.astype(np.int32)

@@ -42,6 +42,7 @@ POPULATION_FIELDS: dict[str, Callable[[TrainConfig], Any]] = {
     "batch_size": lambda c: c.batch_size,
     "steps": lambda c: c.steps,
     "steps_per_dispatch": lambda c: c.steps_per_dispatch,
+    "eval_every": lambda c: c.eval_every,
 }
 
 

@@ -43,6 +43,8 @@ from toolkit.train_step import (
     init_state,
     make_run_chunk,
     make_train_step,
+    make_validate,
+    with_best,
 )
 
 __all__ = ["Program", "loss_branches", "member_hyperparameters", "over_members", "program_for"]
@@ -160,6 +162,7 @@ class Program:
         self._init_params = jax.jit(lambda x, keys, k: init_state(model, tx, x, key=keys[k]))
         self._init_optimizer = self._stack = self._unstack = None
         self._chunks: dict[tuple[int, bool], Callable] = {}
+        self._validates: dict[tuple[int, bool], Callable] = {}
 
     @property
     def config(self) -> TrainConfig:
@@ -189,8 +192,11 @@ class Program:
             return jax.jit(fn, compiler_options=options)
         return jax.jit(fn, out_shardings=(self.sharding, self.sharding), compiler_options=options)
 
-    def init(self, init_keys: jax.Array, hyper: dict, example_x: jax.Array) -> TrainState:
-        """The stacked initial state of members with ``init_keys`` (K,).
+    def init(
+        self, init_keys: jax.Array, hyper: dict, example_x: jax.Array, *, best: bool = False
+    ) -> TrainState:
+        """The stacked initial state of members with ``init_keys`` (K,); with ``best``, each
+        member also keeps its best-validation state (``TrainState.best``).
 
         Params and BatchNorm statistics come from ``init_state`` compiled for one member and
         run member by member, so a member's equal those of any population it is trained in,
@@ -200,14 +206,15 @@ class Program:
         members = [self._init_params(example_x, init_keys, np.int32(k)) for k in range(self.size)]
         if self._init_optimizer is None:
 
-            def init_optimizer(members, hyper):
+            def init_optimizer(members, hyper, best):
                 stacked = _stack(members)
                 opt_init = lambda params, hyper: self.optimizer(hyper).init(params)
                 opt_state = over_members(opt_init, (0, 0), self.size)(stacked.params, hyper)
-                return stacked.replace(opt_state=opt_state)
+                stacked = stacked.replace(opt_state=opt_state)
+                return over_members(with_best, (0,), self.size)(stacked) if best else stacked
 
-            self._init_optimizer = jax.jit(init_optimizer)
-        return self._init_optimizer(members, hyper)
+            self._init_optimizer = jax.jit(init_optimizer, static_argnums=2)
+        return self._init_optimizer(members, hyper, best)
 
     def stack(self, states: Sequence[TrainState]) -> TrainState:
         """K members' states stacked along a new leading axis, in one compiled program."""
@@ -241,6 +248,19 @@ class Program:
             in_axes = (0, 0, 0 if member_labels else None, 0, 0, None)
             self._chunks[key] = self._jit_chunk(over_members(member, in_axes, self.size))
         return self._chunks[key]
+
+    def validate(self, num_examples: int, *, member_labels: bool) -> Callable:
+        """``validate(state, y_val, x_val) -> (state, metrics (K,))``: every member's
+        validation accuracy and NLL, and its best-validation state updated
+        (:func:`toolkit.train_step.make_validate`). ``y_val`` is (K, Nv) with
+        ``member_labels``, else the shared (Nv,) labels."""
+        key = (num_examples, member_labels)
+        if key not in self._validates:
+            validate = make_validate(self.model, num_examples)
+            member = lambda state, y_val, x_val: validate(state, x_val, y_val)
+            in_axes = (0, 0 if member_labels else None, None)
+            self._validates[key] = self._jit_chunk(over_members(member, in_axes, self.size))
+        return self._validates[key]
 
 
 # Recent programs by what fixes their code; values keep the registry entries (model,

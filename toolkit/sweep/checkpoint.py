@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from toolkit.train_step import with_best
 from toolkit.training import TrainConfig, TrainState, build_model, build_optimizer, init_state
 
 __all__ = ["Checkpoints", "abstract_state"]
@@ -41,22 +42,33 @@ def _quiet():
         logger.setLevel(level)
 
 
-def abstract_state(config: TrainConfig, num_classes: int, input_shape: tuple[int, ...]):
-    """The TrainState's structure, shapes and dtypes, without computing anything."""
+def abstract_state(
+    config: TrainConfig, num_classes: int, input_shape: tuple[int, ...], *, best: bool = False
+):
+    """The TrainState's structure, shapes and dtypes, without computing anything; with
+    ``best``, that of a run trained with a validation split (``TrainState.best``)."""
     model = build_model(config, num_classes)
     tx = build_optimizer(config)
     example = jax.ShapeDtypeStruct((config.batch_size, *input_shape), jnp.float32)
-    return jax.eval_shape(lambda x: init_state(model, tx, x, key=jax.random.key(0)), example)
+
+    def init(x):
+        state = init_state(model, tx, x, key=jax.random.key(0))
+        return with_best(state) if best else state
+
+    return jax.eval_shape(init, example)
 
 
-def saved_layouts(config: TrainConfig, num_classes: int, input_shape: tuple[int, ...]) -> list:
+def saved_layouts(
+    config: TrainConfig, num_classes: int, input_shape: tuple[int, ...], *, best: bool = False
+) -> list:
     """The layouts a checkpoint of ``config``'s run can have: its own, and where the two
     differ, the one it has as a member of a population that varies weight decay (an
     optimizer applying the decay as L2 then chains its decay step even for a member whose
-    decay is 0; ``toolkit.population.checks.matching_layout`` converts between them)."""
-    own = abstract_state(config, num_classes, input_shape)
+    decay is 0; ``toolkit.population.checks.matching_layout`` converts between them).
+    ``best``: the run keeps its best-validation state (it has a validation split)."""
+    own = abstract_state(config, num_classes, input_shape, best=best)
     varied = dataclasses.replace(config, weight_decay=1.0)  # any non-zero decay: same layout
-    member = abstract_state(varied, num_classes, input_shape)
+    member = abstract_state(varied, num_classes, input_shape, best=best)
     if jax.tree.structure(member) == jax.tree.structure(own):
         return [own]
     return [own, member]
