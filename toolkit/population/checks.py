@@ -23,15 +23,13 @@ def member_labels(
     expected = (num_members, len(split))
     if array.shape != expected:
         raise ValueError(
-            f"{name} must have shape (members, examples) = {expected}, "
-            f"got {array.shape}"
+            f"{name} must have shape (members, examples) = {expected}, got {array.shape}"
         )
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must be integer class indices, got dtype {array.dtype}")
     if array.size and (array.min() < 0 or array.max() >= num_classes):
         raise ValueError(
-            f"{name} must lie in [0, {num_classes}), got values in "
-            f"[{array.min()}, {array.max()}]"
+            f"{name} must lie in [0, {num_classes}), got values in [{array.min()}, {array.max()}]"
         )
     return array.astype(np.int32)
 
