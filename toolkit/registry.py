@@ -11,6 +11,11 @@ comparison is a list of names and a sweep config is plain data (init2winit style
     losses.get("softmax_focal", gamma=1.0)   # -> partial(softmax_focal, gamma=1.0, alpha=None)
     losses.names()                           # -> ['softmax_focal']
 
+An entry may also declare a search space beside its defaults, the ranges a tuned sweep
+draws its hyperparameters from (:mod:`toolkit.search_space`, :mod:`toolkit.sweep.tuning`)::
+
+    @losses.register("gce", description="...", search_space={"q": ("uniform", 0.1, 1.0)})
+
 Unknown names and unknown hyperparameters raise before any compute, naming the bad
 value, the valid choices and the closest match.
 """
@@ -22,6 +27,8 @@ import difflib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+from toolkit.search_space import check_space
 
 __all__ = ["Entry", "InvalidHyperparameterError", "Registry", "UnknownNameError"]
 
@@ -67,13 +74,15 @@ def _accepts_any_keyword(factory: Callable) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One registered thing: how to build it, its defaults, and what it is."""
+    """One registered thing: how to build it, its defaults, what it is, and the ranges its
+    hyperparameters are tuned over (``search_space``: name -> ``(distribution, *args)``)."""
 
     name: str
     factory: Callable[..., Any]
     defaults: Mapping[str, Any]
     description: str
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    search_space: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
 
 def _call(factory: Callable[..., Any], **hparams: Any) -> Any:
@@ -104,12 +113,15 @@ class Registry:
         description: str,
         defaults: Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
+        search_space: Mapping[str, Any] | None = None,
     ) -> Entry:
         """Registers ``factory`` under ``name``.
 
         ``defaults`` are the entry's default hyperparameters; when omitted they are the
         factory's keyword parameters that have defaults. ``meta`` holds facts about the
         entry that are not hyperparameters (e.g. which data rank a shift applies to).
+        ``search_space`` maps some of the hyperparameters to ``(distribution, *args)``
+        (:mod:`toolkit.search_space`); it is checked here, so a typo fails at import.
         """
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
@@ -117,7 +129,8 @@ class Registry:
             raise ValueError(f"{self.kind} {name!r} needs a one-line description")
         if defaults is None:
             defaults = _signature_defaults(factory)
-        entry = Entry(name, factory, dict(defaults), description.strip(), dict(meta or {}))
+        space = check_space(search_space or {}, list(defaults), owner=f"{self.kind} {name!r}")
+        entry = Entry(name, factory, dict(defaults), description.strip(), dict(meta or {}), space)
         self._entries[name] = entry
         return entry
 
@@ -128,6 +141,7 @@ class Registry:
         description: str,
         defaults: Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
+        search_space: Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of :meth:`add`; returns the factory unchanged."""
 
@@ -138,6 +152,7 @@ class Registry:
                 description=description,
                 defaults=defaults,
                 meta=meta,
+                search_space=search_space,
             )
             return factory
 
@@ -167,6 +182,10 @@ class Registry:
                 f"Valid hyperparameters: {valid}"
             )
         return {**entry.defaults, **overrides}
+
+    def search_space(self, name: str) -> dict[str, tuple]:
+        """The entry's search space: hyperparameter -> ``(distribution, *args)`` ({}: none)."""
+        return dict(self.entry(name).search_space)
 
     def get(self, name: str, /, **overrides: Any) -> Any:
         """Builds the entry ``name`` with its defaults updated by ``overrides``."""

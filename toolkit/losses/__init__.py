@@ -25,6 +25,7 @@ entry = losses.entry
 hparams = losses.hparams
 describe = losses.describe
 get = losses.get
+search_space = losses.search_space
 
 __all__ = [
     "describe",
@@ -36,6 +37,7 @@ __all__ = [
     "losses",
     "names",
     "register",
+    "search_space",
     "tempered_log_softmax",
     "tempered_softmax",
 ]

@@ -36,10 +36,17 @@ losses = Registry("loss", build=functools.partial)
 
 
 def register(
-    name: str, *, description: str, defaults: Mapping[str, Any] | None = None
+    name: str,
+    *,
+    description: str,
+    defaults: Mapping[str, Any] | None = None,
+    search_space: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., jax.Array]], Callable[..., jax.Array]]:
-    """Registers a loss ``fn(logits, labels, *, **hparams) -> (B,)`` under ``name``."""
-    return losses.register(name, description=description, defaults=defaults)
+    """Registers a loss ``fn(logits, labels, *, **hparams) -> (B,)`` under ``name``, with
+    the ranges a tuned sweep draws its hyperparameters from (``search_space``)."""
+    return losses.register(
+        name, description=description, defaults=defaults, search_space=search_space
+    )
 
 
 def check_inputs(loss: str, logits: jax.Array, labels: jax.Array) -> None:

@@ -43,7 +43,13 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax_losses.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-@register("label_smoothing", description="Cross-entropy against label-smoothed targets.")
+# Szegedy et al. 2016 use s = 0.1; the range reaches a few times that, still well below the
+# s = (C - 1) / C that makes the target uniform.
+@register(
+    "label_smoothing",
+    description="Cross-entropy against label-smoothed targets.",
+    search_space={"smoothing": ("uniform", 0.0, 0.3)},
+)
 def label_smoothing(logits: jax.Array, labels: jax.Array, *, smoothing: float = 0.1) -> jax.Array:
     """Cross-entropy against smoothed targets ``q = (1 - s) e_y + s / C``.
 
@@ -88,7 +94,13 @@ def _alpha_t(loss: str, alpha, logits: jax.Array, labels: jax.Array) -> jax.Arra
     return alpha[labels]
 
 
-@register("softmax_focal", description="Focal loss on the softmax (Lin et al. 2017).")
+# Lin et al. 2017, Table 1b, vary gamma over [0, 5]; Mukhoti et al. 2020 (calibration) use 3
+# to 5. alpha (per-class weights) is not tuned.
+@register(
+    "softmax_focal",
+    description="Focal loss on the softmax (Lin et al. 2017).",
+    search_space={"gamma": ("uniform", 0.0, 5.0)},
+)
 def softmax_focal(
     logits: jax.Array,
     labels: jax.Array,
@@ -112,7 +124,13 @@ def softmax_focal(
     return -_alpha_t("softmax_focal", alpha, logits, labels) * modulator * log_p_y
 
 
-@register("sigmoid_focal", description="One-vs-all sigmoid focal loss, summed (optax).")
+# Lin et al. 2017, Table 1a/b: gamma over [0, 5], alpha from 0.1 to 0.9 (0.25 is the detection
+# setting, where negatives dominate; 0.5 weighs both sides equally).
+@register(
+    "sigmoid_focal",
+    description="One-vs-all sigmoid focal loss, summed (optax).",
+    search_space={"gamma": ("uniform", 0.0, 5.0), "alpha": ("uniform", 0.1, 0.9)},
+)
 def sigmoid_focal(
     logits: jax.Array, labels: jax.Array, *, gamma: float = 2.0, alpha: float | None = 0.25
 ) -> jax.Array:
@@ -135,7 +153,12 @@ def sigmoid_focal(
     return jnp.sum(per_class, axis=-1)
 
 
-@register("poly1", description="Poly-1 loss CE + epsilon (1 - p_y) (Leng et al. 2022).")
+# Leng et al. 2022 keep epsilon >= -1 and find positive values best (epsilon = 2 on ImageNet).
+@register(
+    "poly1",
+    description="Poly-1 loss CE + epsilon (1 - p_y) (Leng et al. 2022).",
+    search_space={"epsilon": ("uniform", -1.0, 4.0)},
+)
 def poly1(logits: jax.Array, labels: jax.Array, *, epsilon: float = 1.0) -> jax.Array:
     """Poly-1 loss ``L = CE + epsilon (1 - p_y)``; ``epsilon = 0`` is CE.
 
@@ -156,7 +179,13 @@ def _safe_norm(x: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
-@register("logitnorm", description="Cross-entropy on L2-normalized logits (Wei et al. 2022).")
+# Wei et al. 2022 tune tau on validation data (0.04 for CIFAR-10); a decade either side of it,
+# log-uniform since tau scales the logits.
+@register(
+    "logitnorm",
+    description="Cross-entropy on L2-normalized logits (Wei et al. 2022).",
+    search_space={"tau": ("loguniform", 0.004, 0.4)},
+)
 def logitnorm(
     logits: jax.Array, labels: jax.Array, *, tau: float = 0.04, eps: float = 1e-7
 ) -> jax.Array:

@@ -25,7 +25,16 @@ def _crammer_singer(loss: str, logits: jax.Array, labels: jax.Array, margin: flo
     return margin * optax_losses.multiclass_hinge_loss(logits / margin, labels)
 
 
-@register("multiclass_hinge", description="Crammer-Singer multi-class hinge loss.")
+# The margin sets the logit scale the hinge asks for (Crammer & Singer 2001 use m = 1); it is
+# scale-like, so log-uniform a decade either side of 1.
+MARGIN_SPACE = {"margin": ("loguniform", 0.1, 10.0)}
+
+
+@register(
+    "multiclass_hinge",
+    description="Crammer-Singer multi-class hinge loss.",
+    search_space=MARGIN_SPACE,
+)
 def multiclass_hinge(logits: jax.Array, labels: jax.Array, *, margin: float = 1.0) -> jax.Array:
     """Crammer-Singer hinge ``L = max(0, m + max_{j != y} z_j - z_y)``.
 
@@ -37,7 +46,9 @@ def multiclass_hinge(logits: jax.Array, labels: jax.Array, *, margin: float = 1.
     return _crammer_singer("multiclass_hinge", logits, labels, margin)
 
 
-@register("squared_hinge", description="Squared Crammer-Singer hinge loss.")
+@register(
+    "squared_hinge", description="Squared Crammer-Singer hinge loss.", search_space=MARGIN_SPACE
+)
 def squared_hinge(logits: jax.Array, labels: jax.Array, *, margin: float = 1.0) -> jax.Array:
     """Squared Crammer-Singer hinge ``L = max(0, m + max_{j != y} z_j - z_y)^2``.
 

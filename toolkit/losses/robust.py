@@ -39,7 +39,12 @@ def mae(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return 2.0 * jnp.exp(log_one_minus_true_prob(logits, labels))
 
 
-@register("gce", description="Generalized cross-entropy (1 - p_y^q) / q (Zhang & Sabuncu 2018).")
+# Zhang & Sabuncu 2018: q in (0, 1], from near CE (q -> 0) to MAE (q = 1); they use q = 0.7.
+@register(
+    "gce",
+    description="Generalized cross-entropy (1 - p_y^q) / q (Zhang & Sabuncu 2018).",
+    search_space={"q": ("uniform", 0.1, 1.0)},
+)
 def gce(logits: jax.Array, labels: jax.Array, *, q: float = 0.7) -> jax.Array:
     """Generalized cross-entropy (L_q loss) ``L = (1 - p_y^q) / q`` for q in (0, 1].
 
@@ -54,7 +59,13 @@ def gce(logits: jax.Array, labels: jax.Array, *, q: float = 0.7) -> jax.Array:
     return -jnp.expm1(q * log_p_y) / q
 
 
-@register("sce", description="Symmetric cross-entropy alpha CE + beta RCE (Wang et al. 2019).")
+# Wang et al. 2019: alpha = 0.1, beta = 1 (CIFAR-10) to alpha = 6, beta = 0.1 (CIFAR-100);
+# weights are scale-like, hence log-uniform over those ranges.
+@register(
+    "sce",
+    description="Symmetric cross-entropy alpha CE + beta RCE (Wang et al. 2019).",
+    search_space={"alpha": ("loguniform", 0.01, 10.0), "beta": ("loguniform", 0.1, 10.0)},
+)
 def sce(
     logits: jax.Array,
     labels: jax.Array,
@@ -79,7 +90,13 @@ def sce(
     return alpha * ce + beta * _reverse_cross_entropy(logits, labels, log_zero)
 
 
-@register("nce_rce", description="Active-passive loss alpha NCE + beta RCE (Ma et al. 2020).")
+# Ma et al. 2020 tune alpha, beta per dataset: alpha = beta = 1 (CIFAR-10), alpha = 10,
+# beta = 0.1 (CIFAR-100); log-uniform over a decade either side of 1.
+@register(
+    "nce_rce",
+    description="Active-passive loss alpha NCE + beta RCE (Ma et al. 2020).",
+    search_space={"alpha": ("loguniform", 0.1, 10.0), "beta": ("loguniform", 0.1, 10.0)},
+)
 def nce_rce(
     logits: jax.Array,
     labels: jax.Array,

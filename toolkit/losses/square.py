@@ -14,7 +14,12 @@ from toolkit.losses.base import check_inputs, check_range, one_hot, register
 __all__ = ["brier", "squared_error"]
 
 
-@register("squared_error", description="Square loss on the logits, rescaled (Hui & Belkin 2021).")
+# Hui & Belkin 2021 use k = M = 1 for few classes and up to k = 15, M = 30 (ImageNet).
+@register(
+    "squared_error",
+    description="Square loss on the logits, rescaled (Hui & Belkin 2021).",
+    search_space={"k": ("loguniform", 1.0, 15.0), "M": ("loguniform", 1.0, 30.0)},
+)
 def squared_error(
     logits: jax.Array, labels: jax.Array, *, k: float = 1.0, M: float = 1.0
 ) -> jax.Array:

@@ -12,7 +12,8 @@ registry and ``register``; ``dense``, ``conv``, ``resnet``, ``recurrent`` and
 ``transformer`` the models, built from ``layers``.
 """
 
-from toolkit.models.base import (
+from toolkit.models import base
+from toolkit.models.base import (  # noqa: F401  (re-exported via base.__all__)
     describe,
     entry,
     get,
@@ -21,6 +22,7 @@ from toolkit.models.base import (
     module_hparams,
     names,
     register,
+    search_space,
 )
 
 # Each module registers its models, in this order (simplest first): the order of ``names()``.
@@ -32,4 +34,4 @@ from toolkit.models import recurrent  # noqa: F401
 from toolkit.models import transformer  # noqa: F401
 # isort: on
 
-__all__ = ["describe", "entry", "get", "hparams", "models", "module_hparams", "names", "register"]
+__all__ = base.__all__

@@ -13,13 +13,24 @@ import flax.linen as nn
 
 from toolkit.registry import InvalidHyperparameterError, Registry
 
-__all__ = ["describe", "entry", "get", "hparams", "models", "module_hparams", "names", "register"]
+__all__ = [
+    "describe",
+    "entry",
+    "get",
+    "hparams",
+    "models",
+    "module_hparams",
+    "names",
+    "register",
+    "search_space",
+]
 
 models = Registry("model")
 names = models.names
 entry = models.entry
 hparams = models.hparams
 describe = models.describe
+search_space = models.search_space
 
 # Fields every Linen module has that are wiring, not hyperparameters.
 _FLAX_FIELDS = ("parent", "name")
@@ -42,12 +53,24 @@ def module_hparams(cls: type[nn.Module]) -> dict[str, Any]:
 
 
 def register(
-    name: str, *, description: str, meta: Mapping[str, Any] | None = None
+    name: str,
+    *,
+    description: str,
+    meta: Mapping[str, Any] | None = None,
+    search_space: Mapping[str, Any] | None = None,
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: registers a Linen module under ``name`` with its fields as defaults."""
+    """Class decorator: registers a Linen module under ``name`` with its fields as defaults
+    and the ranges a tuned sweep draws them from (``search_space``)."""
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
-        models.add(name, cls, description=description, defaults=module_hparams(cls), meta=meta)
+        models.add(
+            name,
+            cls,
+            description=description,
+            defaults=module_hparams(cls),
+            meta=meta,
+            search_space=search_space,
+        )
         return cls
 
     return decorator

@@ -20,7 +20,9 @@ def _flatten(x: jax.Array) -> jax.Array:
 
 
 @register(
-    "cnn", description="The MNIST-1D reference conv net: 3 strided convs + Dense (5,210 params)."
+    "cnn",
+    description="The MNIST-1D reference conv net: 3 strided convs + Dense (5,210 params).",
+    search_space={"channels": ("choice", 16, 25, 32)},  # around the reference 25
 )
 class CNN(nn.Module):
     """Conv(k5, s2, pad 1) -> ReLU -> 2 x [Conv(k3, s2, pad 1) -> ReLU] -> flatten -> Dense.
@@ -54,7 +56,9 @@ class CNN(nn.Module):
 
 
 @register(
-    "lenet5", description="LeNet-5 (LeCun et al. 1998): 6/16-channel 5x5 convs, pools, 120-84."
+    "lenet5",
+    description="LeNet-5 (LeCun et al. 1998): 6/16-channel 5x5 convs, pools, 120-84.",
+    search_space={"activation": ("choice", "tanh", "relu")},  # the 1998 one, the modern one
 )
 class LeNet5(nn.Module):
     """Conv(6, k5) -> pool 2 -> Conv(16, k5) -> pool 2 -> Dense 120 -> Dense 84 -> Dense.
@@ -105,6 +109,8 @@ class LeNet5(nn.Module):
 @register(
     "alexnet",
     description="Small AlexNet (Krizhevsky et al. 2012) for 28x28/32x32: 5 convs, 3 pools.",
+    # Krizhevsky et al. use dropout 0.5 in the classifier; widths stay small (cheap).
+    search_space={"width": ("choice", 8, 16, 32), "dropout": ("uniform", 0.0, 0.5)},
 )
 class AlexNet(nn.Module):
     """AlexNet's layout scaled down for small inputs.

@@ -33,7 +33,14 @@ class Linear(nn.Module):
 
 
 @register(
-    "mlp", description="Multilayer perceptron on the flattened input (MNIST-1D: 15,210 params)."
+    "mlp",
+    description="Multilayer perceptron on the flattened input (MNIST-1D: 15,210 params).",
+    # Widths around the MNIST-1D reference (100, 100); dropout as in Srivastava et al. 2014
+    # (0.5 for hidden units, less for small nets).
+    search_space={
+        "hidden": ("choice", (50, 50), (100, 100), (200, 200)),
+        "dropout": ("uniform", 0.0, 0.5),
+    },
 )
 class MLP(nn.Module):
     """``h_{k+1} = dropout(act(W_k h_k + b_k))`` for each width in ``hidden``, then a Dense head.

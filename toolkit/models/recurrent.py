@@ -138,7 +138,15 @@ class _Recurrent(nn.Module):
         return nn.Dense(self.num_classes, name="head")(h)
 
 
-@register("rnn", description="Elman RNN (tanh; Elman 1990) over the input's steps, bidirectional.")
+# Hidden sizes from the MNIST-1D reference bi-GRU-6 up (cheap: the sequences are short).
+HIDDEN_SPACE = {"hidden": ("choice", 6, 12, 24)}
+
+
+@register(
+    "rnn",
+    description="Elman RNN (tanh; Elman 1990) over the input's steps, bidirectional.",
+    search_space=HIDDEN_SPACE,
+)
 class RNN(_Recurrent):
     """Elman RNN ``h' = tanh(W_i x + W_h h + b)`` (``flax.linen.SimpleCell``)."""
 
@@ -148,6 +156,7 @@ class RNN(_Recurrent):
 @register(
     "lstm",
     description="LSTM (Hochreiter & Schmidhuber 1997) over the input's steps, bidirectional.",
+    search_space=HIDDEN_SPACE,
 )
 class LSTM(_Recurrent):
     """LSTM with input, forget and output gates (``flax.linen.LSTMCell``)."""
@@ -156,7 +165,9 @@ class LSTM(_Recurrent):
 
 
 @register(
-    "gru", description="GRU with PyTorch's biases; MNIST-1D reference bi-GRU-6 (5,134 params)."
+    "gru",
+    description="GRU with PyTorch's biases; MNIST-1D reference bi-GRU-6 (5,134 params).",
+    search_space=HIDDEN_SPACE,
 )
 class GRU(_Recurrent):
     """GRU with PyTorch's parameter layout (:class:`TorchGRUCell`).

@@ -48,7 +48,9 @@ class BasicBlock(nn.Module):
 
 
 @register(
-    "resnet", description="CIFAR ResNet-(6n+2) (He et al. 2016) with BatchNorm; 1-D on sequences."
+    "resnet",
+    description="CIFAR ResNet-(6n+2) (He et al. 2016) with BatchNorm; 1-D on sequences.",
+    search_space={"width": ("choice", 0.5, 1.0)},  # depth fixed: deeper costs more
 )
 class ResNet(nn.Module):
     """Conv(16w, k3) -> BN -> ReLU -> 3 stages of n basic blocks -> global avg pool -> Dense.

@@ -50,6 +50,8 @@ class EncoderBlock(nn.Module):
 @register(
     "transformer",
     description="Pre-LN transformer: a token per position (ViT patches on images), mean pool.",
+    # Widths divisible by the 4 heads; dropout as ViT's 0.0-0.1 (Dosovitskiy et al. 2021).
+    search_space={"d_model": ("choice", 32, 64), "dropout": ("uniform", 0.0, 0.2)},
 )
 class Transformer(nn.Module):
     """Tokens -> Dense embedding + learned positions -> ``depth`` pre-LN blocks -> LN -> mean

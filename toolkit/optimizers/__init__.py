@@ -41,6 +41,7 @@ entry = optimizers.entry
 hparams = optimizers.hparams
 describe = optimizers.describe
 get = optimizers.get
+search_space = optimizers.search_space
 
 __all__ = [
     "WEIGHT_DECAY_KINDS",
@@ -53,4 +54,5 @@ __all__ = [
     "optimizers",
     "register",
     "schedules",
+    "search_space",
 ]

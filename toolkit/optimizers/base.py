@@ -5,7 +5,7 @@ each optimizer's own factory, and :func:`register` to add one (see :mod:`toolkit
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -85,13 +85,22 @@ optimizers = Registry("optimizer", build=_build)
 WEIGHT_DECAY_KINDS = ("l2", "decoupled", "decoupled_unscaled")
 
 
-def register(name: str, *, description: str, weight_decay: str) -> Callable[[Callable], Callable]:
+def register(
+    name: str,
+    *,
+    description: str,
+    weight_decay: str,
+    search_space: Mapping[str, Any] | None = None,
+) -> Callable[[Callable], Callable]:
     """Decorator: registers ``factory(*, learning_rate, weight_decay, **own)`` under ``name``.
 
     ``learning_rate`` arrives as a schedule, and the shared options (schedule, warmup,
     gradient clipping) are applied around the factory, so a new optimizer only builds its
     own transformation. ``weight_decay`` says how the factory applies it, one of
-    ``WEIGHT_DECAY_KINDS`` (see the module docstring).
+    ``WEIGHT_DECAY_KINDS`` (see the module docstring). ``search_space``: the ranges a tuned
+    sweep draws the hyperparameters from; every optimizer declares ``learning_rate``
+    (log-uniform, a range suited to it) and ``weight_decay`` (log-uniform, on the scale of
+    how it applies decay).
     """
     if weight_decay not in WEIGHT_DECAY_KINDS:
         raise ValueError(f"weight_decay must be one of {WEIGHT_DECAY_KINDS}, got {weight_decay!r}")
@@ -108,6 +117,7 @@ def register(name: str, *, description: str, weight_decay: str) -> Callable[[Cal
             description=description,
             defaults={**own, **_COMMON},
             meta={"weight_decay": weight_decay},
+            search_space=search_space,
         )
         return factory
 

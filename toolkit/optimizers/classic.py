@@ -8,15 +8,39 @@ import optax
 
 from toolkit.optimizers.base import coupled_l2, is_zero, register
 
+# Search spaces (log-uniform for scale-like values). Learning rates: about a decade and a half
+# around each optimizer's usual values. Weight decay: coupled L2 (added to the gradient) is
+# used around 5e-4 (He et al. 2016 on CIFAR); decoupled decay multiplies the learning rate,
+# so its values are larger (Loshchilov & Hutter 2019; AdamW is often run at 1e-2 to 1e-1).
+L2_DECAY = ("loguniform", 1e-6, 1e-2)
+DECOUPLED_DECAY = ("loguniform", 1e-5, 1e-1)
+SGD_SPACE = {"learning_rate": ("loguniform", 1e-3, 1.0), "weight_decay": L2_DECAY}
+# Heavy-ball and Nesterov momentum: 0.9 is standard; Sutskever et al. 2013 go up to 0.99.
+MOMENTUM_SPACE = {**SGD_SPACE, "momentum": ("uniform", 0.8, 0.99)}
+# Adam: Kingma & Ba use 1e-3; b2 0.999 (theirs), 0.99 or 0.98 (shorter memory, as in
+# transformers) are the common choices.
+ADAM_LR = ("loguniform", 1e-4, 3e-2)
+ADAM_B2 = ("choice", 0.98, 0.99, 0.999)
+
 
 # -- SGD family ------------------------------------------------------------------------
-@register("sgd", weight_decay="l2", description="Plain stochastic gradient descent.")
+@register(
+    "sgd",
+    weight_decay="l2",
+    description="Plain stochastic gradient descent.",
+    search_space=SGD_SPACE,
+)
 def sgd(*, learning_rate: Any = 0.01, weight_decay: Any = 0.0) -> optax.GradientTransformation:
     """p <- p - eta_t (g + lambda p) (Robbins & Monro 1951)."""
     return coupled_l2(weight_decay, optax.sgd(learning_rate))
 
 
-@register("momentum", weight_decay="l2", description="SGD with heavy-ball momentum.")
+@register(
+    "momentum",
+    weight_decay="l2",
+    description="SGD with heavy-ball momentum.",
+    search_space=MOMENTUM_SPACE,
+)
 def momentum(
     *, learning_rate: Any = 0.01, momentum: float = 0.9, weight_decay: Any = 0.0
 ) -> optax.GradientTransformation:
@@ -24,7 +48,12 @@ def momentum(
     return coupled_l2(weight_decay, optax.sgd(learning_rate, momentum=momentum))
 
 
-@register("nesterov", weight_decay="l2", description="SGD with Nesterov momentum.")
+@register(
+    "nesterov",
+    weight_decay="l2",
+    description="SGD with Nesterov momentum.",
+    search_space=MOMENTUM_SPACE,
+)
 def nesterov(
     *, learning_rate: Any = 0.01, momentum: float = 0.9, weight_decay: Any = 0.0
 ) -> optax.GradientTransformation:
@@ -33,7 +62,12 @@ def nesterov(
 
 
 # -- adaptive ---------------------------------------------------------------------------
-@register("adam", weight_decay="l2", description="Adam; weight_decay is coupled L2.")
+@register(
+    "adam",
+    weight_decay="l2",
+    description="Adam; weight_decay is coupled L2.",
+    search_space={"learning_rate": ADAM_LR, "b2": ADAM_B2, "weight_decay": L2_DECAY},
+)
 def adam(
     *,
     learning_rate: Any = 1e-3,
@@ -49,7 +83,12 @@ def adam(
     return coupled_l2(weight_decay, optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
 
 
-@register("adamw", weight_decay="decoupled", description="Adam with decoupled weight decay.")
+@register(
+    "adamw",
+    weight_decay="decoupled",
+    description="Adam with decoupled weight decay.",
+    search_space={"learning_rate": ADAM_LR, "b2": ADAM_B2, "weight_decay": DECOUPLED_DECAY},
+)
 def adamw(
     *,
     learning_rate: Any = 1e-3,
@@ -66,7 +105,12 @@ def adamw(
     return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
 
 
-@register("lamb", weight_decay="decoupled", description="LAMB: layer-wise trust-ratio Adam.")
+@register(
+    "lamb",
+    weight_decay="decoupled",
+    description="LAMB: layer-wise trust-ratio Adam.",
+    search_space={"learning_rate": ADAM_LR, "b2": ADAM_B2, "weight_decay": DECOUPLED_DECAY},
+)
 def lamb(
     *,
     learning_rate: Any = 1e-3,
@@ -82,7 +126,17 @@ def lamb(
     return optax.lamb(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
 
 
-@register("lion", weight_decay="decoupled", description="Lion: signed momentum (Chen 2023).")
+# Chen et al. 2023: a rate 3-10x below AdamW's, a decay 3-10x above.
+@register(
+    "lion",
+    weight_decay="decoupled",
+    description="Lion: signed momentum (Chen 2023).",
+    search_space={
+        "learning_rate": ("loguniform", 1e-5, 3e-3),
+        "b2": ("choice", 0.98, 0.99),
+        "weight_decay": ("loguniform", 1e-4, 1.0),
+    },
+)
 def lion(
     *, learning_rate: Any = 1e-4, b1: float = 0.9, b2: float = 0.99, weight_decay: Any = 1e-3
 ) -> optax.GradientTransformation:
@@ -94,7 +148,16 @@ def lion(
     return optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
 
 
-@register("rmsprop", weight_decay="l2", description="RMSProp; weight_decay is coupled L2.")
+@register(
+    "rmsprop",
+    weight_decay="l2",
+    description="RMSProp; weight_decay is coupled L2.",
+    search_space={
+        "learning_rate": ("loguniform", 1e-5, 1e-2),
+        "decay": ("uniform", 0.8, 0.99),
+        "weight_decay": L2_DECAY,
+    },
+)
 def rmsprop(
     *,
     learning_rate: Any = 1e-3,
@@ -113,6 +176,12 @@ def rmsprop(
     "adafactor",
     weight_decay="decoupled_unscaled",
     description="Adafactor: factored second moments, relative step size.",
+    # Relative steps (scaled by the parameters' RMS): Shazeer & Stern use 1e-2; the decay is
+    # not scaled by the rate, so it is small.
+    search_space={
+        "learning_rate": ("loguniform", 1e-3, 1e-1),
+        "weight_decay": ("loguniform", 1e-7, 1e-3),
+    },
 )
 def adafactor(
     *,

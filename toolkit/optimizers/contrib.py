@@ -57,6 +57,12 @@ def _muon_dimension_numbers(reshape_kernels: bool) -> Callable[[Any], Any]:
     "muon",
     weight_decay="decoupled",
     description="Muon: orthogonalised momentum for matrices, AdamW for the rest.",
+    # Jordan et al. 2024 use 0.02 with beta = 0.95 (orthogonalised steps have unit scale).
+    search_space={
+        "learning_rate": ("loguniform", 2e-3, 2e-1),
+        "beta": ("choice", 0.9, 0.95),
+        "weight_decay": ("loguniform", 1e-5, 1e-1),
+    },
 )
 def muon(
     *,
@@ -98,6 +104,12 @@ def muon(
     "schedule_free_adamw",
     weight_decay="decoupled",
     description="Schedule-free AdamW; evaluate at eval_params(opt_state, params).",
+    # Defazio et al. 2024 use rates somewhat above AdamW's (default 2.5e-3 here).
+    search_space={
+        "learning_rate": ("loguniform", 2.5e-4, 5e-2),
+        "b1": ("choice", 0.9, 0.95),
+        "weight_decay": ("loguniform", 1e-5, 1e-1),
+    },
 )
 def schedule_free_adamw(
     *,

@@ -2,7 +2,8 @@
 
 ::
 
-    <experiment>/sweep.json                 the resolved sweep config
+    <experiment>/sweep.json                 the resolved sweep config (a tuned sweep's plan
+                                            under "tuning": cells, picks, seed runs)
     <experiment>/runs/<run_id>/config.json  the trial
     <experiment>/runs/<run_id>/metrics.jsonl training curve, one row per chunk
     <experiment>/runs/<run_id>/checkpoint/  orbax checkpoints (``toolkit.sweep.checkpoint``)

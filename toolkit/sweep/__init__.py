@@ -10,8 +10,9 @@ resumably into one results directory, evaluated under shift.
 
 Modules: ``config`` (grids, random search, run ids), ``checks`` (validation before
 compute), ``checkpoint`` (orbax), ``execute`` (one trial), ``executors`` (inline,
-process, submitit, population), ``runner`` (``run_sweep``), ``cli``, ``evals`` (a config's
-``evals`` entries as :mod:`toolkit.evaluation` sets), ``records`` (a trial's
+process, submitit, population), ``runner`` (``run_sweep``), ``tuning`` (tuned sweeps:
+trials per cell, then seeds at the selected hyperparameters), ``cli``, ``evals`` (a
+config's ``evals`` entries as :mod:`toolkit.evaluation` sets), ``records`` (a trial's
 ``evals.jsonl`` rows) and ``reevaluation`` (finished runs evaluated again). Files are read
 and written through :mod:`toolkit.store`.
 

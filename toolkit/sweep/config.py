@@ -94,7 +94,11 @@ def _tuples(value: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-    """One training run of a sweep, as written to ``runs/<run_id>/config.json``."""
+    """One training run of a sweep, as written to ``runs/<run_id>/config.json``.
+
+    ``tags`` label the run without changing what it trains (not in :attr:`run_id`): a tuned
+    sweep's ``{"cell", "trial", "role"}`` (:mod:`toolkit.sweep.tuning`), copied into its rows.
+    """
 
     experiment: str
     dataset: str
@@ -103,6 +107,7 @@ class Trial:
     data_axes: Mapping[str, Any]
     group: str
     variant: str = ""
+    tags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def run_id(self) -> str:

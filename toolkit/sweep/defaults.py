@@ -31,6 +31,14 @@ def base_config(experiment: str, *, dataset: str) -> ml_collections.ConfigDict:
     population; ``workers``: 0 = one per core; a run checkpoints at the end and, on the way,
     every ``checkpoint_every`` chunks but at most once per ``checkpoint_interval_s`` seconds
     (0: every ``checkpoint_every`` chunks; :class:`~toolkit.sweep.execute.SaveSchedule`).
+
+    ``tune`` (:mod:`toolkit.sweep.tuning`): with ``trials`` = T > 0, every cell (a trial of
+    ``sweep(config)`` without its seed) first trains T tuning runs at seed ``tune.seed``
+    (trial 0: the config's values; trials 1.. draw the hyperparameters named by ``over`` --
+    "learning_rate", "weight_decay", "loss", "optimizer", "model" -- from the registries'
+    search spaces); then, for each rule in ``select`` (:mod:`toolkit.selection`: "id_val",
+    "oracle", "default"), the trial it picks on the ``checkpoint`` ("final" or "best") rows is
+    run at every seed of the sweep. ``trials=0``: no tuning, the sweep runs as written.
     """
     config = ml_collections.ConfigDict()
     config.experiment = experiment
@@ -71,4 +79,13 @@ def base_config(experiment: str, *, dataset: str) -> ml_collections.ConfigDict:
     config.checkpoint_interval_s = CHECKPOINT_INTERVAL_S
     config.population_size = config_dict.placeholder(int)
     config.submitit = ml_collections.ConfigDict({"cluster": config_dict.placeholder(str)})
+    config.tune = ml_collections.ConfigDict(
+        {
+            "trials": 0,
+            "over": ("learning_rate", "loss"),
+            "select": ("id_val",),
+            "seed": 1000,
+            "checkpoint": "final",
+        }
+    )
     return config

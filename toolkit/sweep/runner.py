@@ -1,4 +1,5 @@
-"""``run_sweep``: expand, check, skip what is done, run the rest, report progress.
+"""``run_sweep``: expand, check, skip what is done, run the rest, report progress; a tuned
+sweep runs its tuning runs, then the seed runs at the selected hparams (``tuning``).
 
 Rerunning the same command is always safe: finished runs (``done`` marker) are skipped,
 unfinished ones resume from their newest checkpoint, and runs another process is training
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from toolkit import store
 from toolkit.sweep.checks import check_options, check_trials
@@ -28,6 +30,7 @@ from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import EXECUTOR_CHOICES, choose_executor, default_workers, executors
+from toolkit.sweep.tuning import SeedPlan, Tune, plan_seeds, plan_tuning, tuning_json
 from toolkit.training import json_ready
 
 __all__ = ["SweepResult", "plan", "run_sweep"]
@@ -51,17 +54,31 @@ class SweepResult:
 
 
 def plan(config: Any, sweep_fn: Callable[[Any], Sequence[Mapping]]) -> tuple[list[Trial], dict]:
-    """The sweep's trials and evaluation entries, everything checked (no compute, no write)."""
+    """The sweep's trials and evaluation entries, everything checked (no compute, no write).
+
+    For a tuned sweep the trials are its tuning runs; its seed runs depend on their results.
+    """
+    trials, evals, _ = _plan(config, sweep_fn)
+    return trials, evals
+
+
+def _plan(config: Any, sweep_fn: Callable) -> tuple[list[Trial], dict, tuple | None]:
+    """:func:`plan`, plus ``(Tune, cells)`` for a tuned sweep (None otherwise)."""
     check_options(config, EXECUTOR_CHOICES)
+    tune = Tune.from_config(config)
     try:
         specs = list(sweep_fn(config))
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise SweepConfigError(f"sweep(config) failed: {type(error).__name__}: {error}") from None
     trials = expand(config, specs)
+    tuning = None
+    if tune is not None:
+        cells, trials = plan_tuning(config, trials, tune)
+        tuning = (tune, cells)
     evals = config.get("evals") or {}
     entries = parse_evals(evals)
     check_trials(trials, entries)
-    return trials, _plain(evals)
+    return trials, _plain(evals), tuning
 
 
 def _plain(value: Any) -> Any:
@@ -136,13 +153,69 @@ def run_sweep(
     Everything is checked first (:func:`plan`); an invalid config raises
     :class:`~toolkit.sweep.config.SweepConfigError` and writes nothing. The executor is
     ``config.executor`` (``auto``: populations on GPU/TPU, worker processes on CPU) with
-    ``config.workers`` workers (0: one per core).
+    ``config.workers`` workers (0: one per core). A tuned sweep (``config.tune.trials`` > 0)
+    runs its tuning runs, then the seed runs of the trials each rule in ``config.tune.select``
+    picks (:mod:`toolkit.sweep.tuning`); ``sweep.json`` holds the config and that plan.
     """
-    trials, evals = plan(config, sweep_fn)
+    trials, evals, tuning = _plan(config, sweep_fn)
     out = out or sys.stderr
     experiment_dir = Path(results_dir) / trials[0].experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    store.atomic_write_json(experiment_dir / store.SWEEP, _plain(config))
+    _write_sweep_json(experiment_dir, config, tuning, None)
+    name = choose_executor(config.get("executor", "auto"))
+    summaries = _execute(experiment_dir, trials, evals, config, sweep_fn, name, progress, out)
+    if tuning is not None:
+        tune, cells = tuning
+        rows = pd.DataFrame(store.read_evals(experiment_dir))
+        seeds = plan_seeds(cells, rows, store.done_run_ids(experiment_dir), tune)
+        _write_sweep_json(experiment_dir, config, tuning, seeds)
+        for label in seeds.waiting:
+            print(
+                f"cell {label}: tuning runs not all done; its seed runs wait for a rerun", file=out
+            )
+        for rule, labels in seeds.unselected.items():
+            for label in labels:
+                print(
+                    f"cell {label}: no finished tuning run with {rule!r} scores "
+                    f"(checkpoint {tune.checkpoint!r}); it gets no seed runs for {rule!r}",
+                    file=out,
+                )
+        if seeds.trials:
+            summaries += _execute(
+                experiment_dir, seeds.trials, evals, config, sweep_fn, name, progress, out
+            )
+        trials = [*trials, *seeds.trials]
+    result = SweepResult(experiment_dir, trials, name, summaries)
+    print(
+        f"{experiment_dir}: {len(trials)} runs; trained {result.count('trained')}, "
+        f"skipped {result.count('skipped')} (done), locked by another process "
+        f"{result.count('locked')}, failed {result.count('failed')}",
+        file=out,
+    )
+    return result
+
+
+def _write_sweep_json(
+    experiment_dir: Path, config: Any, tuning: tuple | None, seeds: SeedPlan | None
+) -> None:
+    """``sweep.json``: the resolved config, and a tuned sweep's plan under ``"tuning"``."""
+    payload = _plain(config)
+    if tuning is not None:
+        payload["tuning"] = json_ready(tuning_json(tuning[1], tuning[0], seeds))
+    store.atomic_write_json(experiment_dir / store.SWEEP, payload)
+
+
+def _execute(
+    experiment_dir: Path,
+    trials: list[Trial],
+    evals: dict,
+    config: Any,
+    sweep_fn: Callable,
+    name: str,
+    progress: bool,
+    out,
+) -> list[dict[str, Any]]:
+    """Runs the ``trials`` not yet done with executor ``name``; one summary per trial."""
     reopen_damaged(experiment_dir, trials)
     done = store.done_run_ids(experiment_dir)
     pending = [t for t in trials if t.run_id not in done]
@@ -151,7 +224,6 @@ def run_sweep(
         "checkpoint_interval_s": float(config.get("checkpoint_interval_s", CHECKPOINT_INTERVAL_S)),
     }
     tasks = [Task(str(experiment_dir), t.to_json(), evals, **saves) for t in pending]
-    name = choose_executor(config.get("executor", "auto"))
     workers = int(config.get("workers", 0)) or default_workers()
     summaries = [
         {"run_id": t.run_id, "group": t.group, "status": "skipped"}
@@ -163,7 +235,7 @@ def run_sweep(
 
     bar = tqdm(
         total=len(trials),
-        initial=len(done),
+        initial=len(trials) - len(pending),
         unit="run",
         disable=not progress,
         file=out,
@@ -202,11 +274,4 @@ def run_sweep(
                 )
     finally:
         bar.close()
-    result = SweepResult(experiment_dir, trials, name, summaries)
-    print(
-        f"{experiment_dir}: {len(trials)} runs; trained {result.count('trained')}, "
-        f"skipped {result.count('skipped')} (done), locked by another process "
-        f"{result.count('locked')}, failed {result.count('failed')}",
-        file=out,
-    )
-    return result
+    return summaries

@@ -7,14 +7,10 @@ product(hp=random_search({"learning_rate": ("loguniform", 1e-4, 1e-1)}, 8), seed
 from __future__ import annotations
 
 import itertools
-import math
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from toolkit.registry import Registry
+from toolkit.search_space import distributions, draw_trial
 from toolkit.sweep.config import SweepConfigError
 
 __all__ = ["distributions", "product", "random_search"]
@@ -48,49 +44,6 @@ def _merge(point: dict, update: Mapping) -> None:
             point[key] = dict(value) if isinstance(value, Mapping) else value
 
 
-distributions = Registry("distribution", build=lambda factory, **kw: factory)
-
-
-@distributions.register("uniform", description="Uniform on [low, high).")
-def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(rng.uniform(low, high))
-
-
-@distributions.register(
-    "loguniform", description="Log-uniform on [low, high): exp(U(log low, log high))."
-)
-def _loguniform(rng: np.random.Generator, low: float, high: float) -> float:
-    if low <= 0 or high <= 0:
-        raise SweepConfigError(f"loguniform needs positive bounds, got ({low}, {high})")
-    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-
-
-@distributions.register("randint", description="Uniform integer in [low, high] (both included).")
-def _randint(rng: np.random.Generator, low: int, high: int) -> int:
-    return int(rng.integers(low, high, endpoint=True))
-
-
-@distributions.register("choice", description="One of the listed values, uniformly.")
-def _choice(rng: np.random.Generator, *values: Any) -> Any:
-    if not values:
-        raise SweepConfigError("choice needs at least one value")
-    return values[int(rng.integers(len(values)))]
-
-
-def _draw(name: str, spec: Sequence[Any], rng: np.random.Generator) -> Any:
-    if not isinstance(spec, Sequence) or isinstance(spec, str) or not spec:
-        raise SweepConfigError(
-            f"search space entry {name!r} must be (distribution, *args), e.g. "
-            f"('loguniform', 1e-4, 1e-1); got {spec!r}. Distributions: "
-            f"{', '.join(distributions.names())}"
-        )
-    try:
-        sampler = distributions.get(spec[0])
-    except ValueError as error:
-        raise SweepConfigError(f"search space entry {name!r}: {error}") from None
-    return sampler(rng, *spec[1:])
-
-
 def random_search(
     space: Mapping[str, Sequence[Any]], num_trials: int, *, hparams_seed: int = 0
 ) -> list[dict[str, Any]]:
@@ -99,7 +52,8 @@ def random_search(
     Value ``i`` of hyperparameter ``name`` comes from its own generator,
     ``np.random.default_rng([hparams_seed, crc32(name), i])``, so adding seeds, trials or
     other hyperparameters never changes an existing trial's draws (the protocol of
-    init2winit's random search). Dotted names (``"loss_hparams.gamma"``) set nested fields.
+    init2winit's random search; :func:`toolkit.search_space.draw_trial`). Dotted names
+    (``"loss_hparams.gamma"``) set nested fields.
     """
     if isinstance(num_trials, bool) or not isinstance(num_trials, int) or num_trials < 1:
         raise SweepConfigError(f"num_trials must be a positive int, got {num_trials!r}")
@@ -107,11 +61,13 @@ def random_search(
     for index in range(num_trials):
         point: dict[str, Any] = {}
         for name in space:
-            rng = np.random.default_rng([hparams_seed, zlib.crc32(name.encode()), index])
             *parents, leaf = name.split(".")
             node = point
             for parent in parents:
                 node = node.setdefault(parent, {})
-            node[leaf] = _draw(name, space[name], rng)
+            try:
+                node[leaf] = draw_trial(name, space[name], seed=hparams_seed, index=index)
+            except ValueError as error:
+                raise SweepConfigError(str(error)) from None
         points.append(point)
     return points
