@@ -74,3 +74,42 @@ def test_class_too_small_is_named():
     # an absent class is no error: it has nothing to split
     ds = tk.data.with_validation(_dataset([5, 0, 5]), 0.2)
     np.testing.assert_array_equal(np.bincount(ds.validation.y, minlength=3), [1, 0, 1])
+
+
+# ---------------------------------------------------------------- the sweep's data axes
+def _rows_of(split):
+    return {tuple(r) for r in split.x.tolist()}
+
+
+def test_sweep_carves_validation_first_then_subsets_the_rest():
+    from toolkit.sweep.data import training_data
+
+    whole = _dataset([60, 45, 50, 70])
+    reference = tk.data.with_validation(whole, 0.2, seed=0)
+    axes = {"validation_fraction": 0.2, "train_size": 100, "label_noise": 0.0}
+    data = training_data(whole, axes, seed=3)
+    np.testing.assert_array_equal(data.validation.x, reference.validation.x)
+    np.testing.assert_array_equal(data.validation.y, reference.validation.y)
+    assert len(data.split) == 100 and _rows_of(data.split) <= _rows_of(reference.train)
+    np.testing.assert_array_equal(data.labels, data.split.y)
+    # the same split for every seed of the sweep
+    other = training_data(whole, axes, seed=4)
+    np.testing.assert_array_equal(other.validation.x, data.validation.x)
+    # 0.0 opts out: no validation split, the whole training split
+    none = training_data(whole, {"validation_fraction": 0.0, "label_noise": 0.0}, seed=3)
+    assert none.validation is None and len(none.split) == 225
+
+
+def test_sweep_validation_labels_carry_the_label_noise():
+    from toolkit.sweep.data import training_data
+
+    whole = _dataset([400, 400, 400, 400])
+    clean = tk.data.with_validation(whole, 0.5, seed=0).validation
+    axes = {"validation_fraction": 0.5, "label_noise": 0.4, "label_noise_kind": "symmetric"}
+    a, b = training_data(whole, axes, seed=0), training_data(whole, axes, seed=1)
+    flipped = a.validation.y != clean.y
+    # 800 validation labels each flipped with probability 0.4: 320 +/- 14 (4 SD: 56)
+    assert abs(int(flipped.sum()) - 320) < 56
+    np.testing.assert_array_equal(a.validation.x, clean.x)
+    assert (a.validation.y != b.validation.y).any()  # seeds draw their own noise
+    assert abs(a.noise - 0.4) < 0.05 and abs(float(np.mean(a.labels != a.split.y)) - 0.4) < 0.05
