@@ -58,14 +58,17 @@ def evaluate_sets(
     cache: bool = True,
     keep: bool = False,
     calibration: Split | None = None,
+    temperature: float | None = None,
 ) -> list[dict[str, Any]]:
     """One row per set: the clean row first, then one per spec in order.
 
     Rows hold ``eval_set, kind, severity, num_examples``, then the classification metrics,
     ``max_class_fraction`` and ``reliability`` (clean and labelled sets) or
     ``<metric>_<score>`` for each of ``ood_scores`` (OOD sets). With ``calibration`` (a
-    labelled held-out split, e.g. the validation split), every row gets ``temperature``
-    fitted on its logits, and labelled rows ``nll_ts``, ``ece_ts`` and ``brier_ts``. Every
+    labelled held-out split, e.g. the validation split; it may be ``clean`` itself, whose
+    logits then serve both), every row gets ``temperature`` fitted on its logits, and
+    labelled rows ``nll_ts``, ``ece_ts`` and ``brier_ts``; a ``temperature`` fitted before
+    (e.g. on the same split in an earlier call) may be given instead. Every
     spec and score is checked, and every OOD set built (its shape checked), before the
     model runs. ``cache`` reads and writes built sets on disk
     (:mod:`toolkit.evaluation.cache`); ``keep`` also keeps them in this process.
@@ -76,6 +79,13 @@ def evaluate_sets(
         raise ValueError(
             f"calibration must be a non-empty labelled Split (held-out data for the "
             f"temperature), got {calibration!r}"
+        )
+    if temperature is not None and (
+        calibration is not None or not (np.isfinite(temperature) and temperature > 0)
+    ):
+        raise ValueError(
+            f"temperature must be a positive finite number and is exclusive with calibration, "
+            f"got temperature={temperature!r} with calibration={calibration!r}"
         )
     for score in ood_scores:
         metrics.ood_scores.entry(score)
@@ -89,11 +99,14 @@ def evaluate_sets(
         built = _built(group, clean, key=key, cache=cache, keep=keep)
         ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
 
-    temperature = None
-    if calibration is not None:
-        logits = inference.predict(run, calibration.x, batch_size=batch_size)
-        temperature = metrics.fit_temperature(logits, calibration.y)
     clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
+    if calibration is not None:
+        logits = (
+            clean_logits
+            if calibration is clean
+            else inference.predict(run, calibration.x, batch_size=batch_size)
+        )
+        temperature = metrics.fit_temperature(logits, calibration.y)
     rows: dict[int, dict] = {}
     for group in _groups(labelled, keep):  # one group of sets held at a time
         built = _built(group, clean, key=key, cache=cache, keep=keep)
