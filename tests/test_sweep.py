@@ -2,6 +2,7 @@
 layout end to end, skip/resume, damaged files, bad inputs, re-evaluation, executors."""
 
 import collections
+import dataclasses
 import hashlib
 import io
 import json
@@ -399,6 +400,51 @@ def test_a_sweep_predicts_each_set_once_per_run(tmp_path, monkeypatch):
         (row,) = [r for r in rows if r["eval_set"] == f"label_shift/{draw}"]
         assert row["num_examples"] == len(resampled)
         assert row["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == resampled.y))
+
+
+def test_a_best_validation_state_gets_rows_of_its_own(tmp_path, monkeypatch):
+    """When training keeps a best-validation state (``run.best``, ``info["best_step"]``),
+    both checkpoints get test and validation rows, each recalibrated on its own logits,
+    and the done marker lists them all. Here the "best" state is the run's step-20
+    checkpoint, attached to the run the trainer returns."""
+    captured = {}
+
+    def train_keeping_step_20(*args, callback=None, **kwargs):
+        def keep(rows, states):
+            if rows[0] is not None and rows[0]["step"] == 20:
+                captured["step20"] = states[0]
+            callback(rows, states)
+
+        runs = tk.training.train_population(*args, callback=keep, **kwargs)
+        for run in runs:
+            run.best = dataclasses.replace(run, state=captured["step20"], info=dict(run.info))
+            run.info["best_step"] = 20
+        return runs
+
+    monkeypatch.setattr(execute_module, "train_population", train_keeping_step_20)
+    config = tiny_config(losses=("softmax_cross_entropy",))
+    result = sweep_into(tmp_path / "results", config)
+    assert result.count("trained") == 1
+    rows = rows_by_key(result.experiment_dir)
+    assert {k[1:3] for k in rows} == {
+        (c, s) for c in ("final", "best") for s in ("test", "validation")
+    }
+    assert {r["best_step"] for r in rows.values()} == {20}
+    (run_id,) = {k[0] for k in rows}
+    final = rows[run_id, "final", "test", "clean", 0]
+    best = rows[run_id, "best", "test", "clean", 0]
+    assert best["accuracy"] != final["accuracy"] or best["nll"] != final["nll"]
+    assert best["temperature"] != final["temperature"]  # each fitted on its own logits
+    # the best state's clean test accuracy, recomputed from the step-20 weights
+    run_dir = store.RunDir(result.experiment_dir, run_id)
+    trial = Trial.from_json(json.loads(run_dir.config.read_text()))
+    model = tk.training.build_model(trial.train_config(), 10)
+    test = tk.data.load("mnist1d", num_samples=600).test
+    logits = model.apply({"params": captured["step20"].params}, jnp.asarray(test.x), train=False)
+    assert best["accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == test.y), abs=1e-6)
+    marker = run_dir.done_marker()
+    assert sorted(map(tuple, marker["evals"])) == sorted(k[1:] for k in rows)
+    assert marker["best_step"] == 20
 
 
 def test_recorded_metrics_match_an_independent_recomputation(finished):
