@@ -10,6 +10,7 @@ readers, and the sweep runner redoes it. A re-evaluation appends rows with the s
 from __future__ import annotations
 
 import os
+import traceback
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -100,6 +101,21 @@ class RunDir:
             "evals": [[c, sp, name, int(severity)] for c, sp, name, severity in evals],
         }
         atomic_write_json(self.done, marker)
+
+    def write_error(self, error: BaseException) -> None:
+        """``error.json``: the type, message and traceback of the exception that failed the
+        run's last attempt, and when (atomic; :meth:`clear_error` once it succeeds)."""
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        payload = {
+            "type": type(error).__name__,
+            "message": str(error),
+            "traceback": text,
+            "time": now(),
+        }
+        atomic_write_json(self.error, payload)
+
+    def clear_error(self) -> None:
+        self.error.unlink(missing_ok=True)
 
     def remove_done(self) -> None:
         """Removes the marker: the run counts as unfinished and is redone."""

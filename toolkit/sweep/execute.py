@@ -169,7 +169,7 @@ def record(
         status=rows[0]["status"],
         best_step=rows[0]["best_step"],
     )
-    run_dir.error.unlink(missing_ok=True)  # a failure of an earlier attempt is superseded
+    run_dir.clear_error()  # a failure of an earlier attempt is superseded
     return rows
 
 
@@ -329,23 +329,12 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
 
 def _failed(member: _Member) -> dict[str, Any]:
     """The summary of a trial the pipeline failed on (called while handling the exception),
-    whose run directory gets ``error.json``: type, message, traceback and time."""
-    kind, error, _ = sys.exc_info()
-    text = traceback.format_exc()
+    whose run directory gets ``error.json`` (type, message, traceback, time)."""
     try:
-        member.run_dir.path.mkdir(parents=True, exist_ok=True)
-        store.atomic_write_json(
-            member.run_dir.error,
-            {
-                "type": getattr(kind, "__name__", str(kind)),
-                "message": str(error),
-                "traceback": text,
-                "time": store.now(),
-            },
-        )
+        member.run_dir.write_error(sys.exc_info()[1])
     except OSError:  # a full or read-only disk must not hide the failure being reported
         pass
-    return summarize(member.trial, "failed", error=text)
+    return summarize(member.trial, "failed", error=traceback.format_exc())
 
 
 def execute_group(
