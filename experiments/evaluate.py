@@ -5,8 +5,9 @@
     python -m experiments.evaluate results/loss_comparison \
         --config experiments/configs/loss_comparison.py
 
-Each finished run's checkpoint is restored and its rows are appended to ``evals.jsonl``
-(rows with an existing run/set/severity replace the old ones for readers).
+Each finished run's final checkpoint is restored and its rows (on the test split and, for
+runs trained with one, the validation split) are appended to ``evals.jsonl`` (rows with an
+existing run/checkpoint/split/set/severity replace the old ones for readers).
 """
 
 from __future__ import annotations

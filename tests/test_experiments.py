@@ -72,7 +72,8 @@ def test_quick_variant_runs_end_to_end_with_the_readme_commands(name, tmp_path):
     finished = sorted(p.parent.name for p in (experiment / "runs").glob("*/done"))
     assert finished == sorted(t.run_id for t in trials)
     rows = pd.read_json(experiment / "evals.jsonl", lines=True)
-    clean = rows[rows["eval_set"] == "clean"].set_index("run_id")["accuracy"]
+    test = rows[(rows["split"] == "test") & (rows["checkpoint"] == "final")]
+    clean = test[test["eval_set"] == "clean"].set_index("run_id")["accuracy"]
     assert sorted(clean.index) == finished
     assert (clean > 0.2).all(), clean  # 10 classes: chance is 0.1
     summary = pd.read_csv(experiment / "report" / "summary.csv")

@@ -50,7 +50,8 @@ from toolkit.sweep.search import product
 
 def get_config(variant=""):
     config = base_config("tiny", dataset="mnist1d")
-    config.dataset_kwargs = {"num_samples": 300}  # 240 train, 60 test examples
+    # 240 train (24 of them the validation split), 60 test examples
+    config.dataset_kwargs = {"num_samples": 300}
     config.train.update(
         {"model": "linear", "learning_rate": 1e-2, "steps": 40, "batch_size": 20, "log_every": 10}
     )
@@ -149,7 +150,7 @@ def quiet(function, *args):
 
 def rows_by_key(experiment):
     rows = quiet(store.read_evals, experiment)
-    return {(r["run_id"], r["eval_set"], r["severity"]): r for r in rows}
+    return {store.row_key(r): r for r in rows}  # (run_id, checkpoint, split, set, severity)
 
 
 def curve(run: store.RunDir):
@@ -172,7 +173,7 @@ def assert_same_results(experiment, reference):
         for a, b in zip(leaves(final_state(mine)), leaves(final_state(run)), strict=True):
             np.testing.assert_array_equal(a, b)
     df = quiet(load_results, experiment)
-    assert not df.duplicated(["run_id", "eval_set", "severity"]).any()
+    assert not df.duplicated(["run_id", "checkpoint", "split", "eval_set", "severity"]).any()
     pd.testing.assert_frame_equal(df, quiet(load_results, reference))
 
 
@@ -305,10 +306,12 @@ def damage_checkpoint(run: store.RunDir, step: int) -> None:
 
 
 def drop_eval_rows(experiment, run_id):
-    """Rows lost from evals.jsonl: the run's iid_noise row is gone, its done marker stays."""
+    """Rows lost from evals.jsonl: the run's iid_noise test row is gone, its done marker
+    stays."""
     path = experiment / store.EVALS
     lines = path.read_text().splitlines(keepends=True)
-    kept = [x for x in lines if not (run_id in x and '"iid_noise"' in x)]
+    lost = (run_id, "final", "test", "iid_noise", 2)
+    kept = [x for x in lines if store.row_key(json.loads(x)) != lost]
     assert len(kept) == len(lines) - 1
     path.write_text("".join(kept))
 
@@ -407,7 +410,7 @@ def test_reevaluation_uses_only_the_final_checkpoint_and_changes_nothing(referen
     messages = [str(w.message) for w in caught]
     assert any("step 40 is unreadable" in m for m in messages)
     assert any("final checkpoint (step 40)" in m and "not re-evaluated" in m for m in messages)
-    assert written == 2  # the intact run's clean row and its new shuffle row
+    assert written == 4  # the intact run's clean and new shuffle rows, test and validation
     rows = quiet(store.read_jsonl, experiment / store.EVALS)
     assert {r["run_id"] for r in rows if r["eval_set"] == "shuffle"} == {intact.run_id}
     assert sorted(p.relative_to(experiment) for p in damaged.path.rglob("*")) == before
@@ -464,12 +467,12 @@ def test_two_sweeps_started_at_once_train_every_run_exactly_once(space, referenc
     assert len(runs) == 3 and all(r.is_done() for r in runs)
     assert starts(events) == {r.run_id: [0] for r in runs}  # one start each, from scratch
     rows = rows_by_key(experiment)
-    assert len(rows) == 3 * 2
+    assert len(rows) == 3 * 4  # clean and iid_noise@2 on the test and validation splits
     theirs = rows_by_key(reference.dir)
     assert {k: v for k, v in rows.items() if k in theirs} == theirs
     for line in (experiment / store.EVALS).read_text().splitlines():
         json.loads(line)  # no torn or interleaved line
-    assert len((experiment / store.EVALS).read_text().splitlines()) == 6
+    assert len((experiment / store.EVALS).read_text().splitlines()) == 12
 
 
 def test_stale_locks_of_dead_processes_are_reclaimed(space, reference, tmp_path, monkeypatch):
@@ -518,6 +521,8 @@ from toolkit.sweep.search import product
 def get_config(variant=""):
     config = base_config("diverging", dataset="mnist1d")
     config.dataset_kwargs = {"num_samples": 300}
+    # No validation split: the numpy reference descends on the whole training split.
+    config.data_axes.validation_fraction = 0.0
     # Full-batch gradient descent on the square loss: the batch order cannot matter, and
     # at learning rate 10 the iterates grow geometrically until they overflow.
     config.train.update({"model": "linear", "loss": "squared_error", "optimizer": "sgd",
@@ -606,7 +611,9 @@ def test_population_with_diverging_members_records_and_reports_them(space, tmp_p
     by_lr = summary.set_index("learning_rate")
     assert by_lr.loc[10.0, "n_diverged"] == 2 and by_lr.loc[10.0, "n"] == 0
     assert np.isnan(by_lr.loc[10.0, "id_accuracy_mean"])
-    healthy = [r["accuracy"] for k, r in rows.items() if k[1] == "clean" and r["accuracy"]]
+    healthy = [
+        r["accuracy"] for k, r in rows.items() if k[2:4] == ("test", "clean") and r["accuracy"]
+    ]
     assert by_lr.loc[0.01, "id_accuracy_mean"] == pytest.approx(np.mean(healthy), abs=1e-6)
     assert by_lr.loc[0.01, "n_diverged"] == 0 and by_lr.loc[0.01, "n"] == 2
     table = report.files["report.md"]
@@ -670,15 +677,15 @@ def test_results_and_checkpoints_load_with_pickle_disabled(reference, tmp_path, 
     cfg = Trial.from_json(json.loads(run.config.read_text())).train_config()
     state = Checkpoints(run.checkpoint).restore(abstract_state(cfg, 10, (40,)))
     assert int(state.step) == 40
-    assert len(rows_by_key(experiment)) == 4
-    assert len(quiet(load_results, experiment)) == 4
+    assert len(rows_by_key(experiment)) == 8  # clean, iid_noise@2 on test and validation
+    assert len(quiet(load_results, experiment)) == 4  # the report's: the test rows
     assert (
         reevaluate(
             experiment,
             {"s": {"type": "shifts", "names": ("shuffle",), "severities": (5,)}},
             progress=False,
         )
-        == 4  # clean and shuffle rows of both runs
+        == 8  # clean and shuffle rows of both runs on test and validation
     )
 
 
@@ -697,7 +704,8 @@ def test_a_malicious_results_directory_is_read_as_data_never_run(
     fake.path.mkdir()
     fake.config.write_text(json.dumps({**record, "run_id": fake.run_id, "dataset": code}))
     fake.done.write_text(json.dumps({"finished": code, "diverged_step": None, "step": code}))
-    row = {**rows_by_key(experiment)[reference.ids[1], "clean", 0], "run_id": fake.run_id}
+    row = rows_by_key(experiment)[reference.ids[1], "final", "test", "clean", 0]
+    row = {**row, "run_id": fake.run_id}
     with open(experiment / store.EVALS, "a") as handle:
         handle.write(
             json.dumps(row | {"model": code, "variant": code, "loss_hparams": {code: 1}}) + "\n"

@@ -2,6 +2,7 @@
 layout end to end, skip/resume, damaged files, bad inputs, re-evaluation, executors."""
 
 import collections
+import dataclasses
 import hashlib
 import io
 import json
@@ -61,7 +62,24 @@ SPEC_ROW_KEYS = {
     "brier",
     "ece",
     "misclassification_auroc",
+    "max_class_fraction",
+    "temperature",
+    "nll_ts",
+    "ece_ts",
+    "brier_ts",
+    "checkpoint",
+    "split",
+    "train_accuracy",
+    "status",
+    "best_step",
+    "cell",
+    "trial",
+    "role",
 }
+# MNIST-1D with num_samples=600: 480 training examples in classes of
+# (52, 49, 51, 43, 50, 49, 46, 51, 45, 44); 10 % of each, rounded half up, is
+# (5, 5, 5, 4, 5, 5, 5, 5, 5, 4): a validation split of 48, 432 left to train.
+VALIDATION_EXAMPLES, TRAIN_EXAMPLES = 48, 432
 
 
 def tiny_config(**changes):
@@ -139,9 +157,8 @@ def copy_of(experiment_dir, tmp_path):
 
 
 def rows_by_key(experiment_dir):
-    return {
-        (r["run_id"], r["eval_set"], r["severity"]): r for r in store.read_evals(experiment_dir)
-    }
+    """``{(run_id, checkpoint, split, eval_set, severity): row}``."""
+    return {store.row_key(r): r for r in store.read_evals(experiment_dir)}
 
 
 # -- expansion, random search, run ids -------------------------------------------------------
@@ -310,17 +327,40 @@ def test_layout_and_records_follow_the_spec(finished):
         assert run.done_marker()["diverged_step"] is None
         assert Checkpoints(run.checkpoint).steps() == [20, 40]
     rows = store.read_evals(finished)
-    assert len(rows) == 2 * 4  # clean, iid_noise@2, gaussian_noise (ood), regenerated shuffle@5
+    # test: clean, iid_noise@2, gaussian_noise (ood), regenerated shuffle@5; validation: clean
+    # and the shifts entry's iid_noise@2
+    assert len(rows) == 2 * (4 + 2)
     for row in rows:
         assert set(row) >= SPEC_ROW_KEYS
         assert ("reliability" in row) == (row["kind"] in ("clean", "shift"))
-    sets = {(r["eval_set"], r["kind"], r["severity"]) for r in rows}
+    sets = {(r["split"], r["eval_set"], r["kind"], r["severity"], r["num_examples"]) for r in rows}
     assert sets == {
-        ("clean", "clean", 0),
-        ("iid_noise", "shift", 2),
-        ("gaussian_noise", "ood", 0),
-        ("regenerated/shuffle", "set", 5),
+        ("test", "clean", "clean", 0, 120),
+        ("test", "iid_noise", "shift", 2, 120),
+        ("test", "gaussian_noise", "ood", 0, 120),
+        ("test", "regenerated/shuffle", "set", 5, 120),
+        ("validation", "clean", "clean", 0, VALIDATION_EXAMPLES),
+        ("validation", "iid_noise", "shift", 2, VALIDATION_EXAMPLES),
     }
+    for run in runs:
+        own = [r for r in rows if r["run_id"] == run.run_id]
+        # no best-validation state from this trainer: the final checkpoint alone
+        assert {r["checkpoint"] for r in own} == {"final"}
+        # one temperature per run and checkpoint, fitted on the validation split
+        assert len({r["temperature"] for r in own}) == 1 and own[0]["temperature"] > 0
+        assert all(r["nll_ts"] is not None for r in own if r["kind"] != "ood")
+        # the run's columns: the last curve row's accuracy and the status rule of design
+        train_accuracy = run.read_metrics()[-1]["accuracy"]
+        assert {r["train_accuracy"] for r in own} == {train_accuracy}
+        (clean,) = [r for r in own if (r["split"], r["kind"]) == ("test", "clean")]
+        collapsed = train_accuracy <= 0.1 + 0.05 or clean["max_class_fraction"] > 0.95
+        status = "collapsed" if collapsed else "finished"
+        assert {r["status"] for r in own} == {status} and run.done_marker()["status"] == status
+        assert {(r["best_step"], r["cell"], r["trial"], r["role"]) for r in own} == {
+            (None, None, None, None)
+        }
+        listed = sorted(map(tuple, run.done_marker()["evals"]))
+        assert listed == sorted(store.row_key(r)[1:] for r in own)
 
 
 def test_a_sweep_predicts_each_set_once_per_run(tmp_path, monkeypatch):
@@ -347,9 +387,10 @@ def test_a_sweep_predicts_each_set_once_per_run(tmp_path, monkeypatch):
     result = sweep_into(tmp_path / "results", config)
     assert result.count("trained") == 1
     rows = store.read_evals(result.experiment_dir)
-    # clean, iid_noise@2, gaussian_noise, regenerated/shuffle@5, label_shift/0 and /1
-    assert len(rows) == 6
-    assert len(calls) == 6 and set(calls.values()) == {1}, calls
+    # clean, iid_noise@2, gaussian_noise, regenerated/shuffle@5, label_shift/0 and /1; and
+    # on the validation split clean (also the temperature's) and iid_noise@2
+    assert len(rows) == 8
+    assert len(calls) == 8 and set(calls.values()) == {1}, calls
     test = tk.data.load("mnist1d", num_samples=600).test
     key = jax.random.fold_in(jax.random.key(0), zlib.crc32(b"label_shift"))
     for draw in (0, 1):
@@ -361,10 +402,56 @@ def test_a_sweep_predicts_each_set_once_per_run(tmp_path, monkeypatch):
         assert row["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == resampled.y))
 
 
+def test_a_best_validation_state_gets_rows_of_its_own(tmp_path, monkeypatch):
+    """When training keeps a best-validation state (``run.best``, ``info["best_step"]``),
+    both checkpoints get test and validation rows, each recalibrated on its own logits,
+    and the done marker lists them all. Here the "best" state is the run's step-20
+    checkpoint, attached to the run the trainer returns."""
+    captured = {}
+
+    def train_keeping_step_20(*args, callback=None, **kwargs):
+        def keep(rows, states):
+            if rows[0] is not None and rows[0]["step"] == 20:
+                captured["step20"] = states[0]
+            callback(rows, states)
+
+        runs = tk.training.train_population(*args, callback=keep, **kwargs)
+        for run in runs:
+            run.best = dataclasses.replace(run, state=captured["step20"], info=dict(run.info))
+            run.info["best_step"] = 20
+        return runs
+
+    monkeypatch.setattr(execute_module, "train_population", train_keeping_step_20)
+    config = tiny_config(losses=("softmax_cross_entropy",))
+    result = sweep_into(tmp_path / "results", config)
+    assert result.count("trained") == 1
+    rows = rows_by_key(result.experiment_dir)
+    assert {k[1:3] for k in rows} == {
+        (c, s) for c in ("final", "best") for s in ("test", "validation")
+    }
+    assert {r["best_step"] for r in rows.values()} == {20}
+    (run_id,) = {k[0] for k in rows}
+    final = rows[run_id, "final", "test", "clean", 0]
+    best = rows[run_id, "best", "test", "clean", 0]
+    assert best["accuracy"] != final["accuracy"] or best["nll"] != final["nll"]
+    assert best["temperature"] != final["temperature"]  # each fitted on its own logits
+    # the best state's clean test accuracy, recomputed from the step-20 weights
+    run_dir = store.RunDir(result.experiment_dir, run_id)
+    trial = Trial.from_json(json.loads(run_dir.config.read_text()))
+    model = tk.training.build_model(trial.train_config(), 10)
+    test = tk.data.load("mnist1d", num_samples=600).test
+    logits = model.apply({"params": captured["step20"].params}, jnp.asarray(test.x), train=False)
+    assert best["accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == test.y), abs=1e-6)
+    marker = run_dir.done_marker()
+    assert sorted(map(tuple, marker["evals"])) == sorted(k[1:] for k in rows)
+    assert marker["best_step"] == 20
+
+
 def test_recorded_metrics_match_an_independent_recomputation(finished):
-    """Clean accuracy from the restored checkpoint (numpy argmax), and the ECE implied by
-    the recorded reliability bins, agree with the recorded rows."""
-    ds = tk.data.load("mnist1d", num_samples=600)
+    """Clean accuracy from the restored checkpoint (numpy argmax) on the test split and on
+    tk.data.with_validation's split, and the ECE implied by the recorded reliability bins,
+    agree with the recorded rows."""
+    ds = tk.data.with_validation(tk.data.load("mnist1d", num_samples=600), 0.1, seed=0)
     for row in store.read_evals(finished):
         if row["kind"] not in ("clean", "shift"):
             continue
@@ -379,8 +466,9 @@ def test_recorded_metrics_match_an_independent_recomputation(finished):
             cfg = trial.train_config()
             state = Checkpoints(run_dir.checkpoint).restore(abstract_state(cfg, 10, (40,)))
             model = tk.training.build_model(cfg, 10)
-            logits = model.apply({"params": state.params}, jnp.asarray(ds.test.x), train=False)
-            accuracy = np.mean(np.argmax(np.asarray(logits), -1) == ds.test.y)
+            split = ds.test if row["split"] == "test" else ds.validation
+            logits = model.apply({"params": state.params}, jnp.asarray(split.x), train=False)
+            accuracy = np.mean(np.argmax(np.asarray(logits), -1) == split.y)
             assert row["accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
@@ -409,6 +497,10 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     run = next(store.run_dirs(crashed.experiment_dir))
     assert not run.is_done() and Checkpoints(run.checkpoint).steps() == [20]
     assert [r["step"] for r in run.read_metrics()] == [10, 20, 30]
+    error = json.loads(run.error.read_text())  # why it failed, for the report
+    assert set(error) == {"type", "message", "traceback", "time"}
+    assert (error["type"], error["message"]) == ("KeyError", "'simulated crash'")
+    assert "raise KeyError" in error["traceback"] and error["time"].startswith("20")
 
     counter = CountingTrain()
     monkeypatch.setattr(execute_module, "train_population", counter)
@@ -416,6 +508,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     assert counter.calls == 1 and resumed.summaries[0]["resumed_from"] == 20
     assert len(traced) == 1
     assert [r["step"] for r in run.read_metrics()] == [10, 20, 30, 40]  # row 30 not repeated
+    assert run.is_done() and not run.error.exists()  # the successful rerun superseded it
     original = store.RunDir(finished, run.run_id)
     np.testing.assert_allclose(
         [r["loss"] for r in run.read_metrics()],
@@ -496,15 +589,20 @@ def test_diverged_run_gets_rows_with_null_metrics(tmp_path):
     rows = store.read_evals(result.experiment_dir)
     assert rows and all(r["diverged"] and r["diverged_step"] is not None for r in rows)
     assert all(r["accuracy"] is None and r.get("reliability") is None for r in rows)
-    assert {(r["eval_set"], r["num_examples"]) for r in rows} == {
-        ("clean", 120),
-        ("iid_noise", 120),
-        ("gaussian_noise", 120),
-        ("regenerated/shuffle", 120),
+    assert all(r["temperature"] is None and r["nll_ts"] is None for r in rows)
+    assert {(r["split"], r["eval_set"], r["num_examples"]) for r in rows} == {
+        ("test", "clean", 120),
+        ("test", "iid_noise", 120),
+        ("test", "gaussian_noise", 120),
+        ("test", "regenerated/shuffle", 120),
+        ("validation", "clean", VALIDATION_EXAMPLES),
+        ("validation", "iid_noise", VALIDATION_EXAMPLES),
     }
     assert next(r for r in rows if r["kind"] == "ood")["auroc_msp"] is None
+    assert {r["status"] for r in rows} == {"diverged"}
     run = next(store.run_dirs(result.experiment_dir))
     assert run.done_marker()["diverged_step"] == rows[0]["diverged_step"]
+    assert run.done_marker()["status"] == "diverged"
 
 
 def test_evaluate_adds_rows_for_a_new_shift_without_training(finished, tmp_path, monkeypatch):
@@ -524,8 +622,12 @@ def test_evaluate_adds_rows_for_a_new_shift_without_training(finished, tmp_path,
         == 0
     )
     rows = rows_by_key(experiment)
-    new = {k: v for k, v in rows.items() if k[1] == "linear_shear"}
-    assert {k[2] for k in new} == {1, 4} and len(new) == 4
+    new = {k: v for k, v in rows.items() if k[3] == "linear_shear"}
+    # 2 runs x 2 severities, on the test and on the validation split
+    assert {(k[1], k[2], k[4]) for k in new} == {
+        ("final", split, s) for split in ("test", "validation") for s in (1, 4)
+    }
+    assert len(new) == 8
     assert all(r["reliability"] is not None and 0 <= r["accuracy"] <= 1 for r in new.values())
     old = rows_by_key(finished)
     assert all(rows[k]["accuracy"] == old[k]["accuracy"] for k in old)
@@ -545,8 +647,11 @@ BAD = {
     "label_noise": ({"data_axes.label_noise": 1.0}, "1.0", "[0, 1)"),
     "label_noise_kind": ({"data_axes.label_noise_kind": "uniform"}, "uniform", "symmetric"),
     "learning_rate": ({"train.learning_rate": -0.1}, "-0.1", "positive"),
-    "batch_size": ({"train.batch_size": 481}, "481", "480 examples"),
-    "train_size": ({"data_axes.train_size": 1000}, "1000", "1..480"),
+    "batch_size": ({"train.batch_size": 433}, "433", f"{TRAIN_EXAMPLES} examples"),
+    "train_size": ({"data_axes.train_size": 1000}, "1000", f"1..{TRAIN_EXAMPLES}"),
+    "validation_fraction": ({"data_axes.validation_fraction": 1.0}, "1.0", "[0, 1)"),
+    # 24 training examples: class 9 has one, which cannot be in both splits
+    "validation_class": ({"dataset_kwargs.num_samples": 30}, "class 9 has 1", "at least 2"),
     "shift_rank": ({"evals.shifts.names": ("rotate",)}, "rotate", "iid_noise"),
     "ood_rank": ({"evals.ood.names": ("sklearn_patches",)}, "sklearn_patches", "gaussian_noise"),
     "eval_type": ({"evals.shifts.type": "shiftz"}, "shiftz", "shifts"),
@@ -648,11 +753,16 @@ def test_a_member_whose_recording_fails_is_the_only_one_failed(tmp_path, monkeyp
     assert "cannot record this member" in result.failed[0]["error"]
     failed = store.RunDir(result.experiment_dir, calls[0])
     assert not failed.is_done() and Checkpoints(failed.checkpoint).steps() == [20, 40]
+    error = json.loads(failed.error.read_text())
+    assert (error["type"], error["message"]) == ("RuntimeError", "cannot record this member")
+    (other,) = [r for r in store.run_dirs(result.experiment_dir) if r.run_id != calls[0]]
+    assert other.is_done() and not other.error.exists()
     monkeypatch.setattr(execute_module, "record", record)
     counter = CountingTrain()
     monkeypatch.setattr(execute_module, "train_population", counter)
     rerun = sweep_into(tmp_path, tiny_config(executor="population"))
     assert rerun.count("trained") == 1 and rerun.summaries[-1]["resumed_from"] == 40
+    assert failed.is_done() and not failed.error.exists()
 
 
 @pytest.mark.slow

@@ -130,6 +130,52 @@ def test_read_evals_keeps_last_row_per_key_and_only_done_runs(tmp_path):
     assert len(store.read_evals(tmp_path, done_only=False)) == 3
 
 
+def test_row_key_has_checkpoint_and_split_and_old_rows_and_markers_still_read(tmp_path):
+    """Rows of one set on the test and validation splits, final and best checkpoints, are
+    four rows; an old row (no checkpoint, no split) is the final checkpoint on the test set,
+    so a re-evaluation's new-style row replaces it; old markers list [eval_set, severity]."""
+
+    def row(accuracy, **key):
+        return {"run_id": "r1", "eval_set": "clean", "kind": "clean", "severity": 0,
+                "accuracy": accuracy, **key}  # fmt: skip
+
+    rows = [
+        row(0.1),  # an old row
+        row(0.2, checkpoint="best", split="test"),
+        row(0.3, checkpoint="final", split="validation"),
+        row(0.4, checkpoint="best", split="validation"),
+        row(0.5, checkpoint="final", split="test"),  # re-evaluated: replaces the old row
+    ]
+    store.append_jsonl(tmp_path / "evals.jsonl", rows)
+    run = store.RunDir(tmp_path, "r1")
+    run.write_done(None, evals=[store.row_key(r)[1:] for r in rows[1:]], status="finished")
+    marker = run.done_marker()
+    assert marker["status"] == "finished"
+    assert sorted(marker["evals"]) == [
+        ["best", "test", "clean", 0],
+        ["best", "validation", "clean", 0],
+        ["final", "test", "clean", 0],
+        ["final", "validation", "clean", 0],
+    ]
+    kept = store.read_evals(tmp_path)
+    assert sorted(r["accuracy"] for r in kept) == [0.2, 0.3, 0.4, 0.5]
+    assert store.EVAL_KEY == ("run_id", "checkpoint", "split", "eval_set", "severity")
+
+    # An old marker ([eval_set, severity]) is satisfied by an old row, and by a new one.
+    old = {"finished": "then", "evals": [["clean", 0]]}
+    assert store.missing_evals(old, store.row_keys([rows[0]])["r1"]) == []
+    assert store.missing_evals(old, store.row_keys([rows[4]])["r1"]) == []
+    assert store.missing_evals(old, store.row_keys([rows[2]])["r1"]) == [["clean", 0]]
+    new = {"finished": "now", "evals": [["best", "validation", "clean", 0], ["clean"]]}
+    assert store.missing_evals(new, store.row_keys(rows)["r1"]) == [["clean"]]  # malformed
+    # A lost validation row makes the run incomplete.
+    (tmp_path / "evals.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if r.get("split") != "validation")
+    )
+    finished, incomplete = store.finished_run_ids(tmp_path)
+    assert not finished and "2 eval row(s) missing" in incomplete["r1"]
+
+
 def saved_chunks(every, interval_s, chunk_seconds, chunks=12):
     now = [0.0]
     schedule = SaveSchedule(every, interval_s, clock=lambda: now[0])

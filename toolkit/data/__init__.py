@@ -7,6 +7,7 @@
     tk.data.names()                            # the toolkit's registered datasets
     tk.data.names(include_tfds=True)           # ... and TFDS's image classification builders
     tk.data.entry("mnist1d").defaults          # its arguments (MNIST-1D generator's too)
+    tk.data.with_validation(ds, 0.1, seed=0)   # a stratified validation split from train
 
 The toolkit's datasets (``mnist1d``, ``digits``, ``mnist5k``) are TFDS builders
 (:mod:`toolkit.data.builders`) prepared as array_record into the TFDS data dir
@@ -31,6 +32,7 @@ from typing import Any
 from toolkit.data import tfds_names, tfds_source
 from toolkit.data.dataset import Dataset, Split
 from toolkit.data.offline import MNIST1D_DEFAULTS
+from toolkit.data.validation import with_validation
 from toolkit.registry import InvalidHyperparameterError, Registry
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "load",
     "names",
     "register",
+    "with_validation",
 ]
 
 datasets = Registry("dataset")

@@ -4,7 +4,10 @@
 finished runs and ``tk.evaluate`` all call it. The clean split is predicted once; its logits
 give the clean row and are the in-distribution side of every OOD row. Each other set is
 predicted once and gives its whole row (classification metrics and reliability bins, or
-OOD-detection metrics) from those logits.
+OOD-detection metrics) from those logits. Given a ``calibration`` split (held-out data, never
+the test set), it is predicted once too, a temperature is fitted on its logits
+(:func:`toolkit.metrics.fit_temperature`, Guo et al. 2017), and every labelled row also gets
+its temperature-scaled metrics.
 """
 
 from __future__ import annotations
@@ -54,17 +57,36 @@ def evaluate_sets(
     batch_size: int = 1000,
     cache: bool = True,
     keep: bool = False,
+    calibration: Split | None = None,
+    temperature: float | None = None,
 ) -> list[dict[str, Any]]:
     """One row per set: the clean row first, then one per spec in order.
 
-    Rows hold ``eval_set, kind, severity, num_examples``, then the classification metrics
-    and ``reliability`` (clean and labelled sets) or ``<metric>_<score>`` for each of
-    ``ood_scores`` (OOD sets). Every spec and score is checked, and every OOD set built
-    (its shape checked), before the model runs. ``cache`` reads and writes built sets on
-    disk (:mod:`toolkit.evaluation.cache`); ``keep`` also keeps them in this process.
+    Rows hold ``eval_set, kind, severity, num_examples``, then the classification metrics,
+    ``max_class_fraction`` and ``reliability`` (clean and labelled sets) or
+    ``<metric>_<score>`` for each of ``ood_scores`` (OOD sets). With ``calibration`` (a
+    labelled held-out split, e.g. the validation split; it may be ``clean`` itself, whose
+    logits then serve both), every row gets ``temperature`` fitted on its logits, and
+    labelled rows ``nll_ts``, ``ece_ts`` and ``brier_ts``; a ``temperature`` fitted before
+    (e.g. on the same split in an earlier call) may be given instead. Every
+    spec and score is checked, and every OOD set built (its shape checked), before the
+    model runs. ``cache`` reads and writes built sets on disk
+    (:mod:`toolkit.evaluation.cache`); ``keep`` also keeps them in this process.
     """
     if len(clean) == 0:
         raise ValueError("cannot evaluate on an empty split")
+    if calibration is not None and (not isinstance(calibration, Split) or len(calibration) == 0):
+        raise ValueError(
+            f"calibration must be a non-empty labelled Split (held-out data for the "
+            f"temperature), got {calibration!r}"
+        )
+    if temperature is not None and (
+        calibration is not None or not (np.isfinite(temperature) and temperature > 0)
+    ):
+        raise ValueError(
+            f"temperature must be a positive finite number and is exclusive with calibration, "
+            f"got temperature={temperature!r} with calibration={calibration!r}"
+        )
     for score in ood_scores:
         metrics.ood_scores.entry(score)
     for spec in specs:
@@ -78,18 +100,27 @@ def evaluate_sets(
         ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
 
     clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
+    if calibration is not None:
+        logits = (
+            clean_logits
+            if calibration is clean
+            else inference.predict(run, calibration.x, batch_size=batch_size)
+        )
+        temperature = metrics.fit_temperature(logits, calibration.y)
     rows: dict[int, dict] = {}
     for group in _groups(labelled, keep):  # one group of sets held at a time
         built = _built(group, clean, key=key, cache=cache, keep=keep)
         for (i, spec), split in zip(group, built, strict=True):
             logits = inference.predict(run, split.x, batch_size=batch_size)
-            rows[i] = _head(spec, len(split)) | classification_row(logits, split.y)
+            rows[i] = _head(spec, len(split)) | classification_row(logits, split.y, temperature)
     for i, spec in ood:
         logits = inference.predict(run, ood_inputs[i], batch_size=batch_size)
         scores = ood_row(clean_logits, logits, ood_scores)
         rows[i] = _head(spec, int(ood_inputs[i].shape[0])) | scores
+        if temperature is not None:
+            rows[i]["temperature"] = temperature
     clean_row = dict(zip(ID_COLUMNS, ("clean", "clean", 0, len(clean)), strict=True))
-    clean_row |= classification_row(clean_logits, clean.y)
+    clean_row |= classification_row(clean_logits, clean.y, temperature)
     return [clean_row] + [rows[i] for i in range(len(specs))]
 
 
@@ -122,6 +153,7 @@ def evaluate(
     data_kwargs: Mapping[str, Any] | None = None,
     cache: bool = True,
     reliability: bool = False,
+    calibration: Split | None = None,
 ):
     """Evaluates ``run`` on ``split`` and, optionally, on shifted, other and OOD sets.
 
@@ -142,13 +174,19 @@ def evaluate(
         another process, loads them instead of building them again; False builds them in
         memory on every call. The sets are the same either way.
       reliability: add a ``reliability`` column (the reliability-diagram bins).
+      calibration: a labelled held-out split (e.g. ``ds.validation`` from
+        ``tk.data.with_validation``; never the test set): a temperature is fitted on the
+        run's logits on it (Guo et al. 2017) and every row gets ``temperature``, labelled
+        rows also ``nll_ts``, ``ece_ts`` and ``brier_ts`` (the metrics of the logits divided
+        by it).
 
     Returns:
       A DataFrame with one row per evaluation set and severity, the clean set first. Columns:
       the run's ``model, loss, optimizer, learning_rate, batch_size, steps, seed`` and
       ``model_hparams, loss_hparams, optimizer_hparams`` (JSON strings), then ``eval_set,
       kind, severity, num_examples``, the metrics (accuracy, nll, brier, ece,
-      misclassification_auroc), and on OOD rows ``auroc_<score>``, ``aupr_in_<score>``,
+      misclassification_auroc, max_class_fraction: the share of the set predicted as its
+      most predicted class), and on OOD rows ``auroc_<score>``, ``aupr_in_<score>``,
       ``aupr_out_<score>`` and ``fpr_at_95_tpr_<score>``. Shift rows have severity 1..5.
       One number: ``tk.evaluate(run, ds.test).loc[0, "accuracy"]``.
     """
@@ -169,7 +207,14 @@ def evaluate(
     data_kwargs = dict(data_kwargs or {})
     specs += [FarOod(name, given_ood.get(name), data_kwargs) for name in ood or []]
     rows = evaluate_sets(
-        run, split, specs, key=key, ood_scores=ood_scores, batch_size=batch_size, cache=cache
+        run,
+        split,
+        specs,
+        key=key,
+        ood_scores=ood_scores,
+        batch_size=batch_size,
+        cache=cache,
+        calibration=calibration,
     )
     table = pd.DataFrame([run_columns(run.config) | row for row in rows])
     return table if reliability else table.drop(columns="reliability")

@@ -1,9 +1,9 @@
 """Read one experiment's results directory into a tidy pandas DataFrame.
 
 The rows are those of :func:`toolkit.store.read_evals`: the last row per (run_id,
-eval_set, severity) of the runs whose ``done`` marker is intact; damaged lines, malformed
-rows and rows of unfinished runs are skipped with a :class:`ReportWarning`. This module
-shapes them into columns and reads nothing but the store.
+checkpoint, split, eval_set, severity) of the runs whose ``done`` marker is intact; damaged
+lines, malformed rows and rows of unfinished runs are skipped with a
+:class:`ReportWarning`. This module shapes them into columns and reads nothing but the store.
 """
 
 from __future__ import annotations
@@ -118,7 +118,9 @@ def _check_dir(results_dir: Path) -> None:
 def load_results(results_dir: str | Path) -> pd.DataFrame:
     """Evaluation rows of the finished runs of one experiment, one row per key.
 
-    Returns a DataFrame with the evals.jsonl fields (see the sweep spec): config fields,
+    The final checkpoint's rows on the test split (rows of older sweeps, which lack
+    ``checkpoint`` and ``split``, are those). Returns a DataFrame with the evals.jsonl
+    fields (see the sweep spec): config fields,
     ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity`` and the metric columns
     (float, NaN for null), sorted by run_id, kind, eval_set, severity. Hyperparameter
     mappings become canonical JSON strings; ``loss_label`` is :func:`loss_label` and
@@ -140,6 +142,10 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
             f"({len(done)} runs with a done marker, {len(rows)} rows in {store.EVALS})"
         )
     df = pd.DataFrame(kept)
+    for column, default in store.KEY_DEFAULTS.items():  # rows of older sweeps lack them
+        df[column] = df[column].fillna(default) if column in df else default
+    # The tables are of the final checkpoint on the test split (validation rows: selection).
+    df = df[(df["checkpoint"] == "final") & (df["split"] == "test")].reset_index(drop=True)
     df["severity"] = df["severity"].astype(int)
     return _normalize(df, done)
 

@@ -9,7 +9,10 @@
     <experiment>/runs/<run_id>/checkpoint/  orbax checkpoints (``toolkit.sweep.checkpoint``)
     <experiment>/runs/<run_id>/provenance.json
     <experiment>/runs/<run_id>/done         written last: the run is finished (its final
-                                            step and the (eval_set, severity) keys of its rows)
+                                            step, status and the (checkpoint, split,
+                                            eval_set, severity) keys of its rows)
+    <experiment>/runs/<run_id>/error.json   why the run's last attempt failed (type,
+                                            message, traceback, time); gone once it succeeds
     <experiment>/runs/<run_id>/lock         who is training the run (fcntl lock)
     <experiment>/evals.jsonl                one evaluation row per line
     <experiment>/report/                    the report (replaced as a whole)
@@ -36,6 +39,7 @@ from toolkit.store.files import (
 from toolkit.store.layout import (
     EVAL_KEY,
     EVALS,
+    KEY_DEFAULTS,
     REQUIRED,
     SWEEP,
     RunDir,
@@ -45,6 +49,7 @@ from toolkit.store.layout import (
     missing_evals,
     read_eval_rows,
     read_evals,
+    row_key,
     row_keys,
     run_dirs,
     why_incomplete,
@@ -53,6 +58,7 @@ from toolkit.store.layout import (
 __all__ = [
     "EVALS",
     "EVAL_KEY",
+    "KEY_DEFAULTS",
     "REQUIRED",
     "SWEEP",
     "ResultsWarning",
@@ -74,6 +80,7 @@ __all__ = [
     "read_json",
     "read_jsonl",
     "replace_dir",
+    "row_key",
     "row_keys",
     "run_dirs",
     "why_incomplete",

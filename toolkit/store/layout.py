@@ -3,12 +3,14 @@
 A ``done`` marker counts only when it parses and every eval row it lists is in
 ``evals.jsonl`` (:func:`finished_run_ids`); a run whose marker fails that is unfinished for
 readers, and the sweep runner redoes it. A re-evaluation appends rows with the same
-:data:`EVAL_KEY`; the last one wins.
+:data:`EVAL_KEY`; the last one wins. Rows and markers written before rows had a
+``checkpoint`` and a ``split`` read as the final checkpoint on the test split.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -28,6 +30,7 @@ from toolkit.store.files import (
 __all__ = [
     "EVALS",
     "EVAL_KEY",
+    "KEY_DEFAULTS",
     "REQUIRED",
     "SWEEP",
     "RunDir",
@@ -37,6 +40,7 @@ __all__ = [
     "missing_evals",
     "read_eval_rows",
     "read_evals",
+    "row_key",
     "row_keys",
     "run_dirs",
     "why_incomplete",
@@ -44,8 +48,10 @@ __all__ = [
 
 EVALS = "evals.jsonl"
 SWEEP = "sweep.json"
-EVAL_KEY = ("run_id", "eval_set", "severity")
-"""A row's identity: a re-evaluation replaces the row with the same key."""
+EVAL_KEY = ("run_id", "checkpoint", "split", "eval_set", "severity")
+"""A row's identity: a re-evaluation replaces the row with the same key. Rows without
+``checkpoint`` or ``split`` (written before they existed) are ``"final"`` and ``"test"``."""
+KEY_DEFAULTS = {"checkpoint": "final", "split": "test"}
 REQUIRED = ("run_id", "eval_set", "kind", "severity")
 """Fields without which an eval row is malformed and skipped."""
 
@@ -62,6 +68,7 @@ class RunDir:
         self.checkpoint = self.path / "checkpoint"
         self.provenance = self.path / "provenance.json"
         self.done = self.path / "done"
+        self.error = self.path / "error.json"  # why the last attempt failed, if it did
         self.lock = RunLock(self.path / "lock")
 
     def done_marker(self) -> dict[str, Any] | None:
@@ -77,17 +84,38 @@ class RunDir:
         diverged_step: int | None,
         *,
         step: int | None = None,
-        evals: Iterable[tuple[str, int]] = (),
+        evals: Iterable[tuple[str, str, str, int]] = (),
+        status: str | None = None,
+        best_step: int | None = None,
     ) -> None:
         """The marker: when, the divergence step, the final step (the checkpoint to evaluate
-        later) and the ``(eval_set, severity)`` keys of the rows just appended."""
+        later), the ``(checkpoint, split, eval_set, severity)`` keys of the rows just
+        appended, the run's status (finished, diverged or collapsed) and the step of its
+        best-validation state (for re-evaluations' rows)."""
         marker = {
             "finished": now(),
             "diverged_step": diverged_step,
             "step": step,
-            "evals": [[name, int(severity)] for name, severity in evals],
+            "status": status,
+            "best_step": best_step,
+            "evals": [[c, sp, name, int(severity)] for c, sp, name, severity in evals],
         }
         atomic_write_json(self.done, marker)
+
+    def write_error(self, error: BaseException) -> None:
+        """``error.json``: the type, message and traceback of the exception that failed the
+        run's last attempt, and when (atomic; :meth:`clear_error` once it succeeds)."""
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        payload = {
+            "type": type(error).__name__,
+            "message": str(error),
+            "traceback": text,
+            "time": now(),
+        }
+        atomic_write_json(self.error, payload)
+
+    def clear_error(self) -> None:
+        self.error.unlink(missing_ok=True)
 
     def remove_done(self) -> None:
         """Removes the marker: the run counts as unfinished and is redone."""
@@ -142,38 +170,57 @@ def done_markers(experiment_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
     return markers
 
 
-def missing_evals(marker: Mapping[str, Any], keys: set[tuple[str, int]]) -> list[list]:
-    """The ``(eval_set, severity)`` pairs a done marker lists that are not among ``keys``
-    (markers written before the list existed list none)."""
+def _entry_key(entry: Any) -> tuple[str, str, str, int] | None:
+    """A done marker's entry as ``(checkpoint, split, eval_set, severity)``: markers list
+    ``[checkpoint, split, eval_set, severity]``, older ones ``[eval_set, severity]`` (the
+    final checkpoint on the test split); None for a malformed entry."""
+    if not isinstance(entry, list) or len(entry) not in (2, 4):
+        return None
+    if len(entry) == 2:
+        entry = [KEY_DEFAULTS["checkpoint"], KEY_DEFAULTS["split"], *entry]
+    try:
+        return str(entry[0]), str(entry[1]), str(entry[2]), int(entry[3])
+    except (TypeError, ValueError):
+        return None
+
+
+def missing_evals(marker: Mapping[str, Any], keys: set[tuple[str, str, str, int]]) -> list[list]:
+    """The entries a done marker lists that are not among ``keys`` (:func:`row_keys`;
+    markers written before the list existed list none)."""
     listed = marker.get("evals") or []
     if not isinstance(listed, list):
         return [listed]
-    missing = []
-    for pair in listed:
-        try:
-            if not (isinstance(pair, list) and len(pair) == 2):
-                raise TypeError
-            key = (str(pair[0]), int(pair[1]))
-        except (TypeError, ValueError):
-            key = None  # a malformed entry: the marker was not written by the runner
-        if key not in keys:
-            missing.append(pair)
-    return missing
+    # A malformed entry (None) is missing: the marker was not written by the runner.
+    return [entry for entry in listed if _entry_key(entry) not in keys]
 
 
-def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple[str, int]]]:
-    """``{run_id: {(eval_set, severity), ...}}`` of well-formed rows."""
-    keys: dict[str, set[tuple[str, int]]] = {}
+def row_key(row: Mapping[str, Any]) -> tuple[str, str, str, str, int]:
+    """The row's :data:`EVAL_KEY` (missing checkpoint/split as final/test, severity an int);
+    raises KeyError, TypeError or ValueError for a row without a set or severity."""
+    checkpoint = row.get("checkpoint") or KEY_DEFAULTS["checkpoint"]
+    split = row.get("split") or KEY_DEFAULTS["split"]
+    return (
+        str(row.get("run_id")),
+        str(checkpoint),
+        str(split),
+        str(row["eval_set"]),
+        int(row["severity"]),
+    )
+
+
+def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple[str, str, str, int]]]:
+    """``{run_id: {(checkpoint, split, eval_set, severity), ...}}`` of well-formed rows."""
+    keys: dict[str, set[tuple[str, str, str, int]]] = {}
     for row in rows:
         try:
-            key = (str(row["eval_set"]), int(row["severity"]))
+            key = row_key(row)
         except (KeyError, TypeError, ValueError):
             continue
-        keys.setdefault(str(row.get("run_id")), set()).add(key)
+        keys.setdefault(str(row.get("run_id")), set()).add(key[1:])
     return keys
 
 
-def why_incomplete(marker: Mapping[str, Any], keys: set[tuple[str, int]]) -> str | None:
+def why_incomplete(marker: Mapping[str, Any], keys: set[tuple]) -> str | None:
     """Why a done marker does not stand for a finished run given its rows' ``keys``
     (:func:`row_keys`), or None when every row it lists is there."""
     missing = missing_evals(marker, keys)
@@ -213,11 +260,11 @@ def finished_run_ids(
 
 
 def _key(row: Mapping[str, Any]) -> tuple | None:
-    """The row's :data:`EVAL_KEY` (severity as an int), or None for a malformed row."""
+    """The row's :data:`EVAL_KEY` (:func:`row_key`), or None for a malformed row."""
     if any(row.get(k) is None for k in REQUIRED):
         return None
     try:
-        return str(row["run_id"]), str(row["eval_set"]), int(row["severity"])
+        return row_key(row)
     except (TypeError, ValueError):
         return None
 

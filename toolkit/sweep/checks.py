@@ -1,7 +1,8 @@
 """Everything a sweep could trip over, checked before any training or any write.
 
 Names (datasets, models, losses, optimizers, schedules, shifts, OOD sets), ranges
-(severities 0..5, label-noise rate in [0, 1), positive learning rate, batch size within
+(severities 0..5, label-noise rate and validation fraction in [0, 1), positive learning
+rate, at least 2 training examples per class with a validation split, batch size within
 the training set after the data axes) and applicability (a shift or OOD set for the data's
 rank). Errors name the trial, the bad value and the valid choices.
 """
@@ -66,6 +67,16 @@ def _check_axes(axes: Mapping[str, Any], num_classes: int) -> None:
         isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 1.0
     ):
         raise ValueError(f"imbalance must be a ratio n_max / n_min >= 1 or None, got {ratio!r}")
+    fraction = axes["validation_fraction"]
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0.0 <= fraction < 1.0
+    ):
+        raise ValueError(
+            f"validation_fraction must be a number in [0, 1) (0: no validation split), "
+            f"got {fraction!r}"
+        )
 
 
 def check_trials(trials: Sequence[Trial], entries: Mapping[str, Any]) -> None:
@@ -80,9 +91,7 @@ def check_trials(trials: Sequence[Trial], entries: Mapping[str, Any]) -> None:
         try:
             _check_axes(trial.data_axes, dataset.num_classes)
             counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
-            size = effective_train_size(
-                len(dataset.train), dataset.num_classes, counts, dict(trial.data_axes)
-            )
+            size = effective_train_size(dataset.num_classes, counts, dict(trial.data_axes))
             config = trial.train_config()
             validate(config, size)
             # Building is cheap (no arrays) and catches bad schedules and hyperparameter values.

@@ -46,6 +46,7 @@ AXES_DEFAULTS: dict[str, Any] = {
     "label_noise_kind": "symmetric",
     "train_size": None,
     "imbalance": None,
+    "validation_fraction": 0.1,  # 0.0: no validation split (toolkit.sweep.data)
 }
 SPEC_KEYS = (*TRAIN_FIELDS, *AXES_DEFAULTS, "dataset", "dataset_kwargs", "group", "variant")
 # Set by the trainer from TrainConfig fields, so they may not hide in optimizer_hparams.
@@ -214,8 +215,9 @@ def _normalise(spec: Mapping[str, Any], config: Any) -> tuple[dict, dict, str, d
         raise SweepConfigError(f"unknown data axis {bad[0]!r}; valid: {', '.join(AXES_DEFAULTS)}")
     if isinstance(axes["label_noise"], int | float) and not isinstance(axes["label_noise"], bool):
         axes["label_noise"] = float(axes["label_noise"])
-    if isinstance(axes["imbalance"], int) and not isinstance(axes["imbalance"], bool):
-        axes["imbalance"] = float(axes["imbalance"])
+    for name in ("imbalance", "validation_fraction"):
+        if isinstance(axes[name], int) and not isinstance(axes[name], bool):
+            axes[name] = float(axes[name])
     dataset = spec.get("dataset", config.get("dataset"))
     dataset_kwargs = _plain(spec.get("dataset_kwargs", config.get("dataset_kwargs", {})) or {})
     return json_ready(train), json_ready(axes), dataset, json_ready(dataset_kwargs)
@@ -264,7 +266,8 @@ def expand(config: Any, specs: Iterable[Mapping[str, Any]]) -> list[Trial]:
     """Trials from a sweep config and the dicts its ``sweep(config)`` returned.
 
     Each dict may set any :class:`~toolkit.training.TrainConfig` field, a data axis
-    (``label_noise``, ``label_noise_kind``, ``train_size``, ``imbalance``), ``dataset``,
+    (``label_noise``, ``label_noise_kind``, ``train_size``, ``imbalance``,
+    ``validation_fraction``: :mod:`toolkit.sweep.data`), ``dataset``,
     ``dataset_kwargs``, ``group`` or ``variant``; the rest comes from ``config.train``,
     ``config.data_axes`` and the per-name tables ``config.model_hparams[model]``,
     ``config.loss_hparams[loss]`` and ``config.optimizer_hparams[optimizer]``. Registry

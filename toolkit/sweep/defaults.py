@@ -69,6 +69,7 @@ def base_config(experiment: str, *, dataset: str) -> ml_collections.ConfigDict:
             "label_noise_kind": "symmetric",
             "train_size": config_dict.placeholder(int),
             "imbalance": config_dict.placeholder(float),
+            "validation_fraction": 0.1,  # held out of train, stratified; 0.0: none
         }
     )
     config.group_by = ("model", "optimizer")

@@ -11,7 +11,9 @@ Order of writes in a run dir: ``config.json``, then ``metrics.jsonl`` rows per c
 checkpoint when :class:`SaveSchedule` says so and at the end, then the ``evals.jsonl`` rows,
 ``provenance.json``, and ``done`` last. A crash anywhere before ``done`` leaves a run that
 the next invocation resumes from its newest readable checkpoint (curve rows written after
-that checkpoint are dropped first, so the curve has no gaps or repeats).
+that checkpoint are dropped first, so the curve has no gaps or repeats). A trial that fails
+with an exception gets ``error.json`` (type, message, traceback, time); its successful
+rerun removes it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,11 +35,11 @@ from toolkit.data import Dataset, Split
 from toolkit.population import population_key
 from toolkit.sweep.checkpoint import Checkpoints, saved_layouts
 from toolkit.sweep.config import Trial
-from toolkit.sweep.data import load_dataset, noisy_labels, subset
+from toolkit.sweep.data import load_dataset, training_data
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.provenance import provenance
-from toolkit.sweep.records import eval_rows, evaluate_trial
+from toolkit.sweep.records import evaluate_trial
 from toolkit.training import TrainConfig, TrainState, train_population
 
 __all__ = [
@@ -102,9 +105,11 @@ class Recorder:
 
 
 def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra: Any) -> dict:
-    """What a worker reports back: status and headline numbers for the progress summary."""
+    """What a worker reports back: status and headline numbers (the final checkpoint on the
+    test split) for the progress summary."""
     summary = {"run_id": trial.run_id, "group": trial.group, "status": status, **extra}
     if rows:
+        rows = [r for r in rows if (r["checkpoint"], r["split"]) == ("final", "test")]
         clean = [r["accuracy"] for r in rows if r["kind"] == "clean" and r["accuracy"] is not None]
         shifted = [
             r["accuracy"]
@@ -114,6 +119,7 @@ def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra
         summary["clean_accuracy"] = clean[0] if clean else None
         summary["shifted_accuracy"] = float(np.mean(shifted)) if shifted else None
         summary["diverged"] = bool(rows[0]["diverged"])
+        summary["run_status"] = rows[0]["status"]
     return summary
 
 
@@ -124,15 +130,26 @@ def record(
     dataset: Dataset,
     evals: Mapping,
     started: str,
+    *,
+    validation: Split | None = None,
     **extra: Any,
 ) -> list[dict]:
-    """Evaluates a trained run and writes its eval rows, provenance and done marker (which
-    lists the rows, so that a reader can tell when rows were lost)."""
+    """Evaluates a trained run (its final state, and its best-validation state when training
+    kept one) and writes its eval rows, provenance and done marker (which lists the rows, so
+    that a reader can tell when rows were lost, and the run's status)."""
     diverged_step = run.info.get("diverged_step")
-    results = evaluate_trial(
-        run, dataset, trial, parse_evals(evals), diverged=diverged_step is not None
+    runs = {"final": run}
+    if getattr(run, "best", None) is not None:
+        runs["best"] = run.best
+    rows = evaluate_trial(
+        runs,
+        dataset,
+        trial,
+        parse_evals(evals),
+        validation=validation,
+        diverged_step=diverged_step,
+        curve=run_dir.read_metrics(),
     )
-    rows = eval_rows(trial, results, diverged_step)
     store.append_jsonl(run_dir.experiment_dir / store.EVALS, rows)
     finished = store.now()
     store.atomic_write_json(
@@ -148,8 +165,11 @@ def record(
     run_dir.write_done(
         diverged_step,
         step=int(run.state.step),
-        evals=[(row["eval_set"], row["severity"]) for row in rows],
+        evals=[store.row_key(row)[1:] for row in rows],
+        status=rows[0]["status"],
+        best_step=rows[0]["best_step"],
     )
+    run_dir.clear_error()  # a failure of an earlier attempt is superseded
     return rows
 
 
@@ -199,18 +219,15 @@ class _Member:
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.labels: np.ndarray | None = None
+        self.validation: Split | None = None  # with the trial's noisy labels
         self.noise = 0.0
 
     def prepare(self) -> None:
         """Loads the data (data axes and label noise applied) and restores the state."""
         trial = self.trial
         self.dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
-        self.split = subset(self.dataset, dict(trial.data_axes))
-        self.labels, self.noise = noisy_labels(
-            self.split,
-            dict(trial.data_axes),
-            seed=trial.train["seed"],
-            num_classes=self.dataset.num_classes,
+        self.split, self.labels, self.validation, self.noise = training_data(
+            self.dataset, dict(trial.data_axes), seed=trial.train["seed"]
         )
         self.checkpoints, self.state = restore(trial, self.run_dir, self.dataset)
 
@@ -230,8 +247,8 @@ class _Member:
         t = self.trial
         healthy = self.state is None or int(self.state.diverged_step) < 0
         step = self.resumed_from if healthy else ("diverged", t.run_id)
-        examples = [t.dataset, t.dataset_kwargs, t.data_axes.get("train_size"),
-                    t.data_axes.get("imbalance")]  # fmt: skip
+        axes = ("train_size", "imbalance", "validation_fraction")
+        examples = [t.dataset, t.dataset_kwargs, *(t.data_axes.get(a) for a in axes)]
         return population_key(t.train_config()), json.dumps(examples, sort_keys=True), step
 
 
@@ -292,6 +309,7 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
                 member.dataset,
                 member.task.evals,
                 member.started,
+                validation=member.validation,
                 resumed_from_step=member.resumed_from,
                 num_train=len(member.split),
                 label_noise_realised=member.noise,
@@ -310,6 +328,12 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
 
 
 def _failed(member: _Member) -> dict[str, Any]:
+    """The summary of a trial the pipeline failed on (called while handling the exception),
+    whose run directory gets ``error.json`` (type, message, traceback, time)."""
+    try:
+        member.run_dir.write_error(sys.exc_info()[1])
+    except OSError:  # a full or read-only disk must not hide the failure being reported
+        pass
     return summarize(member.trial, "failed", error=traceback.format_exc())
 
 

@@ -1,9 +1,18 @@
-"""A sweep trial's evaluation -> its ``evals.jsonl`` rows (one per eval set and severity).
+"""A sweep trial's evaluation -> its ``evals.jsonl`` rows (one per checkpoint, split, eval
+set and severity).
 
-The sweep and the re-evaluation of finished runs both go through :func:`evaluate_trial`
-(:func:`toolkit.evaluation.core.evaluate_sets` on the sets of the config's ``evals``) and
-:func:`eval_rows`. Every run is evaluated with one fixed key, so all runs of a sweep see the
-same shifted examples (paired comparisons); the sets are kept in the worker's memory.
+The sweep and the re-evaluation of finished runs both go through :func:`evaluate_trial`.
+For each evaluated checkpoint (``"final"``, and ``"best"``: the best-validation state) it
+gives the ``test`` rows (the clean test set and every set of the config's ``evals``) and,
+when the trial has a validation split, the ``validation`` rows (the clean validation split
+and the ``shifts`` entries' corruptions of it, at the same severities: the held-out data
+that model selection may use; :mod:`toolkit.selection`). Every row's temperature-scaled
+metrics use the temperature fitted on that checkpoint's validation logits (Guo et al.
+2017). Every run is evaluated with one fixed key, so all runs of a sweep see the same
+shifted examples (paired comparisons); the sets are kept in the worker's memory.
+
+Every row of a run also carries the run's ``status`` (:func:`run_status`),
+``train_accuracy``, ``best_step`` and its tuning tags (``cell``, ``trial``, ``role``).
 """
 
 from __future__ import annotations
@@ -13,16 +22,36 @@ from typing import Any
 
 import jax
 
-from toolkit.data import Dataset
+from toolkit.data import Dataset, Split
 from toolkit.evaluation.core import ID_COLUMNS, evaluate_sets
-from toolkit.evaluation.sets import EvalSet
+from toolkit.evaluation.sets import EvalSet, Shifted
 from toolkit.sweep.config import Trial
 
-__all__ = ["EVAL_KEY_SEED", "eval_rows", "evaluate_trial", "trial_sets"]
+__all__ = [
+    "COLLAPSE_MARGIN",
+    "EVAL_KEY_SEED",
+    "MAX_CLASS_FRACTION",
+    "evaluate_trial",
+    "run_status",
+    "trial_sets",
+]
 
 EVAL_KEY_SEED = 0  # tk.evaluate's default key: a notebook with it reads the sweep's sets
-# tk.evaluate's classification metrics: every row has them (null where undefined).
-_METRICS = ("accuracy", "nll", "brier", "ece", "misclassification_auroc")
+# Every row has these metric columns (null where undefined or without a validation split).
+_METRICS = (
+    "accuracy",
+    "nll",
+    "brier",
+    "ece",
+    "misclassification_auroc",
+    "max_class_fraction",
+    "temperature",
+    "nll_ts",
+    "ece_ts",
+    "brier_ts",
+)
+COLLAPSE_MARGIN = 0.05  # collapsed: final training accuracy <= chance + this...
+MAX_CLASS_FRACTION = 0.95  # ...or more than this share of the test set predicted as one class
 
 
 def trial_sets(dataset: Dataset, trial: Trial, entries: Mapping[str, Any]) -> list[EvalSet]:
@@ -34,40 +63,91 @@ def trial_sets(dataset: Dataset, trial: Trial, entries: Mapping[str, Any]) -> li
     return list(specs.values())
 
 
-def skeleton_rows(dataset: Dataset, trial: Trial, entries: Mapping[str, Any]) -> list[dict]:
+def _skeleton(clean: Split, specs: Sequence[EvalSet], key: jax.Array) -> list[dict]:
     """The rows' sets without metrics: for diverged runs, whose logits may not be finite."""
-    key = jax.random.key(EVAL_KEY_SEED)
-    rows = [("clean", "clean", 0, len(dataset.test))]
-    rows += [
-        (s.name, s.kind, s.severity, s.size(dataset.test, key=key))
-        for s in trial_sets(dataset, trial, entries)
-    ]
+    rows = [("clean", "clean", 0, len(clean))]
+    rows += [(s.name, s.kind, s.severity, s.size(clean, key=key)) for s in specs]
     return [dict(zip(ID_COLUMNS, row, strict=True)) for row in rows]
 
 
-def evaluate_trial(
-    run, dataset: Dataset, trial: Trial, entries: Mapping[str, Any], *, diverged: bool = False
-) -> list[dict]:
-    """Rows (eval_set, kind, severity, num_examples, metrics) of every entry; one clean row.
-
-    A diverged run is not evaluated (its frozen weights may overflow): its rows carry the
-    sets alone, and :func:`eval_rows` gives them null metrics.
-    """
+def run_status(
+    diverged: bool, train_accuracy: float | None, max_class_fraction: float | None, num_classes: int
+) -> str:
+    """``diverged`` (non-finite training), ``collapsed`` (final training accuracy at most
+    chance + :data:`COLLAPSE_MARGIN`, or more than :data:`MAX_CLASS_FRACTION` of the clean
+    test set predicted as one class) or ``finished``."""
     if diverged:
-        return skeleton_rows(dataset, trial, entries)
-    specs = trial_sets(dataset, trial, entries)
-    return evaluate_sets(run, dataset.test, specs, key=jax.random.key(EVAL_KEY_SEED), keep=True)
+        return "diverged"
+    if train_accuracy is not None and train_accuracy <= 1 / num_classes + COLLAPSE_MARGIN:
+        return "collapsed"
+    if max_class_fraction is not None and max_class_fraction > MAX_CLASS_FRACTION:
+        return "collapsed"
+    return "finished"
 
 
-def eval_rows(trial: Trial, rows: Sequence[dict], diverged_step: int | None) -> list[dict]:
-    """The ``evals.jsonl`` rows: the trial's fields, then each row's set and metrics.
+def evaluate_trial(
+    runs: Mapping[str, Any],
+    dataset: Dataset,
+    trial: Trial,
+    entries: Mapping[str, Any],
+    *,
+    validation: Split | None = None,
+    diverged_step: int | None = None,
+    curve: Sequence[Mapping[str, Any]] = (),
+) -> list[dict]:
+    """The ``evals.jsonl`` rows of a trained trial: its fields, the run's, then each row's
+    checkpoint, split, set and metrics.
 
-    Every row carries the union of metric columns (missing or NaN -> null); a diverged
-    run's rows keep their sets but have null metrics. Clean and shifted rows carry their
-    reliability-diagram bins.
+    ``runs`` maps a checkpoint name to the run holding its weights: ``"final"`` (whose info
+    gives ``best_step``), plus ``"best"`` when training kept one. ``curve`` is the run's
+    whole training curve (``metrics.jsonl``; the Run of a resumed run holds only the rows
+    since it resumed): its last row's accuracy is ``train_accuracy``.
+    ``validation`` is the trial's validation split with its (noisy) labels
+    (:func:`toolkit.sweep.data.training_data`), or None. Every row carries the union of
+    metric columns (missing or NaN -> null). A diverged run is not evaluated (its weights
+    may overflow): its rows keep their sets but have null metrics. Clean and shifted rows
+    carry their reliability-diagram bins.
     """
+    diverged = diverged_step is not None
+    key = jax.random.key(EVAL_KEY_SEED)
+    specs = trial_sets(dataset, trial, entries)
+    shifted = [s for s in specs if isinstance(s, Shifted)]
+    results = []
+    for checkpoint, run in runs.items():
+        if diverged:
+            test = _skeleton(dataset.test, specs, key)
+            held = [] if validation is None else _skeleton(validation, shifted, key)
+        else:  # the validation split first: its logits give the temperature
+            held, temperature = [], None
+            if validation is not None:
+                held = evaluate_sets(
+                    run, validation, shifted, key=key, keep=True, calibration=validation
+                )
+                temperature = held[0]["temperature"]
+            test = evaluate_sets(
+                run, dataset.test, specs, key=key, keep=True, temperature=temperature
+            )
+        results += [{"checkpoint": checkpoint, "split": "test", **row} for row in test]
+        results += [{"checkpoint": checkpoint, "split": "validation", **row} for row in held]
+    final = runs["final"]
+    train_accuracy = curve[-1].get("accuracy") if curve else None
+    clean = [
+        r.get("max_class_fraction")
+        for r in results
+        if (r["checkpoint"], r["split"], r["kind"]) == ("final", "test", "clean")
+    ]
+    run = {
+        "status": run_status(diverged, train_accuracy, (clean or [None])[0], dataset.num_classes),
+        "train_accuracy": train_accuracy,
+        "best_step": final.info.get("best_step"),
+    }
+    return _rows(trial, results, diverged_step, run)
+
+
+def _head(trial: Trial, diverged_step: int | None) -> dict[str, Any]:
     train, axes = trial.train, trial.data_axes
-    head = {
+    tags = getattr(trial, "tags", None) or {}
+    return {
         "run_id": trial.run_id,
         "experiment": trial.experiment,
         "dataset": trial.dataset,
@@ -86,9 +166,18 @@ def eval_rows(trial: Trial, rows: Sequence[dict], diverged_step: int | None) -> 
         "imbalance": axes["imbalance"],
         "group": trial.group,
         "variant": trial.variant,
+        "cell": tags.get("cell"),
+        "trial": tags.get("trial"),
+        "role": tags.get("role"),
         "diverged": diverged_step is not None,
         "diverged_step": diverged_step,
     }
+
+
+def _rows(
+    trial: Trial, rows: Sequence[dict], diverged_step: int | None, run: Mapping[str, Any]
+) -> list[dict]:
+    head = _head(trial, diverged_step) | dict(run)
     columns: list[str] = list(_METRICS)
     if any(row["kind"] == "ood" for row in rows):
         from toolkit.metrics import OOD_SCORES
@@ -98,12 +187,13 @@ def eval_rows(trial: Trial, rows: Sequence[dict], diverged_step: int | None) -> 
             for s in OOD_SCORES
             for m in ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")
         ]
+    fixed = ("checkpoint", "split", *ID_COLUMNS, "reliability")
     for row in rows:
-        columns += [c for c in row if c not in (*ID_COLUMNS, "reliability", *columns)]
+        columns += [c for c in row if c not in (*fixed, *columns)]
     out = []
     for row in rows:
         values = {c: (None if diverged_step is not None else row.get(c)) for c in columns}
-        record = head | {c: row[c] for c in ID_COLUMNS} | values
+        record = head | {c: row[c] for c in ("checkpoint", "split", *ID_COLUMNS)} | values
         if row["kind"] in ("clean", "shift"):
             record["reliability"] = None if diverged_step is not None else row.get("reliability")
         out.append(record)

@@ -1,11 +1,14 @@
 """Evaluate finished runs on new shifts from their checkpoints, without retraining.
 
-New rows are appended to ``evals.jsonl``; a row whose (run_id, eval_set, severity) already
-exists replaces it for readers (the last row wins), so re-evaluating is idempotent. Each
-run's ``config.json`` is read as data and must hash to its run id, and only the run's final
-checkpoint (the step its ``done`` marker names) is evaluated: a run whose record or final
-checkpoint is damaged is skipped with a warning, never evaluated from an older step, and
-nothing in its directory is changed.
+New rows are appended to ``evals.jsonl``; a row whose (run_id, checkpoint, split, eval_set,
+severity) already exists replaces it for readers (the last row wins), so re-evaluating is
+idempotent. Each run's ``config.json`` is read as data and must hash to its run id, and
+only the run's final checkpoint (the step its ``done`` marker names) is evaluated, on the
+test split and, for a run trained with a validation split, on that split (rebuilt from the
+trial: :func:`toolkit.sweep.data.training_data`), whose temperature recalibrates the rows.
+A run whose record or final checkpoint is damaged is skipped with a warning, never
+evaluated from an older step, and nothing in its directory is changed. Runs of sweeps
+before validation splits existed have none (their data axes lack ``validation_fraction``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from typing import Any
 from toolkit import store
 from toolkit.sweep.checkpoint import Checkpoints, saved_layouts
 from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
-from toolkit.sweep.data import load_dataset
+from toolkit.sweep.data import load_dataset, training_data
 from toolkit.sweep.evals import check_evals, parse_evals
-from toolkit.sweep.records import eval_rows, evaluate_trial
+from toolkit.sweep.records import evaluate_trial
 from toolkit.training import Run, build_model
 
 __all__ = ["reevaluate"]
@@ -83,16 +86,20 @@ def reevaluate(
             )
             continue
         model = build_model(config, dataset.num_classes)
-        run = Run(
-            config,
-            model,
-            state,
-            run_dir.read_metrics(),
-            {"diverged_step": marker.get("diverged_step")},
-        )
+        curve = run_dir.read_metrics()
+        info = {k: marker.get(k) for k in ("diverged_step", "best_step")}
+        run = Run(config, model, state, curve, info)
         diverged_step = marker.get("diverged_step")
-        results = evaluate_trial(run, dataset, trial, entries, diverged=diverged_step is not None)
-        rows = eval_rows(trial, results, diverged_step)
+        data = training_data(dataset, dict(trial.data_axes), seed=trial.train["seed"])
+        rows = evaluate_trial(
+            {"final": run},
+            dataset,
+            trial,
+            entries,
+            validation=data.validation,
+            diverged_step=diverged_step,
+            curve=curve,
+        )
         store.append_jsonl(experiment_dir / store.EVALS, rows)
         written += len(rows)
     print(f"{experiment_dir}: wrote {written} rows for {len(runs)} runs", file=out)

@@ -268,7 +268,8 @@ def _execute(
                 ids = {t.run_id for t in trials if t.group == summary["group"]}
                 ids &= store.done_run_ids(experiment_dir)
                 every_row = store.read_evals(experiment_dir, done_only=False)
-                rows = [r for r in every_row if r["run_id"] in ids]
+                rows = [r for r in every_row if r["run_id"] in ids
+                        and store.row_key(r)[1:3] == ("final", "test")]  # fmt: skip
                 bar.write(
                     group_line(summary["group"], rows, group_runs[summary["group"]]), file=out
                 )
