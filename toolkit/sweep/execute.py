@@ -190,14 +190,17 @@ def intact_until(rows: list[dict[str, Any]], config: TrainConfig) -> int:
     return last
 
 
-def restore(trial: Trial, run_dir: store.RunDir, dataset: Dataset) -> tuple[Checkpoints, Any]:
+def restore(
+    trial: Trial, run_dir: store.RunDir, dataset: Dataset, *, best: bool = False
+) -> tuple[Checkpoints, Any]:
     """The run's checkpoints and the newest readable state its curve covers (None: start
-    from scratch); curve rows and checkpoints after that state are dropped."""
+    from scratch); curve rows and checkpoints after that state are dropped. ``best``: the
+    run trains with a validation split, so its states keep the best-validation state."""
     config = trial.train_config()
     checkpoints = Checkpoints(run_dir.checkpoint)
     state = None
     if checkpoints.steps():  # a fresh run has none: no need to trace the state's structure
-        abstract = saved_layouts(config, dataset.num_classes, dataset.input_shape)
+        abstract = saved_layouts(config, dataset.num_classes, dataset.input_shape, best=best)
         covered = intact_until(run_dir.read_metrics(), config)
         state = checkpoints.restore(abstract, at_most=covered)
     step = int(state.step) if state is not None else 0
@@ -229,7 +232,9 @@ class _Member:
         self.split, self.labels, self.validation, self.noise = training_data(
             self.dataset, dict(trial.data_axes), seed=trial.train["seed"]
         )
-        self.checkpoints, self.state = restore(trial, self.run_dir, self.dataset)
+        self.checkpoints, self.state = restore(
+            trial, self.run_dir, self.dataset, best=self.validation is not None
+        )
 
     def close(self) -> None:
         """Releases the run's lock and closes its checkpoints (both idempotent)."""
@@ -285,8 +290,13 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
         for recorder, row, state in zip(recorders, rows, states, strict=True):
             recorder(row, state, save=save)
 
-    # Labels are per member only when they differ from the split's (label noise).
+    # Labels are per member only when they differ from the split's (label noise); members
+    # share the validation examples (group_key), each with its own noisy labels.
     noisy = any(not np.array_equal(m.labels, first.split.y) for m in group)
+    validation = first.validation
+    noisy_val = validation is not None and any(
+        not np.array_equal(m.validation.y, validation.y) for m in group
+    )
     t0 = time.perf_counter()
     runs = train_population(
         first.split,
@@ -296,6 +306,8 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
         callback=callback,
         initial_states=None if first.state is None else [m.state for m in group],
         shard=shard,
+        validation=validation,
+        validation_labels=np.stack([m.validation.y for m in group]) if noisy_val else None,
     )
     train_s = time.perf_counter() - t0
     for member, run in zip(group, runs, strict=True):

@@ -113,8 +113,12 @@ def evaluate_trial(
     specs = trial_sets(dataset, trial, entries)
     shifted = [s for s in specs if isinstance(s, Shifted)]
     results = []
+    by_step: dict[int, tuple[list[dict], list[dict]]] = {}
     for checkpoint, run in runs.items():
-        if diverged:
+        step = int(run.state.step)
+        if not diverged and step in by_step:  # the best state is the final one: same rows
+            test, held = by_step[step]
+        elif diverged:
             test = _skeleton(dataset.test, specs, key)
             held = [] if validation is None else _skeleton(validation, shifted, key)
         else:  # the validation split first: its logits give the temperature
@@ -127,6 +131,7 @@ def evaluate_trial(
             test = evaluate_sets(
                 run, dataset.test, specs, key=key, keep=True, temperature=temperature
             )
+            by_step[step] = test, held
         results += [{"checkpoint": checkpoint, "split": "test", **row} for row in test]
         results += [{"checkpoint": checkpoint, "split": "validation", **row} for row in held]
     final = runs["final"]
