@@ -210,6 +210,10 @@ def _label_noise(report: Report, md: list[str], groups: pd.DataFrame) -> None:
         return
     report.add("label_noise.csv", table[1], "clean test accuracy per label-noise rate")
     report.blocks["label_noise"] = table[0]
+    for metric in tables.PIVOT_METRICS[1:]:
+        other = tables.label_noise_table(groups, metric)
+        if other is not None:
+            report.blocks[f"label_noise_{metric}"] = other[0]
     link = ""
     if report.figure(
         "label_noise.png",
