@@ -33,6 +33,8 @@ def test_fill_replaces_only_between_the_markers():
     assert out == README.replace("stale", "| a |\n|---|\n| 1 |").replace(">old<", ">slope 0.42<")
     assert fill_blocks(out, blocks) == out  # idempotent
     assert block_names(out) == ["table", "fact"]
+    quoted = "Blocks stand between `<!-- report:NAME -->` and `<!-- /report:NAME -->`.\n"
+    assert fill_blocks(quoted + out, blocks) == quoted + out
 
 
 def test_unknown_block_names_the_valid_ones():

@@ -12,8 +12,9 @@ leaving every other character of the file as it is::
     probit fit <!-- report:line_fit -->slope 0.42, ...<!-- /report:line_fit -->
 
 A multi-line fragment stands on its own lines between the markers, a one-line fragment
-inline. In a README outside the results directory, a block names its experiment:
-``<!-- report:loss_comparison/line_fit -->``; only the blocks of the experiment being
+inline; a marker quoted as inline code (after a backtick) is prose, not a block. In a
+README outside the results directory, a block names its experiment,
+``<!-- report:loss_comparison/line_fit -->``, and only the blocks of the experiment being
 reported on are refreshed there.
 """
 
@@ -28,7 +29,7 @@ from toolkit.report.tables import markdown_table
 
 __all__ = ["BlockError", "block_names", "fill_blocks", "set_means_table"]
 
-_MARKER = re.compile(r"<!-- (/?)report:([^\s>]+) -->")
+_MARKER = re.compile(r"(?<!`)<!-- (/?)report:([^\s>]+) -->")  # `quoted` ones are prose
 
 
 class BlockError(ValueError):
