@@ -80,13 +80,14 @@ def figure_legend(fig: Figure, axes, *, title: str | None = None, handles=None) 
     if not unique:  # e.g. every group of every panel diverged
         return
     columns = 1 if len(unique) <= 30 else 2
-    legend = fig.legend(list(unique.values()), list(unique), loc="outside right upper",
+    legend = fig.legend(list(unique.values()), list(unique), loc="outside right center",
                         fontsize=7, title=title, title_fontsize=7, ncols=columns)  # fmt: skip
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)  # a renderer to measure text with; savefig draws with Agg anyway
     size = legend.get_window_extent(fig.canvas.get_renderer())
     fig.set_figwidth(fig.get_figwidth() + size.width / fig.dpi + 0.2)
-    fig.set_figheight(max(fig.get_figheight(), size.height / fig.dpi + 0.6))
+    # Taller than the legend by the title and axis-label margins, so it stays below the title.
+    fig.set_figheight(max(fig.get_figheight(), size.height / fig.dpi + 1.2))
 
 
 def _band(ax, x, mean, se, color, label) -> None:
