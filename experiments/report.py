@@ -2,10 +2,13 @@
 
     python -m experiments.report results/<experiment>
     python -m experiments.report results/<experiment> --out /tmp/report
+    python -m experiments.report results/loss_comparison --readme README.md
 
 Reads ``<dir>/evals.jsonl`` (rows of runs with a ``runs/<run_id>/done`` marker) and
 writes Markdown/CSV tables, PNG figures and a README into ``<dir>/report/`` (replaced as a
-whole). See ``toolkit.report`` for the definitions.
+whole), then refreshes the ``<!-- report:NAME -->`` blocks of ``<dir>/README.md`` and the
+``<!-- report:<experiment>/NAME -->`` blocks of each ``--readme`` file. See
+``toolkit.report`` for the definitions.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolkit.report import ReportError, write_report
+from toolkit.report import BlockError, ReportError, write_report
 
 COMMAND = "python -m experiments.report"
 
@@ -24,11 +27,18 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", type=Path, help="results/<experiment>")
     parser.add_argument("--out", type=Path, default=None, help="default: <results_dir>/report")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        action="append",
+        default=[],
+        help="another README whose <!-- report:<experiment>/NAME --> blocks to refresh",
+    )
     args = parser.parse_args(argv)
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     try:
-        paths = write_report(args.results_dir, args.out, command=command)
-    except ReportError as err:
+        paths = write_report(args.results_dir, args.out, command=command, readmes=args.readme)
+    except (ReportError, BlockError) as err:
         parser.exit(2, f"error: {err}\n")
     for path in paths:
         print(path)

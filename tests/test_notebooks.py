@@ -246,8 +246,8 @@ def test_effective_robustness_against_a_scipy_probit_fit():
     )
     assert table.loc["gce", "effective_robustness_mean"] == pytest.approx(above[2], abs=1e-6)
     fig = analysis.effective_robustness_figure(table.reset_index())
-    widths = sorted(p.get_width() for p in fig.axes[0].patches)
-    np.testing.assert_allclose(widths, sorted(100 * table["effective_robustness_mean"]), atol=1e-6)
+    dots = sorted(x for c in fig.axes[0].containers for x in c.lines[0].get_xdata())
+    np.testing.assert_allclose(dots, sorted(100 * table["effective_robustness_mean"]), atol=1e-6)
 
 
 def test_reliability_figure_shows_the_bins_and_a_numpy_ece():

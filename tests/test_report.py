@@ -570,29 +570,6 @@ def test_labels_name_only_keys_that_vary_within_one_model():
     ]
 
 
-@pytest.mark.parametrize("lines", [3, 28])
-def test_a_long_legend_goes_beside_the_panel_and_a_short_one_inside(lines):
-    # 28 series (7 losses x 4 noise rates) drawn over the lines hid the whole panel.
-    from matplotlib.figure import Figure
-
-    from toolkit.report.plots import MAX_INSIDE_LEGEND, _legend
-
-    fig = Figure(figsize=(4.6, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for i in range(lines):
-        ax.plot([0, 1], [i, i], label=f"loss {i}, label_noise=0.{i}")
-    _legend(ax)
-    fig.canvas.draw()
-    legend = ax.get_legend().get_window_extent()
-    panel = ax.get_window_extent()
-    if lines > MAX_INSIDE_LEGEND:
-        assert legend.x0 >= panel.x1  # beside the panel, not over it
-        assert panel.width >= 0.5 * 4.6 * fig.dpi  # and the panel kept a usable width
-        assert legend.y0 >= 0  # the whole legend is on the figure
-    else:
-        assert panel.x0 <= legend.x0 and legend.x1 <= panel.x1
-
-
 # --- layering -----------------------------------------------------------------------------
 
 TOOLKIT = Path(__file__).resolve().parents[1] / "toolkit"

@@ -9,6 +9,7 @@ evals.jsonl row format are the sweep runner's (see the sweep spec): ``runs/<run_
 markers and an append-only ``evals.jsonl``.
 """
 
+from toolkit.report.blocks import BlockError, block_names, fill_blocks
 from toolkit.report.build import Report, build_report, write_report
 from toolkit.report.curves import (
     LineFit,
@@ -21,13 +22,16 @@ from toolkit.report.load import ReportError, ReportWarning, finished_runs, load_
 from toolkit.report.stats import aggregate, mean_se, per_run, series_labels
 
 __all__ = [
+    "BlockError",
     "LineFit",
     "Report",
     "ReportError",
     "ReportWarning",
     "accuracy_line",
     "aggregate",
+    "block_names",
     "build_report",
+    "fill_blocks",
     "finished_runs",
     "load_results",
     "mean_se",

@@ -20,7 +20,15 @@ from matplotlib.figure import Figure
 
 from toolkit.metrics import OOD_SCORES
 from toolkit.report.curves import LineFit, pooled_reliability, severity_curves, with_run_config
-from toolkit.report.plots import _colors, _panels, draw_reliability, severity_panels
+from toolkit.report.palette import palette
+from toolkit.report.plots import (
+    CI,
+    _panels,
+    dot_panels,
+    draw_reliability,
+    figure_legend,
+    severity_panels,
+)
 from toolkit.report.stats import aggregate, series_labels
 
 __all__ = [
@@ -78,25 +86,11 @@ def effective_robustness(fit: LineFit, runs: pd.DataFrame) -> pd.DataFrame:
 
 def effective_robustness_figure(table: pd.DataFrame) -> Figure:
     """Effective robustness per loss in percentage points, from :func:`effective_robustness`:
-    one panel per model, +/- 1 SE bars (green above the line, red below)."""
-    labels = table["group_id"].map(_labels_per_model(table))
-    models = sorted(table["model"].astype(str).unique())
-    rows_max = table["model"].value_counts().max()
-    fig, axes = _panels(len(models), width=5.2, height=0.3 * rows_max + 1.4, cols=3)
-    for ax, model in zip(axes, models, strict=True):
-        mine = table["model"].astype(str) == model
-        rows, names = table[mine], labels[mine].tolist()
-        mean = 100 * rows["effective_robustness_mean"].to_numpy(np.float64)
-        se = 100 * rows["effective_robustness_se"].to_numpy(np.float64)
-        colors = np.where(mean >= 0, "tab:green", "tab:red")
-        pos = np.arange(len(rows))
-        ax.barh(pos, mean, xerr=np.where(np.isfinite(se), se, 0), color=colors, capsize=3)
-        ax.set_yticks(pos, names, fontsize=8)
-        ax.axvline(0, color="k", linewidth=0.8)
-        ax.invert_yaxis()
-        ax.set(title=model, xlabel="effective robustness (points)")
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Effective robustness: points above the probit line (+/- 1 SE)", fontsize=10)
+    a row per loss, a dot per architecture with its 95 % t interval over seeds, and the
+    line (0) for reference."""
+    fig = dot_panels(table, ["effective_robustness"], titles=["effective robustness"],
+                     xlabel="points above the probit line", reference=0.0)  # fmt: skip
+    fig.suptitle(f"Effective robustness ({CI})", fontsize=10)
     return fig
 
 
@@ -119,23 +113,34 @@ def ood_auroc(
 
 def ood_auroc_figure(table: pd.DataFrame, scores: Sequence[str] = OOD_SCORES) -> Figure:
     """Heat map of OOD AUROC (%) from :func:`ood_auroc`: one panel per model, loss (rows)
-    x score (columns), each cell annotated."""
+    x score (columns), each cell annotated. The colour scale is diverging around chance
+    (50 %) and spans the data, so AUROCs below chance (the score ranks OOD inputs as more
+    in-distribution) stand out instead of clipping to chance."""
+    from matplotlib.colors import TwoSlopeNorm
+
     labels = table["group_id"].map(_labels_per_model(table))
     models = sorted(table["model"].astype(str).unique())
+    columns = [f"auroc_{s}_mean" for s in scores]
+    data = 100 * table[columns].to_numpy(np.float64)
+    finite = data[np.isfinite(data)]
+    lo = min(float(finite.min()) if finite.size else 50.0, 49.5)
+    hi = max(float(finite.max()) if finite.size else 50.0, 50.5)
+    norm = TwoSlopeNorm(vcenter=50.0, vmin=lo, vmax=hi)
     height = 0.3 * table["model"].value_counts().max() + 1.6
     fig, axes = _panels(len(models), width=0.6 * len(scores) + 3.4, height=height, cols=3)
     for ax, model in zip(axes, models, strict=True):
-        mine = table["model"].astype(str) == model
-        values = 100 * table.loc[mine, [f"auroc_{s}_mean" for s in scores]].to_numpy(np.float64)
-        image = ax.imshow(values, vmin=50, vmax=100, cmap="viridis", aspect="auto")
+        mine = (table["model"].astype(str) == model).to_numpy()
+        values = data[mine]
+        image = ax.imshow(values, norm=norm, cmap="RdBu_r", aspect="auto")
         for (i, j), value in np.ndenumerate(values):
             if np.isfinite(value):
-                color = "w" if value < 80 else "k"
-                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color=color)
+                strong = abs(norm(value) - 0.5) > 0.3  # dark cell: white text
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                        color="w" if strong else "k")  # fmt: skip
         ax.set_xticks(range(len(scores)), scores, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(int(mine.sum())), labels[mine].tolist(), fontsize=8)
         ax.set_title(model)
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label="AUROC (%)")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="AUROC (%); 50 = chance")
     fig.suptitle("Far-OOD detection AUROC per score (mean over OOD sets and seeds)")
     return fig
 
@@ -145,7 +150,7 @@ def shift_table_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
     (rows of kind ``clean`` and ``shift``); the clean value is the dashed line."""
     clean = table[table["kind"] == "clean"].iloc[0]
     shifts = table[table["kind"] == "shift"]
-    colors = _colors(sorted(shifts["eval_set"].unique()))
+    colors = palette(shifts["eval_set"].unique(), ())
     fig, axes = _panels(2, width=4.8, height=3.6, cols=2)
     for ax, metric in zip(axes, ("accuracy", "ece"), strict=True):
         for name, rows in shifts.groupby("eval_set"):
@@ -162,7 +167,7 @@ def shift_table_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
         ax.set(xlabel="severity", ylabel=_PERCENT[metric])
         ax.set_xticks(sorted(shifts["severity"].unique()))
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    figure_legend(fig, axes)
     fig.suptitle(title or "Accuracy and calibration error under each shift")
     return fig
 
@@ -176,7 +181,7 @@ def reliability_figure(diagrams: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
         pooled = pooled_reliability([{k: np.asarray(v).tolist() for k, v in diagram.items()}])
         draw_reliability(ax, pooled)
         ax.set_title(f"{name}\nECE {100 * pooled['ece']:.1f}%", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+    figure_legend(fig, axes[:1])
     fig.suptitle("Reliability diagrams (15 equal-width confidence bins)")
     return fig
 

@@ -3,7 +3,9 @@
 The whole report is rendered first and then replaces the target directory as a whole
 (:func:`toolkit.store.replace_dir`), so ``results/<experiment>/report/`` always holds one
 complete report (never a mix of an old and a new one) and a failure leaves the previous
-report untouched.
+report untouched. The report also renders named Markdown fragments (``Report.blocks``)
+that the experiment's README holds between ``<!-- report:NAME -->`` markers
+(:mod:`toolkit.report.blocks`); writing the report refreshes them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import io
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,9 +22,11 @@ from matplotlib.figure import Figure
 
 from toolkit import store
 from toolkit.report import plots, tables
+from toolkit.report.blocks import fill_blocks, set_means_table
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
 from toolkit.report.load import load_results
-from toolkit.report.stats import aggregate, per_run
+from toolkit.report.palette import loss_colors
+from toolkit.report.stats import aggregate, per_run, series_labels
 
 __all__ = ["Report", "build_report", "write_report"]
 
@@ -40,10 +45,21 @@ Accuracies, ECE and AUROC are in percent here and fractions in the CSVs.
 @dataclasses.dataclass
 class Report:
     """Rendered outputs: ``files`` maps a file name to text or a Figure; ``what`` to a
-    one-line description (for the README)."""
+    one-line description (for the README); ``blocks`` a README block name to its Markdown
+    (adding a block is one entry here); ``colors`` the loss palette of every figure."""
 
     files: dict[str, str | Figure] = dataclasses.field(default_factory=dict)
     what: dict[str, str] = dataclasses.field(default_factory=dict)
+    blocks: dict[str, str] = dataclasses.field(default_factory=dict)
+    figures: bool = True
+    colors: dict[str, tuple] = dataclasses.field(default_factory=dict)
+
+    def figure(self, name: str, draw, what: str) -> bool:
+        """Adds the figure ``draw()`` returns (not drawn when the report is built without
+        figures); returns whether it was added."""
+        if self.figures:
+            self.add(name, draw(), what)
+        return self.figures
 
     def add(self, name: str, content: str | Figure | pd.DataFrame, what: str) -> None:
         if isinstance(content, pd.DataFrame):
@@ -59,8 +75,20 @@ def _figure_link(name: str) -> str:
     return f"![{name}]({name})\n"
 
 
-def build_report(results_dir: str | Path) -> Report:
-    """Loads ``results_dir`` and renders every table and figure (nothing is written).
+def _loss_palette(groups: pd.DataFrame) -> dict[str, tuple]:
+    """One colour per legend label over every figure of the report (their labels leave out
+    the model, the label-noise rate or nothing)."""
+    labels = {
+        label
+        for exclude in ((), ("model",), ("label_noise",))
+        for label in series_labels(groups, exclude=exclude)
+    }
+    return loss_colors(labels)
+
+
+def build_report(results_dir: str | Path, *, figures: bool = True) -> Report:
+    """Loads ``results_dir`` and renders every table, README block and (unless
+    ``figures=False``) figure; nothing is written.
 
     Raises:
       ReportError: see :func:`toolkit.report.load.load_results`.
@@ -73,18 +101,20 @@ def build_report(results_dir: str | Path) -> Report:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     runs = per_run(df)
     groups = aggregate(runs)
-    report = Report()
+    report = Report(figures=figures, colors=_loss_palette(groups))
     md = [f"# Report: {results_dir.name}\n"]
-    md.append(
+    report.blocks["runs"] = (
         f"{len(runs)} finished runs ({int(runs['diverged'].sum())} diverged) in "
-        f"{len(groups)} configurations, {len(df)} evaluation rows.\n"
+        f"{len(groups)} configurations, {len(df)} evaluation rows."
     )
+    md.append(report.blocks["runs"] + "\n")
     if caught:
         md.append("Skipped while reading:\n\n" + "".join(f"- {w.message}\n" for w in caught))
     md.append(DEFINITIONS)
 
     text, raw = tables.summary_table(groups)
     report.add("summary.csv", raw, "per configuration: mean/SE/n of every headline metric")
+    report.blocks["summary"] = text
     md.append(f"## Summary per configuration\n\n{text}")
 
     md.append("## Loss x architecture\n")
@@ -93,6 +123,7 @@ def build_report(results_dir: str | Path) -> Report:
         if pivot is not None:
             name = f"pivot_{metric}.csv"
             report.add(name, pivot[1], f"{metric}: loss (rows) x architecture (columns)")
+            report.blocks[f"pivot_{metric}"] = pivot[0]
             md.append(f"### {tables.METRIC_SPECS[metric].header}\n\n{pivot[0]}")
 
     _robustness(report, md, df, runs)
@@ -100,12 +131,12 @@ def build_report(results_dir: str | Path) -> Report:
     _label_noise(report, md, groups)
     _reliability(report, md, df, runs)
 
-    report.add(
+    if report.figure(
         "loss_comparison.png",
-        plots.loss_comparison(groups),
-        "bar chart: clean vs mean corrupted accuracy per loss, +/- 1 SE",
-    )
-    md.append(f"## Loss comparison\n\n{_figure_link('loss_comparison.png')}")
+        lambda: plots.loss_comparison(groups),
+        "dot plot: clean and mean corrupted accuracy per loss and architecture, 95 % CI",
+    ):
+        md.append(f"## Loss comparison\n\n{_figure_link('loss_comparison.png')}")
     report.add(
         "report.md",
         "\n".join(md),
@@ -124,12 +155,12 @@ def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFr
         curves.drop(columns="group_id"),
         "accuracy per severity (mean over shifts), per configuration",
     )
-    report.add(
+    if report.figure(
         "accuracy_vs_severity.png",
-        plots.accuracy_vs_severity(curves),
+        lambda: plots.accuracy_vs_severity(curves, report.colors),
         "accuracy vs severity, one panel per model, a line per loss",
-    )
-    md.append(f"## Accuracy vs severity\n\n{_figure_link('accuracy_vs_severity.png')}")
+    ):
+        md.append(f"## Accuracy vs severity\n\n{_figure_link('accuracy_vs_severity.png')}")
     fit = accuracy_line(runs)
     md.append("## Accuracy on the line (Miller et al. 2021)\n")
     if not isinstance(fit, LineFit):
@@ -137,18 +168,26 @@ def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFr
         return
     text, raw = tables.effective_robustness_table(fit, runs)
     report.add("effective_robustness.csv", raw, "effective robustness per configuration")
-    report.add(
-        "accuracy_on_the_line.png",
-        plots.accuracy_on_the_line(fit, runs),
-        "clean vs mean corrupted accuracy per run, probit axes, fitted line",
+    scored = runs.merge(fit.runs[["run_id", "effective_robustness"]], on="run_id", how="left")
+    pivot = tables.pivot_table(aggregate(scored, ["effective_robustness"]), "effective_robustness")
+    report.blocks["effective_robustness"] = pivot[0] if pivot else text
+    report.blocks["line_fit"] = (
+        f"slope {fit.slope:.2f}, intercept {fit.intercept:.2f}, R^2 {fit.r2:.2f} over "
+        f"{fit.num_points} runs"
     )
+    link = ""
+    if report.figure(
+        "accuracy_on_the_line.png",
+        lambda: plots.accuracy_on_the_line(fit, runs, report.colors),
+        "clean vs mean corrupted accuracy per run, probit axes, fitted line",
+    ):
+        link = _figure_link("accuracy_on_the_line.png")
     md.append(
         "Each point is one run: x = clean test accuracy, y = its mean corrupted accuracy "
         "(over all shifts x severities), both probit-transformed; least-squares line over "
-        f"all {fit.num_points} non-diverged runs: slope {fit.slope:.3f}, intercept "
-        f"{fit.intercept:.3f}, R^2 {fit.r2:.3f}. Effective robustness = corrupted accuracy "
-        "minus the line's prediction (percentage points; relative to this experiment's "
-        f"trend).\n\n{_figure_link('accuracy_on_the_line.png')}\n{text}"
+        f"all non-diverged runs: {report.blocks['line_fit']}. Effective robustness = "
+        "corrupted accuracy minus the line's prediction (percentage points; relative to "
+        f"this experiment's trend).\n\n{link}\n{text}"
     )
 
 
@@ -161,6 +200,7 @@ def _per_set(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFrame
         if not sets.empty:
             text, raw = tables.set_tables(sets)
             report.add(f"{name}.csv", raw, f"{title.lower()} (mean/SE/n over seeds)")
+            report.blocks[f"{kind}_means"] = set_means_table(sets)
             md.append(f"## {title}\n\n{text}")
 
 
@@ -169,16 +209,29 @@ def _label_noise(report: Report, md: list[str], groups: pd.DataFrame) -> None:
     if table is None:
         return
     report.add("label_noise.csv", table[1], "clean test accuracy per label-noise rate")
-    report.add(
+    report.blocks["label_noise"] = table[0]
+    for metric in tables.PIVOT_METRICS[1:]:
+        other = tables.label_noise_table(groups, metric)
+        if other is not None:
+            report.blocks[f"label_noise_{metric}"] = other[0]
+    link = ""
+    if report.figure(
         "label_noise.png",
-        plots.label_noise_curves(groups),
+        lambda: plots.label_noise_curves(groups, report.colors),
         "clean test accuracy vs label-noise rate, a line per loss",
-    )
-    md.append(f"## Clean accuracy vs label noise\n\n{table[0]}\n{_figure_link('label_noise.png')}")
+    ):
+        link = _figure_link("label_noise.png")
+    md.append(f"## Clean accuracy vs label noise\n\n{table[0]}\n{link}")
 
 
 def _reliability(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFrame) -> None:
-    md.append("## Reliability diagrams (clean test set, bins pooled over seeds)\n")
+    if not report.figures:
+        return
+    md.append(
+        "## Reliability diagrams (clean test set)\n\nBars: confidence bins pooled over "
+        "seeds. ECE in the titles: each run's ECE (15 equal-width bins), mean over seeds, "
+        "the ID ECE of the tables.\n"
+    )
     for model in sorted(runs["model"].astype(str).unique()):
         fig = plots.reliability_diagrams(df, runs, model)
         if fig is not None:
@@ -189,29 +242,50 @@ def _reliability(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataF
 
 def _readme(report: Report, results_dir: Path, command: str) -> str:
     rows = "".join(f"| `{name}` | {report.what[name]} |\n" for name in sorted(report.files))
+    blocks = ", ".join(f"`{name}`" for name in sorted(report.blocks))
     return (
         f"# Report of `{results_dir.name}`\n\nRegenerate: `{command}` (reads "
         f"`{results_dir.name}/evals.jsonl` and the `runs/*/done` markers; nothing else).\n\n"
-        f"| file | what |\n|---|---|\n{rows}| `README.md` | this list |\n"
+        f"| file | what |\n|---|---|\n{rows}| `README.md` | this list |\n\n"
+        f"README blocks (`<!-- report:NAME -->` ... `<!-- /report:NAME -->` in "
+        f"`{results_dir.name}/README.md`, refreshed by the command): {blocks}.\n"
     )
 
 
 def write_report(
-    results_dir: str | Path, out_dir: str | Path | None = None, *, command: str | None = None
+    results_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    command: str | None = None,
+    readmes: Sequence[str | Path] = (),
 ) -> list[Path]:
-    """Builds the report of ``results_dir`` and writes it to ``out_dir`` (default
-    ``<results_dir>/report``), replacing any previous report there as a whole.
+    """Builds the report of ``results_dir``, writes it to ``out_dir`` (default
+    ``<results_dir>/report``), replacing any previous report there as a whole, and
+    refreshes the report blocks of ``<results_dir>/README.md`` (when it exists) and of the
+    blocks named ``<experiment>/NAME`` in each of ``readmes`` (:mod:`toolkit.report.blocks`).
 
     Returns the written paths. Nothing is written when loading fails
-    (:class:`~toolkit.report.load.ReportError`).
+    (:class:`~toolkit.report.load.ReportError`) or a README names an unknown block
+    (:class:`~toolkit.report.blocks.BlockError`).
     """
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     command = command or f"python -m experiments.report {results_dir}"
     report = build_report(results_dir)
+    targets = [(results_dir / "README.md", None)] if (results_dir / "README.md").is_file() else []
+    targets += [(Path(path), results_dir.name) for path in readmes]
+    texts = {}
+    for path, experiment in targets:  # every README checked before anything is written
+        old = path.read_text()
+        new = fill_blocks(old, report.blocks, experiment=experiment, source=str(path))
+        if new != old:
+            texts[path] = new
     files = {name: _encode(content) for name, content in report.files.items()}
     files["README.md"] = _readme(report, results_dir, command).encode()
-    return store.replace_dir(out_dir, files)
+    written = store.replace_dir(out_dir, files)
+    for path, text in texts.items():
+        store.atomic_write_text(path, text)
+    return [*written, *texts]
 
 
 def _encode(content: str | Figure) -> bytes:

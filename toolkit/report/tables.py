@@ -184,21 +184,21 @@ def effective_robustness_table(fit: LineFit, runs: pd.DataFrame) -> tuple[str, p
     return markdown_table(shown), raw
 
 
-def label_noise_table(groups: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
-    """Clean test accuracy vs label-noise rate per loss; None with a single noise rate."""
-    if groups["label_noise"].nunique() < 2:
+def label_noise_table(
+    groups: pd.DataFrame, metric: str = "id_accuracy"
+) -> tuple[str, pd.DataFrame] | None:
+    """``metric`` (default clean test accuracy) vs label-noise rate per loss; None with a
+    single noise rate or without the metric."""
+    if groups["label_noise"].nunique() < 2 or metric not in _present(groups, [metric]):
         return None
-    spec = METRIC_SPECS["id_accuracy"]
+    spec = METRIC_SPECS[metric]
     frame = groups.assign(
         row_label=series_labels(groups, exclude=("label_noise",)).to_numpy(),
-        text=[
-            _group_cell(row, "id_accuracy", spec, note_diverged=True)
-            for _, row in groups.iterrows()
-        ],
+        text=[_group_cell(row, metric, spec, note_diverged=True) for _, row in groups.iterrows()],
     )
     shown = frame.pivot(index=["model", "row_label"], columns="label_noise", values="text")
     shown.columns = [f"noise {rate:g}" for rate in shown.columns]
     shown = shown.reset_index().rename(columns={"row_label": "loss"}).fillna("")
     keep = [*group_keys(groups), "n_runs", "n_diverged", "n"]
-    raw = frame[[*keep, "id_accuracy_mean", "id_accuracy_se", "id_accuracy_n"]]
+    raw = frame[[*keep, f"{metric}_mean", f"{metric}_se", f"{metric}_n"]]
     return markdown_table(shown), raw.assign(series=frame["row_label"])
