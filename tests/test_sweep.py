@@ -2,7 +2,6 @@
 layout end to end, skip/resume, damaged files, bad inputs, re-evaluation, executors."""
 
 import collections
-import dataclasses
 import hashlib
 import io
 import json
@@ -28,6 +27,7 @@ from toolkit.sweep.defaults import CHECKPOINT_INTERVAL_S, base_config
 from toolkit.sweep.runner import plan, run_sweep
 from toolkit.sweep.search import product, random_search
 from toolkit.sweep.workers import SINGLE_THREADED
+from toolkit.train_step import Best
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -308,7 +308,14 @@ def test_layout_and_records_follow_the_spec(finished):
             "group",
         }
         assert [r["step"] for r in run.read_metrics()] == [10, 20, 30, 40]
-        assert set(run.read_metrics()[0]) == {"step", "loss", "accuracy", "steps_per_sec"}
+        assert set(run.read_metrics()[0]) == {
+            "step",
+            "loss",
+            "accuracy",
+            "steps_per_sec",
+            "val_accuracy",
+            "val_nll",
+        }
         provenance = json.loads(run.provenance.read_text())
         assert set(provenance) >= {
             "packages",
@@ -328,8 +335,8 @@ def test_layout_and_records_follow_the_spec(finished):
         assert Checkpoints(run.checkpoint).steps() == [20, 40]
     rows = store.read_evals(finished)
     # test: clean, iid_noise@2, gaussian_noise (ood), regenerated shuffle@5; validation: clean
-    # and the shifts entry's iid_noise@2
-    assert len(rows) == 2 * (4 + 2)
+    # and the shifts entry's iid_noise@2; for the final and the best-validation checkpoint
+    assert len(rows) == 2 * 2 * (4 + 2)
     for row in rows:
         assert set(row) >= SPEC_ROW_KEYS
         assert ("reliability" in row) == (row["kind"] in ("clean", "shift"))
@@ -344,20 +351,27 @@ def test_layout_and_records_follow_the_spec(finished):
     }
     for run in runs:
         own = [r for r in rows if r["run_id"] == run.run_id]
-        # no best-validation state from this trainer: the final checkpoint alone
-        assert {r["checkpoint"] for r in own} == {"final"}
+        assert {r["checkpoint"] for r in own} == {"final", "best"}
         # one temperature per run and checkpoint, fitted on the validation split
-        assert len({r["temperature"] for r in own}) == 1 and own[0]["temperature"] > 0
+        for checkpoint in ("final", "best"):
+            temperatures = {r["temperature"] for r in own if r["checkpoint"] == checkpoint}
+            assert len(temperatures) == 1 and temperatures.pop() > 0
         assert all(r["nll_ts"] is not None for r in own if r["kind"] != "ood")
         # the run's columns: the last curve row's accuracy and the status rule of design
         train_accuracy = run.read_metrics()[-1]["accuracy"]
         assert {r["train_accuracy"] for r in own} == {train_accuracy}
-        (clean,) = [r for r in own if (r["split"], r["kind"]) == ("test", "clean")]
+        (clean,) = [
+            r for r in own if (r["checkpoint"], r["split"], r["kind"]) == ("final", "test", "clean")
+        ]
         collapsed = train_accuracy <= 0.1 + 0.05 or clean["max_class_fraction"] > 0.95
         status = "collapsed" if collapsed else "finished"
         assert {r["status"] for r in own} == {status} and run.done_marker()["status"] == status
+        # the best-validation step: the earliest with the highest validation accuracy
+        curve = run.read_metrics()
+        top = max(row["val_accuracy"] for row in curve)
+        best_step = min(row["step"] for row in curve if row["val_accuracy"] == top)
         assert {(r["best_step"], r["cell"], r["trial"], r["role"]) for r in own} == {
-            (None, None, None, None)
+            (best_step, None, None, None)
         }
         listed = sorted(map(tuple, run.done_marker()["evals"]))
         assert listed == sorted(store.row_key(r)[1:] for r in own)
@@ -377,8 +391,9 @@ def test_a_sweep_predicts_each_set_once_per_run(tmp_path, monkeypatch):
     def counting(run, x, **kwargs):
         digest = hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=8).hexdigest()
         calls[id(run), digest] += 1
-        logits_of[digest] = np.asarray(predict(run, x, **kwargs))
-        return logits_of[digest]
+        logits = np.asarray(predict(run, x, **kwargs))
+        logits_of.setdefault(digest, logits)  # the final checkpoint's: it is evaluated first
+        return logits
 
     monkeypatch.setattr(inference, "predict", counting)
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
@@ -389,15 +404,21 @@ def test_a_sweep_predicts_each_set_once_per_run(tmp_path, monkeypatch):
     rows = store.read_evals(result.experiment_dir)
     # clean, iid_noise@2, gaussian_noise, regenerated/shuffle@5, label_shift/0 and /1; and
     # on the validation split clean (also the temperature's) and iid_noise@2
-    assert len(rows) == 8
-    assert len(calls) == 8 and set(calls.values()) == {1}, calls
+    # Each for the final and the best-validation checkpoint; a best state that is the final
+    # one (best_step = the last step) reuses the final rows.
+    assert len(rows) == 2 * 8
+    (best_step,) = {r["best_step"] for r in rows}
+    predicted = 1 if best_step == rows[0]["steps"] else 2
+    assert len(calls) == 8 * predicted and set(calls.values()) == {1}, calls
     test = tk.data.load("mnist1d", num_samples=600).test
     key = jax.random.fold_in(jax.random.key(0), zlib.crc32(b"label_shift"))
     for draw in (0, 1):
         resampled = label_shift(test, key=jax.random.fold_in(key, draw), num_classes=10).split
         digest = hashlib.blake2b(np.ascontiguousarray(resampled.x).tobytes(), digest_size=8)
         logits = logits_of[digest.hexdigest()]
-        (row,) = [r for r in rows if r["eval_set"] == f"label_shift/{draw}"]
+        (row,) = [
+            r for r in rows if (r["eval_set"], r["checkpoint"]) == (f"label_shift/{draw}", "final")
+        ]
         assert row["num_examples"] == len(resampled)
         assert row["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == resampled.y))
 
@@ -417,7 +438,9 @@ def test_a_best_validation_state_gets_rows_of_its_own(tmp_path, monkeypatch):
 
         runs = tk.training.train_population(*args, callback=keep, **kwargs)
         for run in runs:
-            run.best = dataclasses.replace(run, state=captured["step20"], info=dict(run.info))
+            at20 = captured["step20"]
+            best = Best(at20.step, at20.params, at20.model_state, jnp.float32(1), jnp.float32(0))
+            run.state = run.state.replace(best=best)
             run.info["best_step"] = 20
         return runs
 
@@ -464,10 +487,12 @@ def test_recorded_metrics_match_an_independent_recomputation(finished):
             run_dir = store.RunDir(finished, row["run_id"])
             trial = Trial.from_json(json.loads(run_dir.config.read_text()))
             cfg = trial.train_config()
-            state = Checkpoints(run_dir.checkpoint).restore(abstract_state(cfg, 10, (40,)))
+            abstract = abstract_state(cfg, 10, (40,), best=True)
+            state = Checkpoints(run_dir.checkpoint).restore(abstract)
+            params = state.params if row["checkpoint"] == "final" else state.best.params
             model = tk.training.build_model(cfg, 10)
             split = ds.test if row["split"] == "test" else ds.validation
-            logits = model.apply({"params": state.params}, jnp.asarray(split.x), train=False)
+            logits = model.apply({"params": params}, jnp.asarray(split.x), train=False)
             accuracy = np.mean(np.argmax(np.asarray(logits), -1) == split.y)
             assert row["accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
@@ -488,7 +513,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_with_identical_numbers(
     config = tiny_config(losses=("softmax_focal",))
     traced = []  # only a resume needs the state's structure (a fresh run skips tracing it)
     monkeypatch.setattr(
-        execute_module, "saved_layouts", lambda *a: traced.append(a) or saved_layouts(*a)
+        execute_module, "saved_layouts", lambda *a, **k: traced.append(a) or saved_layouts(*a, **k)
     )
     monkeypatch.setattr(execute_module, "train_population", CountingTrain(crash_after_step=30))
     crashed = sweep_into(results, config)
@@ -609,6 +634,7 @@ def test_evaluate_adds_rows_for_a_new_shift_without_training(finished, tmp_path,
     from experiments import evaluate
 
     experiment = copy_of(finished, tmp_path)
+    old_best_step = {k[0]: r["best_step"] for k, r in rows_by_key(finished).items()}
 
     def no_training(*args, **kwargs):
         raise AssertionError("re-evaluation must not train")
@@ -623,11 +649,15 @@ def test_evaluate_adds_rows_for_a_new_shift_without_training(finished, tmp_path,
     )
     rows = rows_by_key(experiment)
     new = {k: v for k, v in rows.items() if k[3] == "linear_shear"}
-    # 2 runs x 2 severities, on the test and on the validation split
+    # 2 runs x 2 severities, on the test and on the validation split, for the final and the
+    # best-validation checkpoint (restored from the final checkpoint, which holds it)
     assert {(k[1], k[2], k[4]) for k in new} == {
-        ("final", split, s) for split in ("test", "validation") for s in (1, 4)
+        (c, split, s) for c in ("final", "best") for split in ("test", "validation") for s in (1, 4)
     }
-    assert len(new) == 8
+    assert len(new) == 16
+    for key, row in new.items():
+        if key[1] == "best":
+            assert row["best_step"] == old_best_step[key[0]]
     assert all(r["reliability"] is not None and 0 <= r["accuracy"] <= 1 for r in new.values())
     old = rows_by_key(finished)
     assert all(rows[k]["accuracy"] == old[k]["accuracy"] for k in old)

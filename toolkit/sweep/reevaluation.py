@@ -70,8 +70,10 @@ def reevaluate(
     for run_dir, trial, marker in tqdm(runs, unit="run", disable=not progress, file=out):
         dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
         config = trial.train_config()
+        data = training_data(dataset, dict(trial.data_axes), seed=trial.train["seed"])
         checkpoints = Checkpoints(run_dir.checkpoint)
-        abstract = saved_layouts(config, dataset.num_classes, dataset.input_shape)
+        has_best = data.validation is not None  # its states keep the best-validation state
+        abstract = saved_layouts(config, dataset.num_classes, dataset.input_shape, best=has_best)
         final = marker.get("step")  # absent in markers of older sweeps: the newest step
         if final is None:
             steps = checkpoints.steps()
@@ -90,9 +92,9 @@ def reevaluate(
         info = {k: marker.get(k) for k in ("diverged_step", "best_step")}
         run = Run(config, model, state, curve, info)
         diverged_step = marker.get("diverged_step")
-        data = training_data(dataset, dict(trial.data_axes), seed=trial.train["seed"])
+        checkpoint_runs = {"final": run} if run.best is None else {"final": run, "best": run.best}
         rows = evaluate_trial(
-            {"final": run},
+            checkpoint_runs,
             dataset,
             trial,
             entries,
