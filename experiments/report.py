@@ -2,6 +2,7 @@
 
     python -m experiments.report results/<experiment>
     python -m experiments.report results/<experiment> --out /tmp/report
+    python -m experiments.report results/<experiment> --checkpoint best
 
 Reads ``<dir>/evals.jsonl`` (rows of runs with a ``runs/<run_id>/done`` marker) and
 writes Markdown/CSV tables, PNG figures and a README into ``<dir>/report/`` (replaced as a
@@ -24,11 +25,28 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", type=Path, help="results/<experiment>")
     parser.add_argument("--out", type=Path, default=None, help="default: <results_dir>/report")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("final", "best"),
+        default="final",
+        help="whose test rows the tables show: the final or the best-validation weights",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="loss each configuration is tested against (default softmax_cross_entropy)",
+    )
     args = parser.parse_args(argv)
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     try:
-        paths = write_report(args.results_dir, args.out, command=command)
-    except ReportError as err:
+        paths = write_report(
+            args.results_dir,
+            args.out,
+            command=command,
+            checkpoint=args.checkpoint,
+            baseline=args.baseline,
+        )
+    except (ReportError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
     for path in paths:
         print(path)

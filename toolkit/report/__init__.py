@@ -17,7 +17,14 @@ from toolkit.report.curves import (
     set_accuracy,
     severity_curves,
 )
-from toolkit.report.load import ReportError, ReportWarning, finished_runs, load_results, read_jsonl
+from toolkit.report.load import (
+    ReportError,
+    ReportWarning,
+    failed_runs,
+    finished_runs,
+    load_results,
+    read_jsonl,
+)
 from toolkit.report.stats import aggregate, mean_se, per_run, series_labels
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "accuracy_line",
     "aggregate",
     "build_report",
+    "failed_runs",
     "finished_runs",
     "load_results",
     "mean_se",

@@ -1,9 +1,12 @@
 """Read one experiment's results directory into a tidy pandas DataFrame.
 
-The rows are those of :func:`toolkit.store.read_evals`: the last row per (run_id,
-eval_set, severity) of the runs whose ``done`` marker is intact; damaged lines, malformed
-rows and rows of unfinished runs are skipped with a :class:`ReportWarning`. This module
-shapes them into columns and reads nothing but the store.
+The rows are those of :func:`toolkit.store.read_evals`: the last row per row key of the
+runs whose ``done`` marker is intact; damaged lines, malformed rows and rows of unfinished
+runs are skipped with a :class:`ReportWarning`. Rows written before the protocol columns
+existed (split, checkpoint, status, ...) get their defaults
+(:func:`toolkit.selection.with_row_defaults`). Failed runs have no rows: :func:`failed_runs`
+reads their ``error.json``. This module shapes rows into columns and reads nothing but the
+store.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import pandas as pd
 
 from toolkit import store
 from toolkit.metrics import OOD_SCORES
+from toolkit.selection import with_row_defaults
 
 __all__ = [
     "CONFIG_KEYS",
     "METRICS",
     "ReportError",
     "ReportWarning",
+    "failed_runs",
     "finished_runs",
     "load_results",
     "loss_label",
@@ -55,6 +60,7 @@ CONFIG_KEYS = (
     "label_noise_kind",
     "train_size",
     "imbalance",
+    "validation_fraction",
 )
 """Row fields that (besides the seed) determine training; runs that agree on all of those
 present are seeds of one group. The labels ``group`` and ``variant`` are not among them: the
@@ -63,11 +69,22 @@ the same configuration differently."""
 
 _MAPPING_KEYS = ("dataset_kwargs", "model_hparams", "loss_hparams", "optimizer_hparams")
 
+_PROTOCOL_METRICS = (
+    "nll_ts",
+    "brier_ts",
+    "ece_ts",
+    "temperature",
+    "max_class_fraction",
+    "train_accuracy",
+)
+"""Columns of the evaluation protocol that rows written before it lack (NaN there)."""
+
 METRICS = (
     "accuracy",
     "nll",
     "brier",
     "ece",
+    *_PROTOCOL_METRICS,
     "misclassification_auroc",
     *(
         f"{metric}_{score}"
@@ -119,8 +136,12 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     """Evaluation rows of the finished runs of one experiment, one row per key.
 
     Returns a DataFrame with the evals.jsonl fields (see the sweep spec): config fields,
-    ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity`` and the metric columns
-    (float, NaN for null), sorted by run_id, kind, eval_set, severity. Hyperparameter
+    ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity``, the metric columns
+    (float, NaN for null; the protocol's ``*_ts``, ``temperature``, ``max_class_fraction``
+    and ``train_accuracy`` NaN on old rows), ``split`` and ``checkpoint`` (old rows: "test",
+    "final"), ``status`` (one per run; old rows: "diverged"/"finished"), ``trial``,
+    ``best_step``, ``diverged_step`` (nullable ints), ``cell`` and ``role`` (None for
+    untuned sweeps), sorted by run_id, checkpoint, split, kind, eval_set, severity. Hyperparameter
     mappings become canonical JSON strings; ``loss_label`` is :func:`loss_label` and
     ``variant`` falls back to it where the runner wrote none. ``diverged`` is true when
     the row or the run's ``done`` marker (``diverged_step`` not null) says so.
@@ -159,6 +180,15 @@ def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.Da
     for metric in (*METRICS, "label_noise", "learning_rate"):
         if metric in df:
             df[metric] = pd.to_numeric(df[metric], errors="coerce").astype(np.float64)
+        elif metric in _PROTOCOL_METRICS:
+            df[metric] = np.nan
+    for column in ("trial", "best_step", "diverged_step"):
+        values = pd.to_numeric(df[column], errors="coerce") if column in df else np.nan
+        df[column] = pd.Series(values, index=df.index, dtype="Float64").astype("Int64")
+    for column in ("cell", "role"):
+        df[column] = (
+            df[column].astype(object).where(df[column].notna(), None) if column in df else None
+        )
     if "label_noise" not in df:
         df["label_noise"] = 0.0
     if "seed" not in df:
@@ -168,4 +198,31 @@ def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.Da
     df["diverged"] = flagged | marker
     # One diverged row marks the whole run.
     df["diverged"] = df.groupby("run_id")["diverged"].transform("any")
-    return df.sort_values(["run_id", "kind", "eval_set", "severity"]).reset_index(drop=True)
+    df = with_row_defaults(df)
+    # One status per run (the rows agree; a diverged flag wins over an older "finished").
+    df["status"] = df.groupby("run_id")["status"].transform("first").astype(str)
+    df.loc[df["diverged"], "status"] = "diverged"
+    df["diverged"] = df["status"] == "diverged"
+    order = ["run_id", "checkpoint", "split", "kind", "eval_set", "severity"]
+    return df.sort_values(order).reset_index(drop=True)
+
+
+def failed_runs(results_dir: str | Path) -> pd.DataFrame:
+    """Runs that raised: one row per ``runs/<run_id>/error.json`` of a run without a
+    ``done`` marker, with ``run_id``, ``type``, ``message``, ``time`` and the run's
+    ``model``, ``loss`` and ``seed`` from its ``config.json`` (None where unreadable)."""
+    out = []
+    for run in store.run_dirs(results_dir):
+        error = store.read_json(run.path / "error.json")
+        if not isinstance(error, Mapping) or run.is_done():
+            continue
+        config = store.read_json(run.config)
+        train = config.get("train", {}) if isinstance(config, Mapping) else {}
+        train = train if isinstance(train, Mapping) else {}
+        out.append(
+            {"run_id": run.run_id}
+            | {k: error.get(k) for k in ("type", "message", "time")}
+            | {k: train.get(k) for k in ("model", "loss", "seed")}
+        )
+    columns = ["run_id", "type", "message", "time", "model", "loss", "seed"]
+    return pd.DataFrame(out, columns=columns)

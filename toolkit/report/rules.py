@@ -1,0 +1,140 @@
+"""Which runs each model-selection rule reports: :mod:`toolkit.selection` on recorded rows.
+
+An untuned sweep reports every run under the rule ``default``. A tuned sweep (rows with a
+``role``) reports, for each rule of its ``tune.select`` (else each rule whose picks have
+seed runs), the ``role == "seed"`` runs whose configuration (every field of
+``CONFIG_KEYS``, i.e. all but the seed) equals the configuration of the tuning run the rule
+picked in their cell. Tuning runs are never averaged: their scores chose the hparams, so
+averaging them would carry the winner's curse (Gulrajani & Lopez-Paz 2021).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from toolkit import selection
+from toolkit.report.stats import group_keys, run_groups
+
+__all__ = ["RuleRuns", "rule_runs", "rule_table", "tuned_keys"]
+
+
+@dataclasses.dataclass
+class RuleRuns:
+    """One rule's view: ``runs`` (rows of ``per_run`` it reports), ``picks`` (its rows of
+    ``selection.csv``) and ``notes`` (what is missing, in words)."""
+
+    rule: str
+    runs: pd.DataFrame
+    picks: pd.DataFrame
+    notes: list[str]
+
+
+def _tuned(rows: pd.DataFrame) -> bool:
+    return "role" in rows and rows["role"].notna().any()
+
+
+def tuned_keys(runs: pd.DataFrame) -> list[str]:
+    """Config keys that vary among the tuning runs of one cell: the tuned hparams."""
+    tune = runs[runs["role"] == "tune"] if "role" in runs else runs.iloc[:0]
+    keys = [k for k in group_keys(runs) if k in tune]
+    if tune.empty:
+        return []
+    per_cell = tune[keys].astype(str).groupby(tune["cell"].astype(str))
+    return [k for k in keys if (per_cell[k].nunique() > 1).any()]
+
+
+def _rule_names(sweep: Mapping[str, Any] | None) -> list[str] | None:
+    tune = (sweep or {}).get("tune") or {}
+    names = tune.get("select") if isinstance(tune, Mapping) else None
+    if isinstance(names, str):
+        names = [names]
+    return list(names) if names else None
+
+
+def rule_runs(
+    rows: pd.DataFrame, runs: pd.DataFrame, sweep: Mapping[str, Any] | None = None
+) -> list[RuleRuns]:
+    """The runs each selection rule reports.
+
+    Args:
+      rows: every evaluation row (all splits and checkpoints: the rules score the tuning
+        runs on validation rows).
+      runs: ``per_run`` of the rows the report shows (one split and checkpoint).
+      sweep: the sweep's config (``sweep.json``); its ``tune.select`` names the rules and
+        ``tune.checkpoint`` the checkpoint they scored (default "final").
+
+    Returns:
+      One :class:`RuleRuns` per rule, in the config's order; a rule whose seed runs are
+      missing has empty ``runs`` and says so in ``notes``. Untuned: ``default`` with every
+      run and no picks.
+    """
+    if not _tuned(rows):
+        return [RuleRuns("default", runs.assign(selection="default"), pd.DataFrame(), [])]
+    names = _rule_names(sweep)
+    for name in names or ():
+        selection.rules.entry(name)  # an unknown rule names the valid ones
+    tune = ((sweep or {}).get("tune") or {}).get("checkpoint", "final")
+    views = [_one_rule(rows, runs, name, tune) for name in names or selection.rules.names()]
+    if names is None:  # no config: the rules whose picks were run at the seeds
+        views = [view for view in views if not view.runs.empty]
+    return views
+
+
+def _one_rule(rows: pd.DataFrame, runs: pd.DataFrame, rule: str, checkpoint: str) -> RuleRuns:
+    picks = selection.select(rows, rule, checkpoint=checkpoint)
+    group_of = run_groups(rows)
+    seeds = runs[runs["role"] == "seed"]
+    tuned = tuned_keys(runs)
+    config = rows.groupby("run_id").first()
+    chosen, records, notes = [], [], []
+    for pick in picks.itertuples(index=False):
+        mine = seeds[seeds["group_id"] == group_of[pick.run_id]]
+        chosen.append(mine)
+        hparams = {k: _plain(config.at[pick.run_id, k]) for k in tuned}
+        records.append(
+            {
+                "selection": rule,
+                "cell": pick.cell,
+                "trial": pick.trial,
+                "run_id": pick.run_id,
+                "score": pick.score,
+                "candidates": pick.candidates,
+                "hparams": json.dumps(hparams, sort_keys=True),
+                "seed_runs": len(mine),
+                "seed_runs_finished": int((mine["status"] == "finished").sum()),
+            }
+        )
+    cells = sorted(set(runs.loc[runs["role"] == "tune", "cell"].dropna()) - set(picks["cell"]))
+    for cell in cells:
+        records.append({"selection": rule, "cell": cell, "candidates": 0, "seed_runs": 0})
+        notes.append(f"cell {cell}: no finished tuning run to select from")
+    table = pd.DataFrame(records)
+    if not picks.empty and table["seed_runs"].eq(0).all():
+        notes.insert(0, "no seed runs at its selected hparams (its phase 2 has not run)")
+    else:
+        lacking = table.loc[table["seed_runs"].eq(0) & table["run_id"].notna(), "cell"]
+        notes += [f"cell {cell}: no seed runs at the selected hparams" for cell in lacking]
+    picked = pd.concat(chosen) if chosen else runs.iloc[:0]
+    return RuleRuns(rule, picked.assign(selection=rule), table, notes)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able value: canonical JSON strings (hparam mappings) parsed, NaN as None."""
+    if isinstance(value, str) and value.startswith("{"):
+        return json.loads(value)
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def rule_table(views: Sequence[RuleRuns]) -> pd.DataFrame:
+    """``selection.csv``: every rule's picks, one row per (rule, cell)."""
+    return pd.concat([view.picks for view in views], ignore_index=True)
