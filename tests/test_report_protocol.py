@@ -254,6 +254,9 @@ def test_summary_has_one_block_per_rule_from_the_seed_runs(tuned, report):
     text = report.files["report.md"]
     assert "## Summary per configuration (selection: id_val)" in text
     assert "## Summary per configuration (selection: oracle)" in text
+    oracle = text.split("## Summary per configuration (selection: oracle)")[1]
+    assert oracle.lstrip().startswith("Rule `oracle`: Best mean accuracy on the shifted")
+    assert "an upper bound" in oracle.split("|")[0]
     assert "rule `oracle`: cell mlp/softmax_focal/adam: no seed runs at the selected" in text
 
 

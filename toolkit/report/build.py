@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from toolkit import store
+from toolkit import selection, store
 from toolkit.report import plots, significance, tables
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
 from toolkit.report.load import ReportError, failed_runs, load_results
@@ -116,7 +116,8 @@ def build_report(
     if caught:
         md.append("Skipped while reading:\n\n" + "".join(f"- {w.message}\n" for w in caught))
     md.append(DEFINITIONS)
-    _selection(report, md, views)
+    tuned = not all(view.picks.empty and not view.notes for view in views)
+    _selection(report, md, views, tuned)
     _status(report, md, all_runs, failed)
     shown = [view for view in views if not view.runs.empty]
     if not shown:
@@ -130,6 +131,8 @@ def build_report(
                "configuration: mean/SE/n of every headline metric")  # fmt: skip
     for rule, frame in groups.items():
         md.append(f"## Summary per configuration (selection: {rule})\n")
+        if tuned:  # what the rule is, e.g. that oracle is an upper bound
+            md.append(f"Rule `{rule}`: {selection.rules.entry(rule).description}\n")
         md.append(tables.summary_table(frame)[0])
     _significance(report, md, shown, all_runs, baseline)
     rule, runs = shown[0].rule, shown[0].runs.drop(columns="selection")
@@ -163,8 +166,8 @@ def build_report(
     return report
 
 
-def _selection(report: Report, md: list[str], views: list[RuleRuns]) -> None:
-    if all(view.picks.empty and not view.notes for view in views):
+def _selection(report: Report, md: list[str], views: list[RuleRuns], tuned: bool) -> None:
+    if not tuned:
         return  # untuned: every run, nothing was selected
     table = rule_table(views)
     report.add("selection.csv", table, "per selection rule and cell: the chosen tuning "
