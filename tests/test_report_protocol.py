@@ -289,9 +289,8 @@ def test_status_counts_and_the_list_of_runs_not_averaged(report):
     text = report.files["report.md"]
     assert "| 2/3 (1 collapsed) |" in text.split("(selection: id_val)")[1]
     listed = text.split("## Runs not averaged")[1].split("## ")[0]
-    assert "| focal-0.001-2 | mlp | softmax_focal | 2 | seed | 1 | collapsed | 12.00 | 98.00 |" in (
-        listed
-    )
+    collapsed = "| focal-0.001-2 | mlp | softmax_focal, learning_rate=0.001 | 2 | seed | 1 |"
+    assert f"{collapsed} collapsed | 12.00 | 98.00 |  |" in listed
     assert "| f00 | mlp | softmax_focal | 1 | FloatingPointError | boom at step 3 |" in listed
 
 

@@ -6,7 +6,10 @@
 
 or ``python -m experiments.report results/<experiment>``. The directory layout and the
 evals.jsonl row format are the sweep runner's (see the sweep spec): ``runs/<run_id>/done``
-markers and an append-only ``evals.jsonl``.
+markers and an append-only ``evals.jsonl``. Tables show the test rows of the final
+checkpoint (``checkpoint="best"``: the best-validation one), per selection rule of a tuned
+sweep (:mod:`toolkit.report.rules`), means over finished runs only, and each configuration
+against a baseline loss, paired by seed and Holm-corrected (:mod:`toolkit.report.significance`).
 """
 
 from toolkit.report.build import Report, build_report, write_report

@@ -159,15 +159,17 @@ def summary_table(groups: pd.DataFrame) -> tuple[str, pd.DataFrame]:
 
 
 def status_table(runs: pd.DataFrame, failed: pd.DataFrame) -> str | None:
-    """The runs that are not averaged: unfinished runs (from ``runs``, :func:`per_run`)
-    with why (final train accuracy, the clean test set's largest predicted-class fraction,
-    the divergence step), and failed runs (``failed``, from their ``error.json``); None
-    when every run finished."""
+    """The runs that are not averaged: unfinished runs (from ``runs``, :func:`per_run`;
+    config = the loss and the config keys that vary between runs) with why (final train
+    accuracy, the clean test set's largest predicted-class fraction, the divergence step),
+    and failed runs (``failed``, from their ``error.json``); None when every run finished."""
     bad = runs[runs["status"] != "finished"]
     parts = []
     if not bad.empty:
-        shown = bad[["run_id", "model", "loss_label", "seed"]].rename(
-            columns={"loss_label": "loss"}
+        groups = runs.drop_duplicates("group_id")
+        label_of = dict(zip(groups["group_id"], series_labels(groups), strict=True))
+        shown = bad[["run_id", "model"]].assign(
+            config=bad["group_id"].map(label_of), seed=bad["seed"]
         )
         if "role" in bad and bad["role"].notna().any():
             shown = shown.assign(role=bad["role"], trial=bad["trial"])
