@@ -53,24 +53,26 @@ def row_key(monkeypatch):
     protocol_row_key(monkeypatch)
 
 
-# Tuning runs: (loss, trial) -> (learning_rate, clean validation acc, shifted validation acc).
-# id_val picks CE trial 0 (0.8 > 0.7) and focal trial 1 (0.9 > 0.6); oracle picks CE trial 1
-# (0.6 > 0.5) and focal trial 0 (0.4 > 0.3).
+# Tuning runs: (loss, trial) -> ((learning_rate, weight_decay), clean validation acc, shifted
+# validation acc). id_val picks CE trial 0 (0.8 > 0.7) and focal trial 1 (0.9 > 0.6); oracle
+# picks CE trial 1 (0.6 > 0.5) and focal trial 0 (0.4 > 0.3). CE's trials differ only in the
+# weight decay, which rows do not carry (config.json does).
 TUNING = {
-    (CE, 0): (0.01, 0.8, 0.5),
-    (CE, 1): (0.001, 0.7, 0.6),
-    (FOCAL, 0): (0.01, 0.6, 0.4),
-    (FOCAL, 1): (0.001, 0.9, 0.3),
+    (CE, 0): ((0.01, None), 0.8, 0.5),
+    (CE, 1): ((0.01, 1e-4), 0.7, 0.6),
+    (FOCAL, 0): ((0.01, None), 0.6, 0.4),
+    (FOCAL, 1): ((0.001, None), 0.9, 0.3),
 }
 PICKS = {"id_val": {CE: 0, FOCAL: 1}, "oracle": {CE: 1, FOCAL: 0}}
 # Seed runs are written for the id_val picks of both cells and the oracle pick of CE only:
 # oracle's focal seeds are missing. Focal seed 2 at lr 0.001 collapses.
-SEED_RUNS = [(CE, 0.01), (FOCAL, 0.001), (CE, 0.001)]
-COLLAPSED = (FOCAL, 0.001, 2)
+SEED_RUNS = [(CE, (0.01, None)), (FOCAL, (0.001, None)), (CE, (0.01, 1e-4))]
+COLLAPSED = (FOCAL, (0.001, None), 2)
 
 
 class Tuned:
-    """Writes the directory; ``truth[(loss, lr, seed)]`` holds each seed run's numbers."""
+    """Writes the directory; ``truth[(loss, (lr, wd), seed)]`` holds each seed run's
+    numbers."""
 
     def __init__(self, root: Path):
         self.dir = root / "tuned"
@@ -80,12 +82,12 @@ class Tuned:
         self.rng = np.random.default_rng(3)
         sweep = {"experiment": "tuned", "tune": {"trials": 2, "select": ["id_val", "oracle"]}}
         (self.dir / "sweep.json").write_text(json.dumps(sweep))
-        for (loss, trial), (lr, val, shifted) in TUNING.items():
-            self.run(loss, lr, 1000, role="tune", trial=trial, val=(val, shifted))
-        for loss, lr in SEED_RUNS:
-            trial = next(t for (name, t), v in TUNING.items() if (name, v[0]) == (loss, lr))
+        for (loss, trial), (hp, val, shifted) in TUNING.items():
+            self.run(loss, hp, 1000, role="tune", trial=trial, val=(val, shifted))
+        for loss, hp in SEED_RUNS:
+            trial = next(t for (name, t), v in TUNING.items() if (name, v[0]) == (loss, hp))
             for seed in SEEDS:
-                self.truth[loss, lr, seed] = self.run(loss, lr, seed, role="seed", trial=trial)
+                self.truth[loss, hp, seed] = self.run(loss, hp, seed, role="seed", trial=trial)
         failed = self.dir / "runs" / "f00"
         failed.mkdir()
         (failed / "config.json").write_text(
@@ -96,12 +98,19 @@ class Tuned:
         (failed / "error.json").write_text(json.dumps(error))
         (self.dir / "evals.jsonl").write_text("".join(line + "\n" for line in self.lines))
 
-    def run(self, loss, lr, seed, *, role, trial, val=None) -> dict:
-        run_id = f"{SHORT[loss]}-{lr:g}-{seed}"
+    def run(self, loss, hp, seed, *, role, trial, val=None) -> dict:
+        (lr, wd) = hp
+        run_id = f"{SHORT[loss]}-{lr:g}-{wd or 0:g}-{seed}"
         (self.dir / "runs" / run_id).mkdir()
+        train = {"model": "mlp", "loss": loss, "optimizer": "adam", "learning_rate": lr,
+                 "weight_decay": wd, "seed": seed, "batch_size": 100, "steps": 500,
+                 "loss_hparams": {}, "model_hparams": {}, "optimizer_hparams": {}}  # fmt: skip
+        config = {"experiment": "tuned", "dataset": "mnist1d", "dataset_kwargs": {},
+                  "data_axes": {"label_noise": 0.0}, "train": train}  # fmt: skip
+        (self.dir / "runs" / run_id / "config.json").write_text(json.dumps(config))
         marker = {"finished": "2026-12-05T00:00:00", "diverged_step": None}
         (self.dir / "runs" / run_id / "done").write_text(json.dumps(marker))
-        collapsed = (loss, lr, seed) == COLLAPSED
+        collapsed = (loss, hp, seed) == COLLAPSED
         status = "collapsed" if collapsed else "finished"
         cell = f"mlp/{loss}/adam"
         base = {"run_id": run_id, "dataset": "mnist1d", "model": "mlp", "loss": loss,
@@ -144,11 +153,11 @@ class Tuned:
     def emit(self, row: dict) -> None:
         self.lines.append(json.dumps(row))
 
-    def seeds(self, loss, lr, checkpoint="final", *, finished_only=True) -> list[dict]:
+    def seeds(self, loss, hp, checkpoint="final", *, finished_only=True) -> list[dict]:
         return [
-            self.truth[loss, lr, s][checkpoint]
+            self.truth[loss, hp, s][checkpoint]
             for s in SEEDS
-            if not (finished_only and (loss, lr, s) == COLLAPSED)
+            if not (finished_only and (loss, hp, s) == COLLAPSED)
         ]
 
 
@@ -191,7 +200,7 @@ def test_load_types_the_protocol_columns(tuned):
     for column in ("temperature", "ece_ts", "nll_ts", "brier_ts", "max_class_fraction"):
         assert df[column].dtype == np.float64, column
     assert set(df["role"]) == {"tune", "seed"}
-    collapsed = df[df["run_id"] == "focal-0.001-2"]
+    collapsed = df[df["run_id"] == "focal-0.001-0-2"]
     assert set(collapsed["status"]) == {"collapsed"}
     assert collapsed["train_accuracy"].iloc[0] == pytest.approx(0.12)
 
@@ -225,8 +234,9 @@ def test_selection_csv_names_each_rules_pick_and_its_hparams(report):
         for loss, trial in picks.items():
             row = table[(table["selection"] == rule) & (table["cell"] == f"mlp/{loss}/adam")]
             assert row["trial"].item() == trial
-            lr, val, shifted = TUNING[loss, trial]
-            assert json.loads(row["hparams"].item()) == {"learning_rate": lr}
+            (lr, wd), val, shifted = TUNING[loss, trial]
+            # The tuned hparams: those that vary within a cell (weight decay from config.json).
+            assert json.loads(row["hparams"].item()) == {"learning_rate": lr, "weight_decay": wd}
             assert row["score"].item() == pytest.approx(val if rule == "id_val" else shifted)
             assert row["candidates"].item() == 2
     missing = table[(table["selection"] == "oracle") & (table["cell"] == f"mlp/{FOCAL}/adam")]
@@ -239,18 +249,20 @@ def test_summary_has_one_block_per_rule_from_the_seed_runs(tuned, report):
     assert sorted(set(table["selection"])) == ["id_val", "oracle"]
     for rule, picks in PICKS.items():
         for loss, trial in picks.items():
-            lr = TUNING[loss, trial][0]
+            hp = TUNING[loss, trial][0]
             if rule == "oracle" and loss == FOCAL:  # its seeds were never run
                 assert table[(table["selection"] == rule) & (table["loss"] == loss)].empty
                 continue
             row = summary_row(table, rule, loss)
-            assert row["learning_rate"] == lr
-            accs = [t["acc"] for t in tuned.seeds(loss, lr)]
+            assert row["learning_rate"] == hp[0]
+            accs = [t["acc"] for t in tuned.seeds(loss, hp)]
             assert row["id_accuracy_mean"] == pytest.approx(np.mean(accs), rel=1e-5)
             assert row["id_accuracy_se"] == pytest.approx(
                 np.std(accs, ddof=1) / np.sqrt(len(accs)), rel=1e-5
             )
-            assert row["n"] == len(accs)  # tuning runs are never among the seeds
+            # Neither tuning runs nor the other rule's CE seeds (same row columns, another
+            # weight decay) are among the seeds.
+            assert row["n_runs"] == 3 and row["n"] == len(accs)
     text = report.files["report.md"]
     assert "## Summary per configuration (selection: id_val)" in text
     assert "## Summary per configuration (selection: oracle)" in text
@@ -264,7 +276,7 @@ def test_a_rule_without_any_seed_runs_is_reported_missing(tuned, tmp_path):
     copy = tmp_path / "tuned"
     shutil.copytree(tuned.dir, copy)
     for seed in SEEDS:  # oracle's CE seed runs unfinished: the rule has no seed run at all
-        (copy / "runs" / f"ce-0.001-{seed}" / "done").unlink()
+        (copy / "runs" / f"ce-0.01-0.0001-{seed}" / "done").unlink()
     report = built(copy)
     text = report.files["report.md"]
     assert "rule `oracle`: no seed runs at its selected hparams" in text
@@ -289,14 +301,14 @@ def test_status_counts_and_the_list_of_runs_not_averaged(report):
     text = report.files["report.md"]
     assert "| 2/3 (1 collapsed) |" in text.split("(selection: id_val)")[1]
     listed = text.split("## Runs not averaged")[1].split("## ")[0]
-    collapsed = "| focal-0.001-2 | mlp | softmax_focal, learning_rate=0.001 | 2 | seed | 1 |"
+    collapsed = "| focal-0.001-0-2 | mlp | softmax_focal, learning_rate=0.001 | 2 | seed | 1 |"
     assert f"{collapsed} collapsed | 12.00 | 98.00 |  |" in listed
     assert "| f00 | mlp | softmax_focal | 1 | FloatingPointError | boom at step 3 |" in listed
 
 
 def test_temperature_scaled_metrics_beside_the_raw_ones(tuned, report):
     row = summary_row(csv(report, "summary.csv"), "id_val", CE)
-    truth = tuned.seeds(CE, 0.01)
+    truth = tuned.seeds(CE, (0.01, None))
     for metric in ("nll", "ece", "brier"):
         for suffix in ("", "_ts"):
             expected = np.mean([t[metric + suffix] for t in truth])
@@ -311,7 +323,7 @@ def test_temperature_scaled_metrics_beside_the_raw_ones(tuned, report):
 def test_best_checkpoint_reports_the_best_validation_rows(tuned):
     report = built(tuned.dir, checkpoint="best")
     row = summary_row(csv(report, "summary.csv"), "id_val", CE)
-    accs = [t["acc"] for t in tuned.seeds(CE, 0.01, "best")]
+    accs = [t["acc"] for t in tuned.seeds(CE, (0.01, None), "best")]
     assert row["id_accuracy_mean"] == pytest.approx(np.mean(accs), rel=1e-5)
     assert "checkpoint `best`" in report.files["report.md"]
 
@@ -407,8 +419,8 @@ def test_significance_in_the_report(tuned, report):
     # paired on seeds 0 and 1 (focal seed 2 collapsed).
     row = table[(table["selection"] == "id_val") & (table["metric"] == "id_accuracy")]
     assert len(row) == 1
-    a = [tuned.truth[FOCAL, 0.001, s]["final"]["acc"] for s in (0, 1)]
-    b = [tuned.truth[CE, 0.01, s]["final"]["acc"] for s in (0, 1)]
+    a = [tuned.truth[FOCAL, (0.001, None), s]["final"]["acc"] for s in (0, 1)]
+    b = [tuned.truth[CE, (0.01, None), s]["final"]["acc"] for s in (0, 1)]
     assert row["n"].item() == 2
     assert row["mean_difference"].item() == pytest.approx(np.mean(np.subtract(a, b)), rel=1e-5)
     assert row["p_value"].item() == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-5)
@@ -427,7 +439,7 @@ def test_significance_in_the_report(tuned, report):
 
 def test_the_store_reads_validation_rows_beside_test_rows(tuned):
     rows = store.read_evals(tuned.dir)
-    run = [r for r in rows if r["run_id"] == "ce-0.01-1000" and r["eval_set"] == "clean"]
+    run = [r for r in rows if r["run_id"] == "ce-0.01-0-1000" and r["eval_set"] == "clean"]
     assert {(r["checkpoint"], r["split"]) for r in run} == {
         (c, s) for c in ("final", "best") for s in ("test", "validation")
     }

@@ -2,10 +2,12 @@
 
 An untuned sweep reports every run under the rule ``default``. A tuned sweep (rows with a
 ``role``) reports, for each rule of its ``tune.select`` (else each rule whose picks have
-seed runs), the ``role == "seed"`` runs whose configuration (every field of
-``CONFIG_KEYS``, i.e. all but the seed) equals the configuration of the tuning run the rule
-picked in their cell. Tuning runs are never averaged: their scores chose the hparams, so
-averaging them would carry the winner's curse (Gulrajani & Lopez-Paz 2021).
+seed runs), the ``role == "seed"`` runs that trained what the tuning run the rule picked
+in their cell trained, seed aside: equal ``config_id`` (their config.json's dataset, data
+axes and train config, with fields rows lack such as weight_decay), or equal row config
+columns (``CONFIG_KEYS``) for runs without a config.json. Tuning runs are never averaged:
+their scores chose the hparams, so averaging them would carry the winner's curse
+(Gulrajani & Lopez-Paz 2021).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def tuned_keys(runs: pd.DataFrame) -> list[str]:
     keys = [k for k in group_keys(runs) if k in tune]
     if tune.empty:
         return []
-    per_cell = tune[keys].astype(str).groupby(tune["cell"].astype(str))
+    per_cell = _text(tune[keys]).groupby(tune["cell"].astype(str))
     return [k for k in keys if (per_cell[k].nunique() > 1).any()]
 
 
@@ -88,15 +90,15 @@ def rule_runs(
 
 def _one_rule(rows: pd.DataFrame, runs: pd.DataFrame, rule: str, checkpoint: str) -> RuleRuns:
     picks = selection.select(rows, rule, checkpoint=checkpoint)
-    group_of = run_groups(rows)
+    identity = _identities(rows)
     seeds = runs[runs["role"] == "seed"]
-    tuned = tuned_keys(runs)
-    config = rows.groupby("run_id").first()
+    seed_identity = seeds["run_id"].map(identity)
+    hparams = _tuned_hparams(rows)
     chosen, records, notes = [], [], []
     for pick in picks.itertuples(index=False):
-        mine = seeds[seeds["group_id"] == group_of[pick.run_id]]
+        mine = seeds[seed_identity == identity[pick.run_id]]
         chosen.append(mine)
-        hparams = {k: _plain(config.at[pick.run_id, k]) for k in tuned}
+        values = hparams.loc[pick.run_id].to_dict() if pick.run_id in hparams.index else {}
         records.append(
             {
                 "selection": rule,
@@ -105,7 +107,7 @@ def _one_rule(rows: pd.DataFrame, runs: pd.DataFrame, rule: str, checkpoint: str
                 "run_id": pick.run_id,
                 "score": pick.score,
                 "candidates": pick.candidates,
-                "hparams": json.dumps(hparams, sort_keys=True),
+                "hparams": json.dumps({k: _plain(v) for k, v in values.items()}, sort_keys=True),
                 "seed_runs": len(mine),
                 "seed_runs_finished": int((mine["status"] == "finished").sum()),
             }
@@ -122,6 +124,48 @@ def _one_rule(rows: pd.DataFrame, runs: pd.DataFrame, rule: str, checkpoint: str
         notes += [f"cell {cell}: no seed runs at the selected hparams" for cell in lacking]
     picked = pd.concat(chosen) if chosen else runs.iloc[:0]
     return RuleRuns(rule, picked.assign(selection=rule), table, notes)
+
+
+def _identities(rows: pd.DataFrame) -> pd.Series:
+    """``{run_id: what it trained}``: its ``config_id``, else its row config columns."""
+    groups = run_groups(rows)
+    if "config_id" not in rows:
+        return groups
+    return rows.groupby("run_id")["config_id"].first().reindex(groups.index).fillna(groups)
+
+
+def _tuned_hparams(rows: pd.DataFrame) -> pd.DataFrame:
+    """The tuned hparams of each tuning run (index run_id): the train config fields
+    (mappings flattened to ``loss_hparams.gamma``) that vary among the tuning runs of some
+    cell; the rows' config columns for runs without a config.json."""
+    tune = rows[rows["role"] == "tune"].groupby("run_id").first()
+    if tune.empty:
+        return pd.DataFrame()
+    fallback = tuned_keys(tune.reset_index())
+    records = {}
+    for run_id, config in tune.get("config_id", pd.Series(None, index=tune.index)).items():
+        if isinstance(config, str):
+            records[run_id] = _flatten(json.loads(config)["train"])
+        else:
+            records[run_id] = {k: tune.at[run_id, k] for k in fallback}
+    table = pd.DataFrame.from_dict(records, orient="index")
+    varying = _text(table).groupby(tune["cell"].astype(str)).nunique()
+    return table[[k for k in table.columns if (varying[k] > 1).any()]]
+
+
+def _text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Values as JSON text, so None, NaN and numbers compare as values."""
+    return frame.map(lambda v: json.dumps(_plain(v), sort_keys=True, default=str))
+
+
+def _flatten(train: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in train.items():
+        if isinstance(value, Mapping):
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _plain(value: Any) -> Any:

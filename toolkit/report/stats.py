@@ -126,7 +126,7 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     """
     keys = group_keys(df)
     first = df.groupby("run_id", sort=True).first()
-    extra = [c for c in ("status", *_TAGS) if c in first]
+    extra = [c for c in ("status", *_TAGS, "config_id") if c in first]
     runs = first[[*carried(df), "seed", "diverged", *extra]].copy()
     if "status" not in runs:
         runs["status"] = np.where(runs["diverged"], "diverged", "finished")
