@@ -443,7 +443,7 @@ def test_cli_writes_every_file(main_exp, written):
     csvs = {"summary.csv", "pivot_id_accuracy.csv", "pivot_corrupted_accuracy.csv",
             "pivot_id_ece.csv", "pivot_ood_auroc_msp.csv", "shift_accuracy.csv",
             "set_accuracy.csv", "severity_curves.csv", "effective_robustness.csv",
-            "significance.csv"}  # fmt: skip
+            "significance.csv", "runs.csv"}  # fmt: skip
     assert pngs | csvs | {"report.md", "README.md"} == names
     for name in names:
         assert (out / name).stat().st_size > 0, name

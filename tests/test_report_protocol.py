@@ -318,6 +318,15 @@ def test_temperature_scaled_metrics_beside_the_raw_ones(tuned, report):
     expected = np.mean([t["temperature"] for t in truth])
     assert row["temperature_mean"] == pytest.approx(expected, rel=1e-5)
     assert "ID ECE TS (%)" in report.files["report.md"]
+    runs = csv(report, "runs.csv").set_index("run_id")
+    for seed in SEEDS:
+        truth = tuned.truth[CE, (0.01, None), seed]["final"]
+        row = runs.loc[f"ce-0.01-0-{seed}"]
+        expected = (truth["ece"], truth["ece_ts"])
+        assert (row["id_ece"], row["id_ece_ts"]) == pytest.approx(expected, rel=1e-5)
+        assert row["temperature"] == pytest.approx(truth["temperature"], rel=1e-5)
+    assert runs.loc["focal-0.001-0-2", "status"] == "collapsed"
+    assert np.isnan(runs.loc["focal-0.001-0-2", "id_ece_ts"])  # not averaged, not shown
 
 
 def test_best_checkpoint_reports_the_best_validation_rows(tuned):

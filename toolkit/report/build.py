@@ -117,6 +117,8 @@ def build_report(
         md.append("Skipped while reading:\n\n" + "".join(f"- {w.message}\n" for w in caught))
     md.append(DEFINITIONS)
     tuned = not all(view.picks.empty and not view.notes for view in views)
+    report.add("runs.csv", all_runs.drop(columns=["group_id", "config_id"], errors="ignore"),
+               "per run: config, status, raw and temperature-scaled metrics")  # fmt: skip
     _selection(report, md, views, tuned)
     _status(report, md, all_runs, failed)
     shown = [view for view in views if not view.runs.empty]
