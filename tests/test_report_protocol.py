@@ -193,7 +193,14 @@ def summary_row(table, rule, loss):
 
 
 def test_load_types_the_protocol_columns(tuned):
-    df = load_results(tuned.dir)
+    default = load_results(tuned.dir)  # what tables and figures read: test rows, final weights
+    assert set(default["split"]) == {"test"} and set(default["checkpoint"]) == {"final"}
+    best = load_results(tuned.dir, checkpoint="best", split="validation")
+    assert set(best["split"]) == {"validation"} and set(best["checkpoint"]) == {"best"}
+    assert set(best["role"]) == {"tune"}  # only tuning runs were written validation rows
+    with pytest.raises(ValueError, match=r"'last'.*'final', 'best', None"):
+        load_results(tuned.dir, checkpoint="last")
+    df = load_results(tuned.dir, split=None, checkpoint=None)
     assert set(df["split"]) == {"test", "validation"}
     assert set(df["checkpoint"]) == {"final", "best"}
     assert str(df["trial"].dtype) == "Int64" and str(df["best_step"].dtype) == "Int64"

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from toolkit import selection, store
 from toolkit.report import plots, significance, tables
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
-from toolkit.report.load import ReportError, failed_runs, load_results
+from toolkit.report.load import CHECKPOINTS, ReportError, failed_runs, load_results
 from toolkit.report.rules import RuleRuns, rule_runs, rule_table, tuned_keys
 from toolkit.report.stats import aggregate, per_run
 
@@ -41,11 +41,6 @@ mean over the far-OOD sets, then over seeds. "TS" = after temperature scaling (G
 without one. Every table names its selection rule ("default" = every run of an untuned
 sweep). Accuracies, ECE and AUROC are in percent here and fractions in the CSVs.
 """
-
-CHECKPOINTS = {
-    "final": "the weights at the last training step",
-    "best": "the best-validation-accuracy weights kept during training",
-}
 
 
 @dataclasses.dataclass
@@ -90,7 +85,7 @@ def build_report(
     results_dir = Path(results_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rows = load_results(results_dir)
+        rows = load_results(results_dir, split=None, checkpoint=None)  # the rules score all
         failed = failed_runs(results_dir)
     for w in caught:  # shown to the caller and listed in the report
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -25,8 +25,10 @@ from toolkit.metrics import OOD_SCORES
 from toolkit.selection import with_row_defaults
 
 __all__ = [
+    "CHECKPOINTS",
     "CONFIG_KEYS",
     "METRICS",
+    "SPLITS",
     "ReportError",
     "ReportWarning",
     "failed_runs",
@@ -96,6 +98,15 @@ METRICS = (
 )
 
 
+SPLITS = ("test", "validation")
+"""Which data a row's set was built from."""
+CHECKPOINTS = {
+    "final": "the weights at the last training step",
+    "best": "the best-validation-accuracy weights kept during training",
+}
+"""Which weights a row evaluated."""
+
+
 class ReportError(ValueError):
     """A results directory that cannot be reported on (missing, empty, no finished runs)."""
 
@@ -134,8 +145,14 @@ def _check_dir(results_dir: Path) -> None:
         )
 
 
-def load_results(results_dir: str | Path) -> pd.DataFrame:
+def load_results(
+    results_dir: str | Path, *, split: str | None = "test", checkpoint: str | None = "final"
+) -> pd.DataFrame:
     """Evaluation rows of the finished runs of one experiment, one row per key.
+
+    By default the rows of the ``test`` split evaluated at the ``final`` checkpoint (what
+    tables and figures show); ``checkpoint="best"`` gives the best-validation weights' rows,
+    ``split="validation"`` the validation rows, None every value.
 
     Returns a DataFrame with the evals.jsonl fields (see the sweep spec): config fields,
     ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity``, the metric columns
@@ -145,15 +162,19 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     ``best_step``, ``diverged_step`` (nullable ints), ``cell`` and ``role`` (None for
     untuned sweeps) and ``config_id`` (canonical JSON of :func:`trained_config` from the
     run's config.json; None without one), sorted by run_id, checkpoint, split, kind,
-    eval_set, severity. Hyperparameter
-    mappings become canonical JSON strings; ``loss_label`` is :func:`loss_label` and
-    ``variant`` falls back to it where the runner wrote none. ``diverged`` is true when
-    the row or the run's ``done`` marker (``diverged_step`` not null) says so.
+    eval_set, severity. Hyperparameter mappings become canonical JSON strings;
+    ``loss_label`` is :func:`loss_label` and ``variant`` falls back to it where the runner
+    wrote none. ``diverged`` is true when the row or the run's ``done`` marker
+    (``diverged_step`` not null) says so.
 
     Raises:
-      ReportError: the directory or its evals.jsonl is missing, or no row belongs to a
-        finished run.
+      ValueError: ``split`` or ``checkpoint`` is not one of the protocol's values.
+      ReportError: the directory or its evals.jsonl is missing, or no row of ``split`` and
+        ``checkpoint`` belongs to a finished run.
     """
+    for name, value, valid in (("split", split, SPLITS), ("checkpoint", checkpoint, CHECKPOINTS)):
+        if value is not None and value not in valid:
+            raise ValueError(f"{name} {value!r} is not one of {[*valid, None]}")
     results_dir = Path(results_dir)
     _check_dir(results_dir)
     done = store.done_markers(results_dir)
@@ -168,7 +189,16 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     df["severity"] = df["severity"].astype(int)
     configs = run_configs(results_dir)
     df["config_id"] = df["run_id"].map(lambda r: _config_id(configs.get(r)))
-    return _normalize(df, done)
+    df = _normalize(df, done)
+    for column, value in (("split", split), ("checkpoint", checkpoint)):
+        if value is not None:
+            df = df[df[column] == value]
+    if df.empty:
+        raise ReportError(
+            f"{str(results_dir)!r} has no {split or 'any'} rows of checkpoint "
+            f"{checkpoint or 'any'!r} of finished runs"
+        )
+    return df.reset_index(drop=True)
 
 
 def run_configs(results_dir: str | Path) -> dict[str, dict[str, Any]]:
