@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from toolkit import selection, store
 from toolkit.report import plots, significance, tables
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
-from toolkit.report.load import CHECKPOINTS, ReportError, failed_runs, load_results
+from toolkit.report.load import CHECKPOINTS, ReportError, failed_runs, load_results, run_configs
 from toolkit.report.rules import RuleRuns, rule_runs, rule_table, tuned_keys
 from toolkit.report.stats import aggregate, per_run
 
@@ -87,6 +87,7 @@ def build_report(
         warnings.simplefilter("always")
         rows = load_results(results_dir, split=None, checkpoint=None)  # the rules score all
         failed = failed_runs(results_dir)
+        configs = run_configs(results_dir)
     for w in caught:  # shown to the caller and listed in the report
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     df = rows[(rows["split"] == "test") & (rows["checkpoint"] == checkpoint)]
@@ -96,7 +97,7 @@ def build_report(
         losses = sorted(set(df["loss"].astype(str)))
         raise ValueError(f"baseline loss {baseline!r} is not in {results_dir}; losses: {losses}")
     all_runs = per_run(df)
-    views = rule_runs(rows, all_runs, store.read_json(results_dir / store.SWEEP))
+    views = rule_runs(rows, all_runs, store.read_json(results_dir / store.SWEEP), configs)
     report = Report()
     md = [f"# Report: {results_dir.name}\n"]
     counts = all_runs["status"].value_counts()
@@ -112,7 +113,7 @@ def build_report(
         md.append("Skipped while reading:\n\n" + "".join(f"- {w.message}\n" for w in caught))
     md.append(DEFINITIONS)
     tuned = not all(view.picks.empty and not view.notes for view in views)
-    report.add("runs.csv", all_runs.drop(columns=["group_id", "config_id"], errors="ignore"),
+    report.add("runs.csv", all_runs.drop(columns="group_id"),
                "per run: config, status, raw and temperature-scaled metrics")  # fmt: skip
     _selection(report, md, views, tuned)
     _status(report, md, all_runs, failed)
@@ -300,7 +301,9 @@ def _readme(report: Report, results_dir: Path, command: str) -> str:
     rows = "".join(f"| `{name}` | {report.what[name]} |\n" for name in sorted(report.files))
     return (
         f"# Report of `{results_dir.name}`\n\nRegenerate: `{command}` (reads "
-        f"`{results_dir.name}/evals.jsonl` and the `runs/*/done` markers; nothing else).\n\n"
+        f"`{results_dir.name}/evals.jsonl`, the `runs/*/done` markers, the runs' "
+        "`config.json` (which tuned hparams each rule picked) and `error.json` (failed "
+        "runs); nothing else).\n\n"
         f"| file | what |\n|---|---|\n{rows}| `README.md` | this list |\n"
     )
 

@@ -160,12 +160,11 @@ def load_results(
     and ``train_accuracy`` NaN on old rows), ``split`` and ``checkpoint`` (old rows: "test",
     "final"), ``status`` (one per run; old rows: "diverged"/"finished"), ``trial``,
     ``best_step``, ``diverged_step`` (nullable ints), ``cell`` and ``role`` (None for
-    untuned sweeps) and ``config_id`` (canonical JSON of :func:`trained_config` from the
-    run's config.json; None without one), sorted by run_id, checkpoint, split, kind,
-    eval_set, severity. Hyperparameter mappings become canonical JSON strings;
-    ``loss_label`` is :func:`loss_label` and ``variant`` falls back to it where the runner
-    wrote none. ``diverged`` is true when the row or the run's ``done`` marker
-    (``diverged_step`` not null) says so.
+    untuned sweeps), sorted by run_id, checkpoint, split, kind, eval_set, severity.
+    Hyperparameter mappings become canonical JSON strings; ``loss_label`` is
+    :func:`loss_label` and ``variant`` falls back to it where the runner wrote none.
+    ``diverged`` is true when the row or the run's ``done`` marker (``diverged_step`` not
+    null) says so.
 
     Raises:
       ValueError: ``split`` or ``checkpoint`` is not one of the protocol's values.
@@ -187,8 +186,6 @@ def load_results(
         )
     df = pd.DataFrame(kept)
     df["severity"] = df["severity"].astype(int)
-    configs = run_configs(results_dir)
-    df["config_id"] = df["run_id"].map(lambda r: _config_id(configs.get(r)))
     df = _normalize(df, done)
     for column, value in (("split", split), ("checkpoint", checkpoint)):
         if value is not None:
@@ -211,18 +208,13 @@ def run_configs(results_dir: str | Path) -> dict[str, dict[str, Any]]:
     return configs
 
 
-def trained_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What a run trained, seed excluded: its dataset, dataset_kwargs, data_axes and train
-    config (every field, also those the rows do not carry, e.g. weight_decay)."""
+def trained_config(config: Mapping[str, Any]) -> str:
+    """What a run trained, seed excluded, as canonical JSON: its dataset, dataset_kwargs,
+    data_axes and train config (every field, also those rows lack, e.g. weight_decay)."""
     train = {k: v for k, v in (config.get("train") or {}).items() if k != "seed"}
     keys = ("dataset", "dataset_kwargs", "data_axes")
-    return {k: config.get(k) for k in keys} | {"train": train}
-
-
-def _config_id(config: Mapping[str, Any] | None) -> str | None:
-    if config is None:
-        return None
-    return json.dumps(trained_config(config), sort_keys=True, separators=(",", ":"), default=str)
+    trained = {k: config.get(k) for k in keys} | {"train": train}
+    return json.dumps(trained, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -3,9 +3,10 @@
 An untuned sweep reports every run under the rule ``default``. A tuned sweep (rows with a
 ``role``) reports, for each rule of its ``tune.select`` (else each rule whose picks have
 seed runs), the ``role == "seed"`` runs that trained what the tuning run the rule picked
-in their cell trained, seed aside: equal ``config_id`` (their config.json's dataset, data
-axes and train config, with fields rows lack such as weight_decay), or equal row config
-columns (``CONFIG_KEYS``) for runs without a config.json. Tuning runs are never averaged:
+in their cell trained, seed aside: equal :func:`~toolkit.report.load.trained_config` of
+their config.json (dataset, data axes and train config, with fields rows lack such as
+weight_decay), or, where a run's config.json does not read, equal row config columns
+(``CONFIG_KEYS``) for every run. Tuning runs are never averaged:
 their scores chose the hparams, so averaging them would carry the winner's curse
 (Gulrajani & Lopez-Paz 2021).
 """
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit import selection
+from toolkit.report.load import trained_config
 from toolkit.report.stats import group_keys, run_groups
 
 __all__ = ["RuleRuns", "rule_runs", "rule_table", "tuned_keys"]
@@ -60,7 +62,10 @@ def _rule_names(sweep: Mapping[str, Any] | None) -> list[str] | None:
 
 
 def rule_runs(
-    rows: pd.DataFrame, runs: pd.DataFrame, sweep: Mapping[str, Any] | None = None
+    rows: pd.DataFrame,
+    runs: pd.DataFrame,
+    sweep: Mapping[str, Any] | None = None,
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[RuleRuns]:
     """The runs each selection rule reports.
 
@@ -70,6 +75,7 @@ def rule_runs(
       runs: ``per_run`` of the rows the report shows (one split and checkpoint).
       sweep: the sweep's config (``sweep.json``); its ``tune.select`` names the rules and
         ``tune.checkpoint`` the checkpoint they scored (default "final").
+      configs: ``{run_id: config.json}`` (:func:`~toolkit.report.load.run_configs`).
 
     Returns:
       One :class:`RuleRuns` per rule, in the config's order; a rule whose seed runs are
@@ -82,18 +88,27 @@ def rule_runs(
     for name in names or ():
         selection.rules.entry(name)  # an unknown rule names the valid ones
     tune = ((sweep or {}).get("tune") or {}).get("checkpoint", "final")
-    views = [_one_rule(rows, runs, name, tune) for name in names or selection.rules.names()]
+    configs = configs or {}
+    views = [
+        _one_rule(rows, runs, name, tune, configs) for name in names or selection.rules.names()
+    ]
     if names is None:  # no config: the rules whose picks were run at the seeds
-        views = [view for view in views if not view.runs.empty]
+        views = [view for view in views if not view.runs.empty] or views
     return views
 
 
-def _one_rule(rows: pd.DataFrame, runs: pd.DataFrame, rule: str, checkpoint: str) -> RuleRuns:
+def _one_rule(
+    rows: pd.DataFrame,
+    runs: pd.DataFrame,
+    rule: str,
+    checkpoint: str,
+    configs: Mapping[str, Mapping[str, Any]],
+) -> RuleRuns:
     picks = selection.select(rows, rule, checkpoint=checkpoint)
-    identity = _identities(rows)
+    identity = _identities(rows, configs)
     seeds = runs[runs["role"] == "seed"]
     seed_identity = seeds["run_id"].map(identity)
-    hparams = _tuned_hparams(rows)
+    hparams = _tuned_hparams(rows, configs)
     chosen, records, notes = [], [], []
     for pick in picks.itertuples(index=False):
         mine = seeds[seed_identity == identity[pick.run_id]]
@@ -126,15 +141,16 @@ def _one_rule(rows: pd.DataFrame, runs: pd.DataFrame, rule: str, checkpoint: str
     return RuleRuns(rule, picked.assign(selection=rule), table, notes)
 
 
-def _identities(rows: pd.DataFrame) -> pd.Series:
-    """``{run_id: what it trained}``: its ``config_id``, else its row config columns."""
+def _identities(rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -> pd.Series:
+    """``{run_id: what it trained}``: from config.json, or from the row config columns when
+    some run's config.json does not read (one kind of identity for all runs)."""
     groups = run_groups(rows)
-    if "config_id" not in rows:
+    if not all(run_id in configs for run_id in groups.index):
         return groups
-    return rows.groupby("run_id")["config_id"].first().reindex(groups.index).fillna(groups)
+    return pd.Series({r: trained_config(configs[r]) for r in groups.index}, dtype=object)
 
 
-def _tuned_hparams(rows: pd.DataFrame) -> pd.DataFrame:
+def _tuned_hparams(rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """The tuned hparams of each tuning run (index run_id): the train config fields
     (mappings flattened to ``loss_hparams.gamma``) that vary among the tuning runs of some
     cell; the rows' config columns for runs without a config.json."""
@@ -143,9 +159,10 @@ def _tuned_hparams(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     fallback = tuned_keys(tune.reset_index())
     records = {}
-    for run_id, config in tune.get("config_id", pd.Series(None, index=tune.index)).items():
-        if isinstance(config, str):
-            records[run_id] = _flatten(json.loads(config)["train"])
+    for run_id in tune.index:
+        if run_id in configs:
+            train = configs[run_id].get("train") or {}
+            records[run_id] = _flatten({k: v for k, v in train.items() if k != "seed"})
         else:
             records[run_id] = {k: tune.at[run_id, k] for k in fallback}
     table = pd.DataFrame.from_dict(records, orient="index")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from toolkit.report.stats import config_id, finished, group_keys, series_labels
+from toolkit.report.stats import finished, group_keys, key_strings, series_labels
 from toolkit.report.tables import markdown_table
 
 __all__ = ["BASELINE", "HIGHER_IS_BETTER", "compare", "holm", "paired", "significance_table"]
@@ -128,7 +128,7 @@ def compare(
     groups = runs.drop_duplicates("group_id").set_index("group_id")
     labels = pd.Series(series_labels(groups.reset_index()).to_numpy(), index=groups.index)
     healthy = runs[finished(runs)]
-    key = config_id(groups, context)
+    key = key_strings(groups, context)
     records = []
     for gid, group in groups.iterrows():
         if group["loss"] == baseline:

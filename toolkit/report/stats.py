@@ -23,9 +23,9 @@ __all__ = [
     "STATUSES",
     "SUMMARY_OOD_SCORES",
     "aggregate",
-    "config_id",
     "finished",
     "group_keys",
+    "key_strings",
     "mean_se",
     "per_run",
     "run_groups",
@@ -83,7 +83,7 @@ def carried(df: pd.DataFrame) -> list[str]:
     return [*group_keys(df), *(k for k in LABELS if k in df.columns)]
 
 
-def config_id(df: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+def key_strings(df: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     """One string per row of ``df``: JSON of its ``keys`` values (NaN as null)."""
     # JSON of the values, not a groupby on the raw columns: NaN keys (train_size null)
     # would otherwise drop rows or fail to compare.
@@ -97,7 +97,7 @@ def config_id(df: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
 def run_groups(df: pd.DataFrame) -> pd.Series:
     """``{run_id: group_id}`` of the runs in the rows ``df`` (as :func:`per_run` sets it)."""
     first = df.groupby("run_id", sort=True).first()
-    return config_id(first, group_keys(df))
+    return key_strings(first, group_keys(df))
 
 
 def _mean_by_run(rows: pd.DataFrame, column: str) -> pd.Series:
@@ -126,7 +126,7 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     """
     keys = group_keys(df)
     first = df.groupby("run_id", sort=True).first()
-    extra = [c for c in ("status", *_TAGS, "config_id") if c in first]
+    extra = [c for c in ("status", *_TAGS) if c in first]
     runs = first[[*carried(df), "seed", "diverged", *extra]].copy()
     if "status" not in runs:
         runs["status"] = np.where(runs["diverged"], "diverged", "finished")
@@ -149,7 +149,7 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
         runs[column] = first[column] if column in first else np.nan
     runs.loc[runs["status"] != "finished", list(RUN_METRICS)] = np.nan
     runs = runs.reset_index()
-    runs["group_id"] = config_id(runs, keys)
+    runs["group_id"] = key_strings(runs, keys)
     return runs
 
 
