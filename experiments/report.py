@@ -3,6 +3,7 @@
     python -m experiments.report results/<experiment>
     python -m experiments.report results/<experiment> --out /tmp/report
     python -m experiments.report results/loss_comparison --readme README.md
+    python -m experiments.report results/<experiment> --checkpoint best
 
 Reads ``<dir>/evals.jsonl`` (rows of runs with a ``runs/<run_id>/done`` marker) and
 writes Markdown/CSV tables, PNG figures and a README into ``<dir>/report/`` (replaced as a
@@ -34,11 +35,29 @@ def main(argv: list[str] | None = None) -> list[Path]:
         default=[],
         help="another README whose <!-- report:<experiment>/NAME --> blocks to refresh",
     )
+    parser.add_argument(
+        "--checkpoint",
+        choices=("final", "best"),
+        default="final",
+        help="whose test rows the tables show: the final or the best-validation weights",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="loss each configuration is tested against (default softmax_cross_entropy)",
+    )
     args = parser.parse_args(argv)
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     try:
-        paths = write_report(args.results_dir, args.out, command=command, readmes=args.readme)
-    except (ReportError, BlockError) as err:
+        paths = write_report(
+            args.results_dir,
+            args.out,
+            command=command,
+            readmes=args.readme,
+            checkpoint=args.checkpoint,
+            baseline=args.baseline,
+        )
+    except (ReportError, BlockError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
     for path in paths:
         print(path)

@@ -442,7 +442,8 @@ def test_cli_writes_every_file(main_exp, written):
             "reliability_mlp.png", "reliability_cnn.png"}  # fmt: skip
     csvs = {"summary.csv", "pivot_id_accuracy.csv", "pivot_corrupted_accuracy.csv",
             "pivot_id_ece.csv", "pivot_ood_auroc_msp.csv", "shift_accuracy.csv",
-            "set_accuracy.csv", "severity_curves.csv", "effective_robustness.csv"}  # fmt: skip
+            "set_accuracy.csv", "severity_curves.csv", "effective_robustness.csv",
+            "significance.csv", "runs.csv"}  # fmt: skip
     assert pngs | csvs | {"report.md", "README.md"} == names
     for name in names:
         assert (out / name).stat().st_size > 0, name
@@ -463,13 +464,18 @@ def test_written_tables(main_exp, written):
     assert row["id_accuracy_mean"].item() == pytest.approx(mean, rel=1e-5)
     assert row["id_accuracy_se"].item() == pytest.approx(se, rel=1e-5)
     text = (out / "report.md").read_text()
-    assert (
-        f"| mlp | softmax_cross_entropy | 3 | 0/3 | {100 * mean:.2f} +/- {100 * se:.2f} |" in text
-    )
+    # Beside the accuracy: the test set's binomial SE at the mean, sqrt(p (1 - p) / 1000).
+    binomial = 100 * np.sqrt(mean * (1 - mean) / 1000)
+    assert row["id_accuracy_binomial_se"].item() == pytest.approx(binomial / 100, rel=1e-5)
+    assert (row["selection"] == "default").all()
+    cells = f"| {100 * mean:.2f} +/- {100 * se:.2f} | {binomial:.2f} |"
+    assert f"| mlp | softmax_cross_entropy | 3/3 {cells}" in text
+    assert "## Summary per configuration (selection: default)" in text
     # n = 1: SE blank; all seeds diverged: shown as diverged, never as a number.
     (single,) = [t["clean"] for t in group_truth(main_exp, "cnn", "softmax_focal")]
-    assert f"| cnn | softmax_focal(gamma=2) | 1 | 0/1 | {100 * single:.2f} |" in text
-    assert "| cnn | squared_error | 0 | 2/2 | diverged (2/2) |" in text
+    assert f"| cnn | softmax_focal(gamma=2) | 1/1 | {100 * single:.2f} |" in text
+    assert "| cnn | squared_error | 0/2 (2 diverged) | diverged (2/2) |" in text
+    assert "| mlp | softmax_focal(gamma=2) | 2/3 (1 diverged) |" in text
     pivot = (out / "pivot_id_accuracy.csv").read_text()
     assert pivot.startswith("loss,")
     pivot_md = text.split("### ID acc (%)")[1].split("###")[0]
@@ -530,7 +536,7 @@ def test_every_run_diverged_still_reports(tmp_path):
         warnings.simplefilter("ignore", ReportWarning)
         paths = write_report(exp.dir)
     text = (exp.dir / "report" / "report.md").read_text()
-    assert "| mlp | squared_error | 0 | 2/2 |" in text
+    assert "| mlp | squared_error | 0/2 (2 diverged) |" in text
     assert "No line fitted" in text
     assert all(p.stat().st_size > 0 for p in paths)
 

@@ -8,10 +8,11 @@ trials 1-7 drawn from the registries' search spaces), the ``id_val`` rule picks 
 with the best clean validation accuracy, and that trial is trained at seeds 0-4 (the tuning
 runs use seed 1000 and are not among them). The report also shows what ``oracle`` (best
 shifted-validation accuracy, an upper bound) picks; its seed runs are trained by the quick
-variant only, to keep the full run near an hour on 2 cores. Batch 100 for 2,000 steps (the MNIST-1D reference setup,
-Greydanus 2020, trains 6,000). Evaluated on every sequence shift at severities 1-5, on the
-MNIST-1D test sets regenerated with shifted generator arguments and against the sequence
-far-OOD sets; calibration raw and after temperature scaling on the validation split.
+variant only, to keep the full run near an hour on 2 cores. Batch 100 for 2,000 steps
+(the MNIST-1D reference setup, Greydanus 2020, trains 6,000). Evaluated on every sequence
+shift at severities 1-5, on the MNIST-1D test sets regenerated with shifted generator
+arguments and against the sequence far-OOD sets; calibration raw and after temperature
+scaling on the validation split.
 
 Variants: ``small`` (8 losses, 4 trials, 3 seeds: the README's main job), ``quick`` (3
 losses x 2 architectures, 3 trials, 2 seeds, 300 steps: CI's end-to-end check). Their wall

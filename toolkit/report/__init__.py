@@ -6,7 +6,10 @@
 
 or ``python -m experiments.report results/<experiment>``. The directory layout and the
 evals.jsonl row format are the sweep runner's (see the sweep spec): ``runs/<run_id>/done``
-markers and an append-only ``evals.jsonl``.
+markers and an append-only ``evals.jsonl``. Tables show the test rows of the final
+checkpoint (``checkpoint="best"``: the best-validation one), per selection rule of a tuned
+sweep (:mod:`toolkit.report.rules`), means over finished runs only, and each configuration
+against a baseline loss, paired by seed and Holm-corrected (:mod:`toolkit.report.significance`).
 """
 
 from toolkit.report.blocks import BlockError, block_names, fill_blocks
@@ -18,7 +21,14 @@ from toolkit.report.curves import (
     set_accuracy,
     severity_curves,
 )
-from toolkit.report.load import ReportError, ReportWarning, finished_runs, load_results, read_jsonl
+from toolkit.report.load import (
+    ReportError,
+    ReportWarning,
+    failed_runs,
+    finished_runs,
+    load_results,
+    read_jsonl,
+)
 from toolkit.report.stats import aggregate, mean_se, per_run, series_labels
 
 __all__ = [
@@ -31,6 +41,7 @@ __all__ = [
     "aggregate",
     "block_names",
     "build_report",
+    "failed_runs",
     "fill_blocks",
     "finished_runs",
     "load_results",

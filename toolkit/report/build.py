@@ -20,25 +20,31 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from toolkit import store
-from toolkit.report import plots, tables
+from toolkit import selection, store
+from toolkit.report import plots, significance, tables
 from toolkit.report.blocks import fill_blocks, set_means_table
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
-from toolkit.report.load import load_results
+from toolkit.report.load import CHECKPOINTS, ReportError, failed_runs, load_results, run_configs
 from toolkit.report.palette import loss_colors
+from toolkit.report.rules import RuleRuns, rule_runs, rule_table, tuned_keys
 from toolkit.report.stats import aggregate, per_run, series_labels
 
 __all__ = ["Report", "build_report", "write_report"]
 
 DEFINITIONS = """\
 Definitions. Every number is a mean over seeds (runs that differ only in the seed) with its
-standard error, SE = sample std (ddof=1) / sqrt(n); SE is blank when n = 1. "n" counts the
-seeds in the mean. Diverged runs (non-finite loss during training) are excluded from every
-mean and counted in "diverged"; a configuration whose seeds all diverged reads
-"diverged (k/n)". ID = the clean test set. Mean corrupted accuracy/ECE: for each run the
-mean over all its shift rows (every shift x severity evaluated, equally weighted), then
-mean +/- SE over seeds. OOD AUROC: per run the mean over the far-OOD sets, then over seeds.
-Accuracies, ECE and AUROC are in percent here and fractions in the CSVs.
+standard error, SE = sample std (ddof=1) / sqrt(n); SE is blank when n = 1. Only finished
+runs are averaged: "finished" reads k/n and names the others, diverged (non-finite loss)
+or collapsed (final train accuracy <= chance + 5 points, or one class predicted for > 95 %
+of the clean test set); a configuration without a finished seed reads e.g.
+"diverged (k/n)". ID = the clean test set; "ID acc binomial SE" = sqrt(p (1 - p) / n_test),
+the noise of the one fixed test set, which the SE over seeds does not contain. Mean
+corrupted accuracy/ECE: for each run the mean over all its shift rows (every shift x
+severity evaluated, equally weighted), then mean +/- SE over seeds. OOD AUROC: per run the
+mean over the far-OOD sets, then over seeds. "TS" = after temperature scaling (Guo et al.
+2017) with the run's temperature fitted on its clean validation split; blank for runs
+without one. Every table names its selection rule ("default" = every run of an untuned
+sweep). Accuracies, ECE and AUROC are in percent here and fractions in the CSVs.
 """
 
 
@@ -86,38 +92,86 @@ def _loss_palette(groups: pd.DataFrame) -> dict[str, tuple]:
     return loss_colors(labels)
 
 
-def build_report(results_dir: str | Path, *, figures: bool = True) -> Report:
+def build_report(
+    results_dir: str | Path,
+    *,
+    checkpoint: str = "final",
+    baseline: str | None = None,
+    figures: bool = True,
+) -> Report:
     """Loads ``results_dir`` and renders every table, README block and (unless
     ``figures=False``) figure; nothing is written.
 
+    Args:
+      checkpoint: whose test rows the tables show: "final" or "best" (best validation).
+      baseline: the loss each configuration is tested against (``significance.csv``);
+        default softmax cross-entropy, skipped with a note where the sweep has none.
+
     Raises:
-      ReportError: see :func:`toolkit.report.load.load_results`.
+      ReportError: see :func:`toolkit.report.load.load_results`; no test rows of
+        ``checkpoint``.
+      ValueError: an unknown ``checkpoint``, or a ``baseline`` that is not a loss of it.
     """
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint {checkpoint!r} is not one of {list(CHECKPOINTS)}")
     results_dir = Path(results_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df = load_results(results_dir)
+        rows = load_results(results_dir, split=None, checkpoint=None)  # the rules score all
+        failed = failed_runs(results_dir)
+        configs = run_configs(results_dir)
     for w in caught:  # shown to the caller and listed in the report
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    runs = per_run(df)
-    groups = aggregate(runs)
-    report = Report(figures=figures, colors=_loss_palette(groups))
+    df = rows[(rows["split"] == "test") & (rows["checkpoint"] == checkpoint)]
+    if df.empty:
+        raise ReportError(f"{str(results_dir)!r} has no test rows of checkpoint {checkpoint!r}")
+    if baseline is not None and baseline not in set(df["loss"]):
+        losses = sorted(set(df["loss"].astype(str)))
+        raise ValueError(f"baseline loss {baseline!r} is not in {results_dir}; losses: {losses}")
+    all_runs = per_run(df)
+    views = rule_runs(rows, all_runs, store.read_json(results_dir / store.SWEEP), configs)
+    report = Report(figures=figures, colors=_loss_palette(aggregate(all_runs)))
     md = [f"# Report: {results_dir.name}\n"]
+    counts = all_runs["status"].value_counts()
     report.blocks["runs"] = (
-        f"{len(runs)} finished runs ({int(runs['diverged'].sum())} diverged) in "
-        f"{len(groups)} configurations, {len(df)} evaluation rows."
+        f"{len(all_runs)} runs ({', '.join(f'{k} {v}' for k, v in counts.items())}; "
+        f"{len(failed)} failed), {len(df)} evaluation rows of checkpoint `{checkpoint}` "
+        f"({CHECKPOINTS[checkpoint]}) on the test split."
     )
     md.append(report.blocks["runs"] + "\n")
+    missing = rows["run_id"].nunique() - len(all_runs)
+    if missing:
+        md.append(f"{missing} run(s) have no test rows of checkpoint `{checkpoint}`.\n")
     if caught:
         md.append("Skipped while reading:\n\n" + "".join(f"- {w.message}\n" for w in caught))
     md.append(DEFINITIONS)
+    tuned = not all(view.picks.empty and not view.notes for view in views)
+    report.add("runs.csv", all_runs.drop(columns="group_id"),
+               "per run: config, status, raw and temperature-scaled metrics")  # fmt: skip
+    _selection(report, md, views, tuned)
+    _status(report, md, all_runs, failed)
+    shown = [view for view in views if not view.runs.empty]
+    if not shown:
+        md.append("No selection rule has runs to report yet.\n")
+        report.add("report.md", "\n".join(md), "the report as Markdown")
+        return report
+    groups = {v.rule: aggregate(v.runs).assign(selection=v.rule) for v in shown}
+    summary = pd.concat(groups.values(), ignore_index=True)
+    summary = summary[["selection", *summary.columns.drop("selection")]]
+    report.add("summary.csv", tables.summary_table(summary)[1], "per selection rule and "
+               "configuration: mean/SE/n of every headline metric")  # fmt: skip
+    for rule, frame in groups.items():
+        md.append(f"## Summary per configuration (selection: {rule})\n")
+        if tuned:  # what the rule is, e.g. that oracle is an upper bound
+            md.append(f"Rule `{rule}`: {selection.rules.entry(rule).description}\n")
+        md.append(tables.summary_table(frame)[0])
+    _significance(report, md, shown, all_runs, baseline)
+    rule, runs = shown[0].rule, shown[0].runs.drop(columns="selection")
+    groups, df = groups[rule], df[df["run_id"].isin(runs["run_id"])]
+    md.append(f"The sections below show the runs of selection rule `{rule}`.\n")
 
-    text, raw = tables.summary_table(groups)
-    report.add("summary.csv", raw, "per configuration: mean/SE/n of every headline metric")
-    report.blocks["summary"] = text
-    md.append(f"## Summary per configuration\n\n{text}")
-
-    md.append("## Loss x architecture\n")
+    report.blocks["summary"] = tables.summary_table(groups)[0]
+    md.append(f"## Loss x architecture (selection: {rule})\n")
     for metric in tables.PIVOT_METRICS:
         pivot = tables.pivot_table(groups, metric)
         if pivot is not None:
@@ -129,7 +183,7 @@ def build_report(results_dir: str | Path, *, figures: bool = True) -> Report:
     _robustness(report, md, df, runs)
     _per_set(report, md, df, runs)
     _label_noise(report, md, groups)
-    _reliability(report, md, df, runs)
+    _reliability(report, md, df, runs[runs["status"] == "finished"])
 
     if report.figure(
         "loss_comparison.png",
@@ -143,6 +197,66 @@ def build_report(results_dir: str | Path, *, figures: bool = True) -> Report:
         "all tables as Markdown, with the definitions and the figures linked",
     )
     return report
+
+
+def _selection(report: Report, md: list[str], views: list[RuleRuns], tuned: bool) -> None:
+    if not tuned:
+        return  # untuned: every run, nothing was selected
+    table = rule_table(views)
+    report.add("selection.csv", table, "per selection rule and cell: the chosen tuning "
+               "trial, its hparams and validation score, candidates, seed runs")  # fmt: skip
+    md.append("## Model selection (Gulrajani & Lopez-Paz 2021)\n")
+    md.append(
+        "Per cell, each rule picks one tuning trial among the finished tuning runs "
+        "(`id_val`: best clean validation accuracy; `oracle`: best mean shifted-validation "
+        "accuracy, an upper bound that chooses with shifted data; `default`: trial 0, the "
+        "registry defaults). Tables average the seed runs at the picked hparams; tuning "
+        "runs are never averaged.\n"
+    )
+    md.append(tables.markdown_table(table.drop(columns="run_id", errors="ignore")))
+    for view in views:
+        md += [f"- rule `{view.rule}`: {note}\n" for note in view.notes]
+
+
+def _status(report: Report, md: list[str], runs: pd.DataFrame, failed: pd.DataFrame) -> None:
+    text = tables.status_table(runs, failed)
+    md.append("## Runs not averaged\n")
+    md.append(text or "Every run finished.\n")
+
+
+def _significance(
+    report: Report, md: list[str], views: list[RuleRuns], runs: pd.DataFrame, baseline
+) -> None:
+    name = baseline or significance.BASELINE
+    md.append(f"## Against the baseline `{name}` (paired by seed, Holm-corrected)\n")
+    if name not in set(runs["loss"]):
+        md.append(f"No run of the baseline loss `{name}`: no comparison.\n")
+        return
+    ignore = tuned_keys(runs)
+    frames = [
+        significance.compare(view.runs, baseline=name, ignore=ignore).assign(selection=view.rule)
+        for view in views
+        if name in set(view.runs["loss"])
+    ]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if table.empty:
+        md.append("No candidate shares seeds with the baseline.\n")
+        return
+    table = table[["selection", *table.columns.drop("selection")]]
+    report.add("significance.csv", table, "each configuration vs the baseline per metric: "
+               "paired mean difference, 95% bootstrap CI, t-test p, Holm p")  # fmt: skip
+    md.append(
+        "Each candidate minus the baseline of its architecture (and data axes), over the "
+        "seeds both have: mean difference with a 95 % percentile bootstrap CI (10,000 "
+        "resamples of the seed pairs), two-sided paired t-test p-value (scipy.stats."
+        "ttest_rel) and the Holm-Bonferroni adjusted p-value over every row of the rule's "
+        "table. Only comparisons significant at 0.05 after correction are marked. "
+        "Differences in percentage points for accuracies, ECE and AUROC.\n"
+    )
+    scale = {m: tables.METRIC_SPECS[m].scale for m in significance.HIGHER_IS_BETTER}
+    for rule, rows in table.groupby("selection", sort=False):
+        md.append(f"### Selection: {rule}\n")
+        md.append(significance.significance_table(rows, scale).replace("### ", "#### "))
 
 
 def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFrame) -> None:
@@ -185,9 +299,9 @@ def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFr
     md.append(
         "Each point is one run: x = clean test accuracy, y = its mean corrupted accuracy "
         "(over all shifts x severities), both probit-transformed; least-squares line over "
-        f"all non-diverged runs: {report.blocks['line_fit']}. Effective robustness = "
-        "corrupted accuracy minus the line's prediction (percentage points; relative to "
-        f"this experiment's trend).\n\n{link}\n{text}"
+        f"all {fit.num_points} finished runs: {report.blocks['line_fit']}. Effective "
+        "robustness = corrupted accuracy minus the line's prediction (percentage points; "
+        f"relative to this experiment's trend).\n\n{link}\n{text}"
     )
 
 
@@ -245,7 +359,9 @@ def _readme(report: Report, results_dir: Path, command: str) -> str:
     blocks = ", ".join(f"`{name}`" for name in sorted(report.blocks))
     return (
         f"# Report of `{results_dir.name}`\n\nRegenerate: `{command}` (reads "
-        f"`{results_dir.name}/evals.jsonl` and the `runs/*/done` markers; nothing else).\n\n"
+        f"`{results_dir.name}/evals.jsonl`, the `runs/*/done` markers, the runs' "
+        "`config.json` (which tuned hparams each rule picked) and `error.json` (failed "
+        "runs); nothing else).\n\n"
         f"| file | what |\n|---|---|\n{rows}| `README.md` | this list |\n\n"
         f"README blocks (`<!-- report:NAME -->` ... `<!-- /report:NAME -->` in "
         f"`{results_dir.name}/README.md`, refreshed by the command): {blocks}.\n"
@@ -258,11 +374,14 @@ def write_report(
     *,
     command: str | None = None,
     readmes: Sequence[str | Path] = (),
+    checkpoint: str = "final",
+    baseline: str | None = None,
 ) -> list[Path]:
-    """Builds the report of ``results_dir``, writes it to ``out_dir`` (default
-    ``<results_dir>/report``), replacing any previous report there as a whole, and
-    refreshes the report blocks of ``<results_dir>/README.md`` (when it exists) and of the
-    blocks named ``<experiment>/NAME`` in each of ``readmes`` (:mod:`toolkit.report.blocks`).
+    """Builds the report of ``results_dir`` (see :func:`build_report` for ``checkpoint``
+    and ``baseline``), writes it to ``out_dir`` (default ``<results_dir>/report``),
+    replacing any previous report there as a whole, and refreshes the report blocks of
+    ``<results_dir>/README.md`` (when it exists) and of the blocks named
+    ``<experiment>/NAME`` in each of ``readmes`` (:mod:`toolkit.report.blocks`).
 
     Returns the written paths. Nothing is written when loading fails
     (:class:`~toolkit.report.load.ReportError`) or a README names an unknown block
@@ -271,7 +390,7 @@ def write_report(
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     command = command or f"python -m experiments.report {results_dir}"
-    report = build_report(results_dir)
+    report = build_report(results_dir, checkpoint=checkpoint, baseline=baseline)
     targets = [(results_dir / "README.md", None)] if (results_dir / "README.md").is_file() else []
     targets += [(Path(path), results_dir.name) for path in readmes]
     texts = {}

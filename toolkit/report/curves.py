@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from toolkit.report.stats import aggregate, carried
+from toolkit.report.stats import aggregate, carried, finished
 
 __all__ = [
     "LineFit",
@@ -22,8 +22,9 @@ __all__ = [
 
 
 def with_run_config(rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Attaches each run's group_id, config keys and diverged flag to ``rows``."""
-    config = runs[["run_id", "group_id", *carried(runs), "diverged"]]
+    """Attaches each run's group_id, config keys, diverged flag and status to ``rows``."""
+    status = ["status"] if "status" in runs else []
+    config = runs[["run_id", "group_id", *carried(runs), "diverged", *status]]
     return rows.merge(config, on="run_id", how="inner")
 
 
@@ -73,7 +74,7 @@ class LineFit:
 
 
 def accuracy_line(runs: pd.DataFrame) -> LineFit | str:
-    """Accuracy on the line (Miller et al. 2021) across all non-diverged runs.
+    """Accuracy on the line (Miller et al. 2021) across all finished runs.
 
     Each point is one run: x = its clean (ID) test accuracy, y = its mean corrupted
     accuracy (mean over every shift x severity). The line is fitted in probit space by
@@ -87,9 +88,9 @@ def accuracy_line(runs: pd.DataFrame) -> LineFit | str:
     from toolkit import metrics
 
     cols = ["run_id", "group_id", "id_accuracy", "corrupted_accuracy"]
-    points = runs.loc[~runs["diverged"], cols].dropna()
+    points = runs.loc[finished(runs), cols].dropna()
     if len(points) < 2:
-        return f"needs >= 2 non-diverged runs with clean and shift rows, got {len(points)}"
+        return f"needs >= 2 finished runs with clean and shift rows, got {len(points)}"
     id_acc = points["id_accuracy"].to_numpy(np.float32)
     ood_acc = points["corrupted_accuracy"].to_numpy(np.float32)
     try:

@@ -1,9 +1,12 @@
 """Read one experiment's results directory into a tidy pandas DataFrame.
 
-The rows are those of :func:`toolkit.store.read_evals`: the last row per (run_id,
-checkpoint, split, eval_set, severity) of the runs whose ``done`` marker is intact; damaged
-lines, malformed rows and rows of unfinished runs are skipped with a
-:class:`ReportWarning`. This module shapes them into columns and reads nothing but the store.
+The rows are those of :func:`toolkit.store.read_evals`: the last row per row key of the
+runs whose ``done`` marker is intact; damaged lines, malformed rows and rows of unfinished
+runs are skipped with a :class:`ReportWarning`. Rows written before the protocol columns
+existed (split, checkpoint, status, ...) get their defaults
+(:func:`toolkit.selection.with_row_defaults`). Failed runs have no rows: :func:`failed_runs`
+reads their ``error.json``. This module shapes rows into columns and reads nothing but the
+store.
 """
 
 from __future__ import annotations
@@ -19,16 +22,22 @@ import pandas as pd
 
 from toolkit import store
 from toolkit.metrics import OOD_SCORES
+from toolkit.selection import with_row_defaults
 
 __all__ = [
+    "CHECKPOINTS",
     "CONFIG_KEYS",
     "METRICS",
+    "SPLITS",
     "ReportError",
     "ReportWarning",
+    "failed_runs",
     "finished_runs",
     "load_results",
     "loss_label",
     "read_jsonl",
+    "run_configs",
+    "trained_config",
 ]
 
 ReportWarning = store.ResultsWarning  # rows skipped while reading a results directory
@@ -55,6 +64,7 @@ CONFIG_KEYS = (
     "label_noise_kind",
     "train_size",
     "imbalance",
+    "validation_fraction",
 )
 """Row fields that (besides the seed) determine training; runs that agree on all of those
 present are seeds of one group. The labels ``group`` and ``variant`` are not among them: the
@@ -63,11 +73,22 @@ the same configuration differently."""
 
 _MAPPING_KEYS = ("dataset_kwargs", "model_hparams", "loss_hparams", "optimizer_hparams")
 
+_PROTOCOL_METRICS = (
+    "nll_ts",
+    "brier_ts",
+    "ece_ts",
+    "temperature",
+    "max_class_fraction",
+    "train_accuracy",
+)
+"""Columns of the evaluation protocol that rows written before it lack (NaN there)."""
+
 METRICS = (
     "accuracy",
     "nll",
     "brier",
     "ece",
+    *_PROTOCOL_METRICS,
     "misclassification_auroc",
     *(
         f"{metric}_{score}"
@@ -75,6 +96,15 @@ METRICS = (
         for score in OOD_SCORES
     ),
 )
+
+
+SPLITS = ("test", "validation")
+"""Which data a row's set was built from."""
+CHECKPOINTS = {
+    "final": "the weights at the last training step",
+    "best": "the best-validation-accuracy weights kept during training",
+}
+"""Which weights a row evaluated."""
 
 
 class ReportError(ValueError):
@@ -115,22 +145,35 @@ def _check_dir(results_dir: Path) -> None:
         )
 
 
-def load_results(results_dir: str | Path) -> pd.DataFrame:
+def load_results(
+    results_dir: str | Path, *, split: str | None = "test", checkpoint: str | None = "final"
+) -> pd.DataFrame:
     """Evaluation rows of the finished runs of one experiment, one row per key.
 
-    The final checkpoint's rows on the test split (rows of older sweeps, which lack
-    ``checkpoint`` and ``split``, are those). Returns a DataFrame with the evals.jsonl
-    fields (see the sweep spec): config fields,
-    ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity`` and the metric columns
-    (float, NaN for null), sorted by run_id, kind, eval_set, severity. Hyperparameter
-    mappings become canonical JSON strings; ``loss_label`` is :func:`loss_label` and
-    ``variant`` falls back to it where the runner wrote none. ``diverged`` is true when
-    the row or the run's ``done`` marker (``diverged_step`` not null) says so.
+    By default the rows of the ``test`` split evaluated at the ``final`` checkpoint (what
+    tables and figures show); ``checkpoint="best"`` gives the best-validation weights' rows,
+    ``split="validation"`` the validation rows, None every value.
+
+    Returns a DataFrame with the evals.jsonl fields (see the sweep spec): config fields,
+    ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity``, the metric columns
+    (float, NaN for null; the protocol's ``*_ts``, ``temperature``, ``max_class_fraction``
+    and ``train_accuracy`` NaN on old rows), ``split`` and ``checkpoint`` (old rows: "test",
+    "final"), ``status`` (one per run; old rows: "diverged"/"finished"), ``trial``,
+    ``best_step``, ``diverged_step`` (nullable ints), ``cell`` and ``role`` (None for
+    untuned sweeps), sorted by run_id, checkpoint, split, kind, eval_set, severity.
+    Hyperparameter mappings become canonical JSON strings; ``loss_label`` is
+    :func:`loss_label` and ``variant`` falls back to it where the runner wrote none.
+    ``diverged`` is true when the row or the run's ``done`` marker (``diverged_step`` not
+    null) says so.
 
     Raises:
-      ReportError: the directory or its evals.jsonl is missing, or no row belongs to a
-        finished run.
+      ValueError: ``split`` or ``checkpoint`` is not one of the protocol's values.
+      ReportError: the directory or its evals.jsonl is missing, or no row of ``split`` and
+        ``checkpoint`` belongs to a finished run.
     """
+    for name, value, valid in (("split", split, SPLITS), ("checkpoint", checkpoint, CHECKPOINTS)):
+        if value is not None and value not in valid:
+            raise ValueError(f"{name} {value!r} is not one of {[*valid, None]}")
     results_dir = Path(results_dir)
     _check_dir(results_dir)
     done = store.done_markers(results_dir)
@@ -144,10 +187,36 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     df = pd.DataFrame(kept)
     for column, default in store.KEY_DEFAULTS.items():  # rows of older sweeps lack them
         df[column] = df[column].fillna(default) if column in df else default
-    # The tables are of the final checkpoint on the test split (validation rows: selection).
-    df = df[(df["checkpoint"] == "final") & (df["split"] == "test")].reset_index(drop=True)
     df["severity"] = df["severity"].astype(int)
-    return _normalize(df, done)
+    df = _normalize(df, done)
+    for column, value in (("split", split), ("checkpoint", checkpoint)):
+        if value is not None:
+            df = df[df[column] == value]
+    if df.empty:
+        raise ReportError(
+            f"{str(results_dir)!r} has no {split or 'any'} rows of checkpoint "
+            f"{checkpoint or 'any'!r} of finished runs"
+        )
+    return df.reset_index(drop=True)
+
+
+def run_configs(results_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """``{run_id: its config.json}`` of the run directories whose config reads."""
+    configs = {}
+    for run in store.run_dirs(results_dir):
+        config = store.read_json(run.config)
+        if isinstance(config, Mapping):
+            configs[run.run_id] = dict(config)
+    return configs
+
+
+def trained_config(config: Mapping[str, Any]) -> str:
+    """What a run trained, seed excluded, as canonical JSON: its dataset, dataset_kwargs,
+    data_axes and train config (every field, also those rows lack, e.g. weight_decay)."""
+    train = {k: v for k, v in (config.get("train") or {}).items() if k != "seed"}
+    keys = ("dataset", "dataset_kwargs", "data_axes")
+    trained = {k: config.get(k) for k in keys} | {"train": train}
+    return json.dumps(trained, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -165,6 +234,15 @@ def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.Da
     for metric in (*METRICS, "label_noise", "learning_rate"):
         if metric in df:
             df[metric] = pd.to_numeric(df[metric], errors="coerce").astype(np.float64)
+        elif metric in _PROTOCOL_METRICS:
+            df[metric] = np.nan
+    for column in ("trial", "best_step", "diverged_step"):
+        values = pd.to_numeric(df[column], errors="coerce") if column in df else np.nan
+        df[column] = pd.Series(values, index=df.index, dtype="Float64").astype("Int64")
+    for column in ("cell", "role"):
+        df[column] = (
+            df[column].astype(object).where(df[column].notna(), None) if column in df else None
+        )
     if "label_noise" not in df:
         df["label_noise"] = 0.0
     if "seed" not in df:
@@ -174,4 +252,31 @@ def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.Da
     df["diverged"] = flagged | marker
     # One diverged row marks the whole run.
     df["diverged"] = df.groupby("run_id")["diverged"].transform("any")
-    return df.sort_values(["run_id", "kind", "eval_set", "severity"]).reset_index(drop=True)
+    df = with_row_defaults(df)
+    # One status per run (the rows agree; a diverged flag wins over an older "finished").
+    df["status"] = df.groupby("run_id")["status"].transform("first").astype(str)
+    df.loc[df["diverged"], "status"] = "diverged"
+    df["diverged"] = df["status"] == "diverged"
+    order = ["run_id", "checkpoint", "split", "kind", "eval_set", "severity"]
+    return df.sort_values(order).reset_index(drop=True)
+
+
+def failed_runs(results_dir: str | Path) -> pd.DataFrame:
+    """Runs that raised: one row per ``runs/<run_id>/error.json`` of a run without a
+    ``done`` marker, with ``run_id``, ``type``, ``message``, ``time`` and the run's
+    ``model``, ``loss`` and ``seed`` from its ``config.json`` (None where unreadable)."""
+    out = []
+    for run in store.run_dirs(results_dir):
+        error = store.read_json(run.path / "error.json")
+        if not isinstance(error, Mapping) or run.is_done():
+            continue
+        config = store.read_json(run.config)
+        train = config.get("train", {}) if isinstance(config, Mapping) else {}
+        train = train if isinstance(train, Mapping) else {}
+        out.append(
+            {"run_id": run.run_id}
+            | {k: error.get(k) for k in ("type", "message", "time")}
+            | {k: train.get(k) for k in ("model", "loss", "seed")}
+        )
+    columns = ["run_id", "type", "message", "time", "model", "loss", "seed"]
+    return pd.DataFrame(out, columns=columns)

@@ -1,10 +1,11 @@
 """Markdown and CSV tables of mean +/- standard error over seeds.
 
 Cells read ``mean +/- SE`` (SE = sample std / sqrt(n)); the SE is left out when one seed
-is in the mean. Diverged runs are never averaged in: a group whose runs all diverged reads
-``diverged (k/n)``, one with some diverged runs gets `` [k/n diverged]`` in pivot cells
-and a ``diverged`` count in the summary. CSVs hold the raw numbers (accuracies, ECE and
-AUROC as fractions, not percent) with ``_mean``, ``_se`` and ``_n`` columns.
+is in the mean. Only finished runs are averaged: a group whose runs all diverged reads
+``diverged (k/n)``, one with some unfinished runs gets `` [k/n diverged]`` (or collapsed)
+in pivot cells and the summary's ``finished`` column reads ``k/n`` with the others named.
+CSVs hold the raw numbers (accuracies, ECE and AUROC as fractions, not percent) with
+``_mean``, ``_se`` and ``_n`` columns.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from collections.abc import Sequence
 import pandas as pd
 
 from toolkit.report.curves import LineFit
-from toolkit.report.stats import aggregate, group_keys, series_labels, varying_keys
+from toolkit.report.stats import (
+    STATUSES,
+    aggregate,
+    group_keys,
+    series_labels,
+    status_counts,
+    varying_keys,
+)
 
 __all__ = [
     "METRIC_SPECS",
@@ -27,6 +35,7 @@ __all__ = [
     "markdown_table",
     "pivot_table",
     "set_tables",
+    "status_table",
     "summary_table",
 ]
 
@@ -43,12 +52,21 @@ class MetricSpec:
 METRIC_SPECS = {
     "id_accuracy": MetricSpec("ID acc (%)"),
     "id_nll": MetricSpec("ID NLL", 1.0, 3),
+    "id_nll_ts": MetricSpec("ID NLL TS", 1.0, 3),
     "id_ece": MetricSpec("ID ECE (%)"),
+    "id_ece_ts": MetricSpec("ID ECE TS (%)"),
     "id_brier": MetricSpec("ID Brier", 1.0, 4),
+    "id_brier_ts": MetricSpec("ID Brier TS", 1.0, 4),
     "corrupted_accuracy": MetricSpec("mean corrupted acc (%)"),
+    "corrupted_nll": MetricSpec("mean corrupted NLL", 1.0, 3),
+    "corrupted_nll_ts": MetricSpec("mean corrupted NLL TS", 1.0, 3),
     "corrupted_ece": MetricSpec("mean corrupted ECE (%)"),
+    "corrupted_ece_ts": MetricSpec("mean corrupted ECE TS (%)"),
+    "corrupted_brier": MetricSpec("mean corrupted Brier", 1.0, 4),
+    "corrupted_brier_ts": MetricSpec("mean corrupted Brier TS", 1.0, 4),
     "ood_auroc_msp": MetricSpec("OOD AUROC msp (%)"),
     "ood_auroc_energy": MetricSpec("OOD AUROC energy (%)"),
+    "temperature": MetricSpec("temperature", 1.0, 3),
     "accuracy": MetricSpec("accuracy (%)"),
     "effective_robustness": MetricSpec("effective robustness (points)"),
 }
@@ -66,15 +84,25 @@ def cell(mean: float, se: float, n: int, spec: MetricSpec) -> str:
     return text
 
 
+def _unfinished(row: pd.Series) -> list[str]:
+    """``k/n status`` for each status but finished that some of the group's runs have."""
+    counts = [(s, int(row.get(f"n_{s}", 0))) for s in STATUSES[1:]]
+    return [f"{k}/{row['n_runs']} {s}" for s, k in counts if k > 0]
+
+
 def _group_cell(row: pd.Series, metric: str, spec: MetricSpec, *, note_diverged: bool) -> str:
-    if row["n"] == 0 and row["n_diverged"] > 0:
-        return f"diverged ({row['n_diverged']}/{row['n_runs']})"
+    unfinished = _unfinished(row)
+    if row["n"] == 0 and unfinished:
+        if len(unfinished) == 1:  # e.g. "diverged (2/2)"
+            fraction, status = unfinished[0].split(" ")
+            return f"{status} ({fraction})"
+        return f"no finished run ({', '.join(unfinished)})"
     n = int(row[f"{metric}_n"])
     text = cell(row[f"{metric}_mean"], row[f"{metric}_se"], n, spec)
     if text and n < row["n"]:
         text += f" (n={n})"  # some healthy runs lack this metric (e.g. no OOD rows)
-    if text and note_diverged and row["n_diverged"] > 0:
-        text += f" [{row['n_diverged']}/{row['n_runs']} diverged]"
+    if text and note_diverged and unfinished:
+        text += f" [{', '.join(unfinished)}]"
     return text
 
 
@@ -111,16 +139,65 @@ def _csv_columns(groups: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(groups: pd.DataFrame) -> tuple[str, pd.DataFrame]:
-    """Per-group headline metrics: Markdown (display units) and the CSV frame (raw)."""
+    """Per-group headline metrics: Markdown (display units) and the CSV frame (raw).
+
+    ``finished`` reads ``k/n`` runs finished, the others named by status; beside the ID
+    accuracy stands the test set's binomial SE (``id_accuracy_binomial_se``)."""
     shown = _labels(groups)
-    shown["n"] = groups["n"].astype(str)
-    shown["diverged"] = groups["n_diverged"].astype(str) + "/" + groups["n_runs"].astype(str)
+    shown["finished"] = [status_counts(row) for _, row in groups.iterrows()]
     for metric in _present(groups, METRIC_SPECS):
         spec = METRIC_SPECS[metric]
         shown[spec.header] = [
             _group_cell(row, metric, spec, note_diverged=False) for _, row in groups.iterrows()
         ]
+        if metric == "id_accuracy" and "id_accuracy_binomial_se" in groups:
+            shown["ID acc binomial SE (%)"] = [
+                cell(se, float("nan"), int(n), spec)
+                for se, n in zip(groups["id_accuracy_binomial_se"], groups["n"], strict=True)
+            ]
     return markdown_table(shown), _csv_columns(groups)
+
+
+def status_table(runs: pd.DataFrame, failed: pd.DataFrame) -> str | None:
+    """The runs that are not averaged: unfinished runs (from ``runs``, :func:`per_run`;
+    config = the loss and the config keys that vary between runs) with why (final train
+    accuracy, the clean test set's largest predicted-class fraction, the divergence step),
+    and failed runs (``failed``, from their ``error.json``); None when every run finished."""
+    bad = runs[runs["status"] != "finished"]
+    parts = []
+    if not bad.empty:
+        groups = runs.drop_duplicates("group_id")
+        label_of = dict(zip(groups["group_id"], series_labels(groups), strict=True))
+        shown = bad[["run_id", "model"]].assign(
+            config=bad["group_id"].map(label_of), seed=bad["seed"]
+        )
+        if "role" in bad and bad["role"].notna().any():
+            shown = shown.assign(role=bad["role"], trial=bad["trial"])
+        shown = shown.assign(
+            status=bad["status"],
+            **{
+                "train acc (%)": [
+                    cell(v, float("nan"), 1, METRIC_SPECS["accuracy"])
+                    for v in bad["train_accuracy"]
+                ],
+                "max class fraction (%)": [
+                    cell(v, float("nan"), 1, METRIC_SPECS["accuracy"])
+                    for v in bad["max_class_fraction"]
+                ],
+                "diverged at step": [_step(v) for v in bad["diverged_step"]],
+            },
+        )
+        parts.append(markdown_table(shown.astype(str).replace({"<NA>": "", "nan": ""})))
+    if not failed.empty:
+        shown = failed[["run_id", "model", "loss", "seed", "type", "message"]]
+        parts.append(
+            f"Failed runs (no rows; from `runs/<run_id>/error.json`):\n\n{markdown_table(shown)}"
+        )
+    return "\n".join(parts) or None
+
+
+def _step(value) -> str:
+    return "" if pd.isna(value) else str(int(value))
 
 
 def pivot_table(groups: pd.DataFrame, metric: str) -> tuple[str, pd.DataFrame] | None:
