@@ -1,6 +1,7 @@
 """End-to-end: the MNIST-1D table script, quick on every run and in full in the slow group;
 the shipped sweeps' quick variants through their README commands (slow group)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,12 +71,35 @@ def test_quick_variant_runs_end_to_end_with_the_readme_commands(name, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
     finished = sorted(p.parent.name for p in (experiment / "runs").glob("*/done"))
-    assert finished == sorted(t.run_id for t in trials)
+    tuning = json.loads((experiment / "sweep.json").read_text()).get("tuning")
+    seed_runs = [r["run_id"] for r in tuning["seed_runs"]] if tuning else []
+    assert finished == sorted({t.run_id for t in trials} | set(seed_runs))
     rows = pd.read_json(experiment / "evals.jsonl", lines=True)
     test = rows[(rows["split"] == "test") & (rows["checkpoint"] == "final")]
     clean = test[test["eval_set"] == "clean"].set_index("run_id")["accuracy"]
     assert sorted(clean.index) == finished
     assert (clean > 0.2).all(), clean  # 10 classes: chance is 0.1
     summary = pd.read_csv(experiment / "report" / "summary.csv")
-    assert summary["n"].sum() == len(trials)
     assert (experiment / "report" / "report.md").stat().st_size > 0
+    if not tuning:
+        assert summary["n"].sum() == len(trials) and set(summary["selection"]) == {"default"}
+        return
+    # A tuned sweep (trials=3): validation rows, recalibration, a pick per rule and cell, the
+    # seed runs of each pick averaged under its rule, significance against cross-entropy.
+    rules = tuple(config.tune.select)
+    cells = {t.tags["cell"] for t in trials}
+    assert len(trials) == config.tune.trials * len(cells)
+    assert set(rows["split"]) == {"test", "validation"} and set(rows["checkpoint"]) == {
+        "final",
+        "best",
+    }
+    assert test[test["kind"] != "ood"]["nll_ts"].notna().all()
+    picks = pd.read_csv(experiment / "report" / "selection.csv")
+    assert len(picks) == len(rules) * len(cells) and set(picks["selection"]) == set(rules)
+    assert set(summary["selection"]) == set(rules)
+    for rule in rules:
+        assert summary[summary["selection"] == rule]["n"].sum() == len(cells) * config.seeds
+    significance = pd.read_csv(experiment / "report" / "significance.csv")
+    assert {"p_value", "p_holm", "significant"} <= set(significance.columns)
+    tested = significance.dropna(subset=["p_value"])  # a constant difference has no t-test
+    assert not tested.empty and (tested["p_holm"] >= tested["p_value"]).all()

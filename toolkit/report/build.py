@@ -130,7 +130,7 @@ def build_report(
         raise ValueError(f"baseline loss {baseline!r} is not in {results_dir}; losses: {losses}")
     all_runs = per_run(df)
     views = rule_runs(rows, all_runs, store.read_json(results_dir / store.SWEEP), configs)
-    report = Report(figures=figures, colors=_loss_palette(aggregate(all_runs)))
+    report = Report(figures=figures)
     md = [f"# Report: {results_dir.name}\n"]
     counts = all_runs["status"].value_counts()
     report.blocks["runs"] = (
@@ -168,6 +168,7 @@ def build_report(
     _significance(report, md, shown, all_runs, baseline)
     rule, runs = shown[0].rule, shown[0].runs.drop(columns="selection")
     groups, df = groups[rule], df[df["run_id"].isin(runs["run_id"])]
+    report.colors = _loss_palette(groups)  # every figure below draws these runs
     md.append(f"The sections below show the runs of selection rule `{rule}`.\n")
 
     report.blocks["summary"] = tables.summary_table(groups)[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -122,7 +123,9 @@ def _one_rule(
                 "run_id": pick.run_id,
                 "score": pick.score,
                 "candidates": pick.candidates,
-                "hparams": json.dumps({k: _plain(v) for k, v in values.items()}, sort_keys=True),
+                "hparams": json.dumps(  # a key another cell tunes is absent (NaN) here
+                    {k: _plain(v) for k, v in values.items() if not _absent(v)}, sort_keys=True
+                ),
                 "seed_runs": len(mine),
                 "seed_runs_finished": int((mine["status"] == "finished").sum()),
             }
@@ -148,6 +151,10 @@ def _identities(rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) ->
     if not all(run_id in configs for run_id in groups.index):
         return groups
     return pd.Series({r: trained_config(configs[r]) for r in groups.index}, dtype=object)
+
+
+def _absent(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _tuned_hparams(rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
