@@ -66,8 +66,8 @@ def log_starts(events: str | os.PathLike, patch: Patch = setattr) -> None:
     restore = getattr(execute.restore, "__wrapped__", execute.restore)
 
     @functools.wraps(restore)
-    def logged(trial, run_dir, dataset):
-        checkpoints, state = restore(trial, run_dir, dataset)
+    def logged(trial, run_dir, dataset, **options):
+        checkpoints, state = restore(trial, run_dir, dataset, **options)
         step = int(state.step) if state is not None else 0
         row = {"event": "train_start", "run_id": trial.run_id, "step": step}
         line = json.dumps({**row, "pid": os.getpid(), "time": time.time()}) + "\n"

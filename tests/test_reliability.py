@@ -180,7 +180,7 @@ def assert_same_results(experiment, reference):
 def final_state(run: store.RunDir):
     cfg = Trial.from_json(json.loads(run.config.read_text())).train_config()
     checkpoints = Checkpoints(run.checkpoint)
-    state = checkpoints.restore(abstract_state(cfg, 10, (40,)), step=cfg.steps)
+    state = checkpoints.restore(abstract_state(cfg, 10, (40,), best=True), step=cfg.steps)
     checkpoints.close()
     return state
 
@@ -410,7 +410,8 @@ def test_reevaluation_uses_only_the_final_checkpoint_and_changes_nothing(referen
     messages = [str(w.message) for w in caught]
     assert any("step 40 is unreadable" in m for m in messages)
     assert any("final checkpoint (step 40)" in m and "not re-evaluated" in m for m in messages)
-    assert written == 4  # the intact run's clean and new shuffle rows, test and validation
+    # the intact run's clean and new shuffle rows, test and validation, final and best
+    assert written == 8
     rows = quiet(store.read_jsonl, experiment / store.EVALS)
     assert {r["run_id"] for r in rows if r["eval_set"] == "shuffle"} == {intact.run_id}
     assert sorted(p.relative_to(experiment) for p in damaged.path.rglob("*")) == before
@@ -467,12 +468,13 @@ def test_two_sweeps_started_at_once_train_every_run_exactly_once(space, referenc
     assert len(runs) == 3 and all(r.is_done() for r in runs)
     assert starts(events) == {r.run_id: [0] for r in runs}  # one start each, from scratch
     rows = rows_by_key(experiment)
-    assert len(rows) == 3 * 4  # clean and iid_noise@2 on the test and validation splits
+    # clean and iid_noise@2 on the test and validation splits, final and best checkpoints
+    assert len(rows) == 3 * 2 * 4
     theirs = rows_by_key(reference.dir)
     assert {k: v for k, v in rows.items() if k in theirs} == theirs
     for line in (experiment / store.EVALS).read_text().splitlines():
         json.loads(line)  # no torn or interleaved line
-    assert len((experiment / store.EVALS).read_text().splitlines()) == 12
+    assert len((experiment / store.EVALS).read_text().splitlines()) == 24
 
 
 def test_stale_locks_of_dead_processes_are_reclaimed(space, reference, tmp_path, monkeypatch):
@@ -533,7 +535,8 @@ def get_config(variant=""):
 
 
 def sweep(config):
-    return product(learning_rate=(10.0, 1e-2), seed=(0, 1))
+    # lr 0.3 trains (above chance within 40 steps: not collapsed); lr 10 diverges
+    return product(learning_rate=(10.0, 0.3), seed=(0, 1))
 """
 
 
@@ -582,7 +585,7 @@ def test_population_with_diverging_members_records_and_reports_them(space, tmp_p
     for (lr, seed), run in runs.items():
         marker = run.done_marker()
         expected = numpy_divergence_step(ds.train.x, ds.train.y, seed, lr, 40)
-        assert (expected is not None) == (lr == 10.0)  # lr 10 really diverges, 1e-2 does not
+        assert (expected is not None) == (lr == 10.0)  # lr 10 really diverges, 0.3 does not
         assert marker["diverged_step"] == expected
         mine = [r for k, r in rows.items() if k[0] == run.run_id]
         assert len(mine) == 2 and all(r["diverged_step"] == expected for r in mine)
@@ -614,8 +617,8 @@ def test_population_with_diverging_members_records_and_reports_them(space, tmp_p
     healthy = [
         r["accuracy"] for k, r in rows.items() if k[2:4] == ("test", "clean") and r["accuracy"]
     ]
-    assert by_lr.loc[0.01, "id_accuracy_mean"] == pytest.approx(np.mean(healthy), abs=1e-6)
-    assert by_lr.loc[0.01, "n_diverged"] == 0 and by_lr.loc[0.01, "n"] == 2
+    assert by_lr.loc[0.3, "id_accuracy_mean"] == pytest.approx(np.mean(healthy), abs=1e-6)
+    assert by_lr.loc[0.3, "n_diverged"] == 0 and by_lr.loc[0.3, "n"] == 2
     table = report.files["report.md"]
     diverged = "| 0/2 (2 diverged) |"  # finished k/n, the others named
     lines = [x for x in table.splitlines() if x.startswith("| linear") and diverged in x]
@@ -676,9 +679,10 @@ def test_results_and_checkpoints_load_with_pickle_disabled(reference, tmp_path, 
     experiment = copy_of(reference.dir, tmp_path)
     run = store.RunDir(experiment, reference.ids[0])
     cfg = Trial.from_json(json.loads(run.config.read_text())).train_config()
-    state = Checkpoints(run.checkpoint).restore(abstract_state(cfg, 10, (40,)))
+    state = Checkpoints(run.checkpoint).restore(abstract_state(cfg, 10, (40,), best=True))
     assert int(state.step) == 40
-    assert len(rows_by_key(experiment)) == 8  # clean, iid_noise@2 on test and validation
+    # clean, iid_noise@2 on test and validation, final and best checkpoints
+    assert len(rows_by_key(experiment)) == 16
     assert len(quiet(load_results, experiment)) == 4  # the report's: the test rows
     assert (
         reevaluate(
@@ -686,7 +690,7 @@ def test_results_and_checkpoints_load_with_pickle_disabled(reference, tmp_path, 
             {"s": {"type": "shifts", "names": ("shuffle",), "severities": (5,)}},
             progress=False,
         )
-        == 8  # clean and shuffle rows of both runs on test and validation
+        == 16  # clean and shuffle rows of both runs on test and validation, final and best
     )
 
 

@@ -105,7 +105,7 @@ def test_the_command_refreshes_the_readme_and_another_readmes_blocks(results_cop
     mean, se = _truth(results_copy, "gce", 0.6)
     assert "| cnn | gce(q=0.7) |" in text and f"{mean:.2f} +/- {se:.2f}" in text
     runs = len(list((results_copy / "runs").glob("*/done")))
-    assert f"-->{runs} finished runs (0 diverged) in 28 configurations" in text
+    assert f"-->{runs} runs (finished {runs}; 0 failed)" in text
     assert "slope" in top.read_text() and "R^2" in top.read_text()
     assert "`label_noise`" in (results_copy / "report" / "README.md").read_text()
 
