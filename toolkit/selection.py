@@ -11,8 +11,11 @@ table names its rule. Each rule reads the evaluation rows of a cell's tuning run
   would not have seen.
 - ``default``: trial 0, the registry defaults (no tuning).
 
-Only runs whose ``status`` is ``finished`` are eligible (diverged and collapsed runs are
-not); ties go to the lowest trial index. The rules are a step on recorded rows, so adding
+For ``id_val`` and ``oracle`` only runs whose ``status`` at that checkpoint is
+``finished`` are eligible (diverged and collapsed runs are not; the status is decided on
+training and validation data, never the test set); ties go to the lowest trial index.
+``default`` picks trial 0 whatever became of it: the defaults' failures are part of what
+it reports. The rules are a step on recorded rows, so adding
 one needs no retraining of the tuning runs.
 """
 
@@ -69,7 +72,11 @@ def _oracle(rows: pd.DataFrame) -> pd.Series:
     return _validation(rows, "shift")
 
 
-@rules.register("default", description="Trial 0: the registry defaults, no tuning.")
+@rules.register(
+    "default",
+    description="Trial 0: the config's values (registry defaults), no tuning.",
+    meta={"any_status": True},
+)
 def _default(rows: pd.DataFrame) -> pd.Series:
     trials = rows.groupby("run_id")["trial"].first()
     return (trials == 0).astype(np.float64).where(trials == 0)
@@ -90,6 +97,7 @@ def select(rows: pd.DataFrame, rule: str, *, checkpoint: str = "final") -> pd.Da
       tuning runs in the cell). A cell with no eligible run is left out.
     """
     score_of: Callable[[pd.DataFrame], pd.Series] = rules.get(rule)
+    any_status = rules.entry(rule).meta.get("any_status", False)
     missing = sorted({"run_id", "cell", "trial", "kind", "accuracy"} - set(rows.columns))
     if missing:
         raise ValueError(f"selection needs row column {missing[0]!r}; the rows have none")
@@ -97,7 +105,7 @@ def select(rows: pd.DataFrame, rule: str, *, checkpoint: str = "final") -> pd.Da
     tuning = rows[(rows["role"] == "tune") & (rows["checkpoint"] == checkpoint)]
     out = []
     for cell, cell_rows in tuning.groupby("cell", sort=True):
-        eligible = cell_rows[cell_rows["status"] == "finished"]
+        eligible = cell_rows if any_status else cell_rows[cell_rows["status"] == "finished"]
         trials = eligible.groupby("run_id")["trial"].first()
         scores = score_of(eligible).reindex(trials.index)
         table = pd.DataFrame({"trial": trials, "score": scores}).dropna()

@@ -3,8 +3,9 @@ same budget, then 5 seeds at the selected hyperparameters.
 
 The protocol (toolkit.sweep.tuning, toolkit.selection): 10 % of the training set is held
 out for validation (stratified); every (architecture, loss) cell gets 8 tuning trials of
-Adam's learning rate and the loss's own hyperparameters (trial 0: the registry defaults,
-trials 1-7 drawn from the registries' search spaces), the ``id_val`` rule picks the trial
+Adam's learning rate and the loss's own hyperparameters (trial 0: the config's values,
+Adam at lr 1e-2 and the registry defaults; trials 1-7 drawn from the registries' search
+spaces), the ``id_val`` rule picks the trial
 with the best clean validation accuracy, and that trial is trained at seeds 0-4 (the tuning
 runs use seed 1000 and are not among them). The report also shows what ``oracle`` (best
 shifted-validation accuracy, an upper bound) picks; its seed runs are trained by the quick

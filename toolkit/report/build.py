@@ -35,15 +35,17 @@ DEFINITIONS = """\
 Definitions. Every number is a mean over seeds (runs that differ only in the seed) with its
 standard error, SE = sample std (ddof=1) / sqrt(n); SE is blank when n = 1. Only finished
 runs are averaged: "finished" reads k/n and names the others, diverged (non-finite loss)
-or collapsed (final train accuracy <= chance + 5 points, or one class predicted for > 95 %
-of the clean test set); a configuration without a finished seed reads e.g.
+or collapsed (train accuracy at the checkpoint <= chance + 5 points, or one class
+predicted for > 95 % of the clean validation split, the test split for runs without one);
+a configuration without a finished seed reads e.g.
 "diverged (k/n)". ID = the clean test set; "ID acc binomial SE" = sqrt(p (1 - p) / n_test),
 the noise of the one fixed test set, which the SE over seeds does not contain. Mean
 corrupted accuracy/ECE: for each run the mean over all its shift rows (every shift x
 severity evaluated, equally weighted), then mean +/- SE over seeds. OOD AUROC: per run the
 mean over the far-OOD sets, then over seeds. "TS" = after temperature scaling (Guo et al.
-2017) with the run's temperature fitted on its clean validation split; blank for runs
-without one. Every table names its selection rule ("default" = every run of an untuned
+2017) with the run's temperature fitted on its clean validation split, whose labels carry
+the training label noise (a practitioner holds only noisy labels); blank for runs without
+one. Every table names its selection rule ("default" = every run of an untuned
 sweep). Accuracies, ECE and AUROC are in percent here and fractions in the CSVs.
 """
 

@@ -158,7 +158,7 @@ def load_results(
     ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity``, the metric columns
     (float, NaN for null; the protocol's ``*_ts``, ``temperature``, ``max_class_fraction``
     and ``train_accuracy`` NaN on old rows), ``split`` and ``checkpoint`` (old rows: "test",
-    "final"), ``status`` (one per run; old rows: "diverged"/"finished"), ``trial``,
+    "final"), ``status`` (one per run and checkpoint; old rows: "diverged"/"finished"), ``trial``,
     ``best_step``, ``diverged_step`` (nullable ints), ``cell`` and ``role`` (None for
     untuned sweeps), sorted by run_id, checkpoint, split, kind, eval_set, severity.
     Hyperparameter mappings become canonical JSON strings; ``loss_label`` is
@@ -253,8 +253,9 @@ def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.Da
     # One diverged row marks the whole run.
     df["diverged"] = df.groupby("run_id")["diverged"].transform("any")
     df = with_row_defaults(df)
-    # One status per run (the rows agree; a diverged flag wins over an older "finished").
-    df["status"] = df.groupby("run_id")["status"].transform("first").astype(str)
+    # One status per run and checkpoint (its rows agree; a diverged flag wins over an older
+    # "finished"): a run's best-validation state may be healthy where its final one is not.
+    df["status"] = df.groupby(["run_id", "checkpoint"])["status"].transform("first").astype(str)
     df.loc[df["diverged"], "status"] = "diverged"
     df["diverged"] = df["status"] == "diverged"
     order = ["run_id", "checkpoint", "split", "kind", "eval_set", "severity"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,7 +113,7 @@ def _one_rule(
     for pick in picks.itertuples(index=False):
         mine = seeds[seed_identity == identity[pick.run_id]]
         chosen.append(mine)
-        values = hparams.loc[pick.run_id].to_dict() if pick.run_id in hparams.index else {}
+        values = hparams.get(pick.run_id, {})
         records.append(
             {
                 "selection": rule,
@@ -123,9 +122,7 @@ def _one_rule(
                 "run_id": pick.run_id,
                 "score": pick.score,
                 "candidates": pick.candidates,
-                "hparams": json.dumps(  # a key another cell tunes is absent (NaN) here
-                    {k: _plain(v) for k, v in values.items() if not _absent(v)}, sort_keys=True
-                ),
+                "hparams": json.dumps({k: _plain(v) for k, v in values.items()}, sort_keys=True),
                 "seed_runs": len(mine),
                 "seed_runs_finished": int((mine["status"] == "finished").sum()),
             }
@@ -153,17 +150,15 @@ def _identities(rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) ->
     return pd.Series({r: trained_config(configs[r]) for r in groups.index}, dtype=object)
 
 
-def _absent(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _tuned_hparams(rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """The tuned hparams of each tuning run (index run_id): the train config fields
-    (mappings flattened to ``loss_hparams.gamma``) that vary among the tuning runs of some
-    cell; the rows' config columns for runs without a config.json."""
+def _tuned_hparams(
+    rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The tuned hparams of each tuning run (by run_id): the train config fields (mappings
+    flattened to ``loss_hparams.gamma``) that vary among the tuning runs of its cell; the
+    rows' config columns for runs without a config.json."""
     tune = rows[rows["role"] == "tune"].groupby("run_id").first()
     if tune.empty:
-        return pd.DataFrame()
+        return {}
     fallback = tuned_keys(tune.reset_index())
     records = {}
     for run_id in tune.index:
@@ -173,8 +168,13 @@ def _tuned_hparams(rows: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]])
         else:
             records[run_id] = {k: tune.at[run_id, k] for k in fallback}
     table = pd.DataFrame.from_dict(records, orient="index")
-    varying = _text(table).groupby(tune["cell"].astype(str)).nunique()
-    return table[[k for k in table.columns if (varying[k] > 1).any()]]
+    cells = tune["cell"].astype(str)
+    varying = _text(table).groupby(cells).nunique() > 1
+    # Each run keeps the keys its own cell tunes (another cell's keys are not its choice).
+    return {
+        run_id: {k: table.at[run_id, k] for k in table.columns if varying.at[cells[run_id], k]}
+        for run_id in table.index
+    }
 
 
 def _text(frame: pd.DataFrame) -> pd.DataFrame:

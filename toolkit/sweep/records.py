@@ -73,9 +73,10 @@ def _skeleton(clean: Split, specs: Sequence[EvalSet], key: jax.Array) -> list[di
 def run_status(
     diverged: bool, train_accuracy: float | None, max_class_fraction: float | None, num_classes: int
 ) -> str:
-    """``diverged`` (non-finite training), ``collapsed`` (final training accuracy at most
-    chance + :data:`COLLAPSE_MARGIN`, or more than :data:`MAX_CLASS_FRACTION` of the clean
-    test set predicted as one class) or ``finished``."""
+    """``diverged`` (non-finite training), ``collapsed`` (training accuracy at the
+    checkpoint's step at most chance + :data:`COLLAPSE_MARGIN`, or more than
+    :data:`MAX_CLASS_FRACTION` of the clean validation split -- the test split when there is
+    none -- predicted as one class) or ``finished``."""
     if diverged:
         return "diverged"
     if train_accuracy is not None and train_accuracy <= 1 / num_classes + COLLAPSE_MARGIN:
@@ -135,16 +136,31 @@ def evaluate_trial(
         results += [{"checkpoint": checkpoint, "split": "test", **row} for row in test]
         results += [{"checkpoint": checkpoint, "split": "validation", **row} for row in held]
     final = runs["final"]
-    train_accuracy = curve[-1].get("accuracy") if curve else None
-    clean = [
-        r.get("max_class_fraction")
-        for r in results
-        if (r["checkpoint"], r["split"], r["kind"]) == ("final", "test", "clean")
-    ]
+    best_step = final.info.get("best_step")
+    # The training accuracy of each checkpoint's state: the curve row at its step.
+    train_at = {row.get("step"): row.get("accuracy") for row in curve}
+    steps = {"final": curve[-1].get("step") if curve else None, "best": best_step}
+    # The one-class check reads the clean validation split (the test split without one):
+    # a status excludes runs from selection, and the test set makes no choice.
+    split = "test" if validation is None else "validation"
+    status = {}
+    for checkpoint in runs:
+        clean = [
+            r.get("max_class_fraction")
+            for r in results
+            if (r["checkpoint"], r["split"], r["kind"]) == (checkpoint, split, "clean")
+        ]
+        status[checkpoint] = run_status(
+            diverged,
+            train_at.get(steps.get(checkpoint)),
+            (clean or [None])[0],
+            dataset.num_classes,
+        )
+    for row in results:
+        row["status"] = status[row["checkpoint"]]
     run = {
-        "status": run_status(diverged, train_accuracy, (clean or [None])[0], dataset.num_classes),
-        "train_accuracy": train_accuracy,
-        "best_step": final.info.get("best_step"),
+        "train_accuracy": train_at.get(steps["final"]),
+        "best_step": best_step,
     }
     return _rows(trial, results, diverged_step, run)
 
@@ -192,13 +208,14 @@ def _rows(
             for s in OOD_SCORES
             for m in ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")
         ]
-    fixed = ("checkpoint", "split", *ID_COLUMNS, "reliability")
+    fixed = ("checkpoint", "split", "status", *ID_COLUMNS, "reliability")
     for row in rows:
         columns += [c for c in row if c not in (*fixed, *columns)]
     out = []
     for row in rows:
         values = {c: (None if diverged_step is not None else row.get(c)) for c in columns}
-        record = head | {c: row[c] for c in ("checkpoint", "split", *ID_COLUMNS)} | values
+        record = head | {c: row[c] for c in ("checkpoint", "split", "status", *ID_COLUMNS)}
+        record |= values
         if row["kind"] in ("clean", "shift"):
             record["reliability"] = None if diverged_step is not None else row.get("reliability")
         out.append(record)
