@@ -16,12 +16,15 @@ arguments and against the sequence far-OOD sets; calibration raw and after tempe
 scaling on the validation split.
 
 Variants: ``small`` (8 losses, 4 trials, 3 seeds: the README's main job), ``quick`` (3
-losses x 2 architectures, 3 trials, 2 seeds, 300 steps: CI's end-to-end check). Their wall
-times are in results/benchmarks/sweep_wall.md.
+losses x 2 architectures, 3 trials, 2 seeds, 300 steps: CI's end-to-end check) and
+``untuned`` (every loss at Adam lr 1e-2 and its registry defaults, no validation split, 5
+seeds: the recipe of the committed results/loss_comparison, the ``default`` rule). Their
+wall times are in results/benchmarks/sweep_wall.md.
 
     python -m experiments.sweep --config experiments/configs/loss_comparison.py
     python -m experiments.sweep --config experiments/configs/loss_comparison.py:small
     python -m experiments.sweep --config experiments/configs/loss_comparison.py:quick
+    python -m experiments.sweep --config experiments/configs/loss_comparison.py:untuned
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from toolkit.sweep.search import product
 
 MODELS = ("mlp", "cnn", "gru")
 STEPS = {"mlp": 2000, "cnn": 2000, "gru": 2000}
-VARIANTS = ("", "small", "quick")
+VARIANTS = ("", "small", "quick", "untuned")
 # The small variant's losses: cross-entropy and one of each family (smoothing, focusing,
 # polynomial, robust to noise, bounded, margin).
 SMALL_LOSSES = (
@@ -54,15 +57,19 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(map(repr, VARIANTS))}")
     quick = variant == "quick"
-    config = base_config("loss_comparison" + (f"_{variant}" if variant else ""), dataset="mnist1d")
+    # "untuned" is the recipe of the committed results/loss_comparison: every loss at Adam lr
+    # 1e-2 and its registry defaults, no validation split, 5 seeds.
+    name = {"": "loss_comparison_tuned", "untuned": "loss_comparison"}
+    config = base_config(name.get(variant, f"loss_comparison_{variant}"), dataset="mnist1d")
     config.train.learning_rate = 1e-2  # trial 0's; the others draw it from adam's space
     config.train.batch_size = 100
     config.models = ("mlp", "cnn") if quick else MODELS
-    config.losses = {"": tuple(tk.losses.names()), "small": SMALL_LOSSES, "quick": QUICK_LOSSES}[
-        variant
-    ]
-    config.seeds = {"": 5, "small": 3, "quick": 2}[variant]
-    config.tune.trials = {"": 8, "small": 4, "quick": 3}[variant]
+    every = tuple(tk.losses.names())
+    config.losses = {"small": SMALL_LOSSES, "quick": QUICK_LOSSES}.get(variant, every)
+    config.seeds = {"small": 3, "quick": 2}.get(variant, 5)
+    config.tune.trials = {"": 8, "small": 4, "quick": 3, "untuned": 0}[variant]
+    if variant == "untuned":
+        config.data_axes.validation_fraction = 0.0
     config.tune.over = ("learning_rate", "loss")
     # oracle's picks cost seed runs of their own; the quick variant checks both rules
     config.tune.select = ("id_val", "oracle") if quick else ("id_val",)

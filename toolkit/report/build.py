@@ -216,7 +216,9 @@ def _selection(report: Report, md: list[str], views: list[RuleRuns], tuned: bool
         "registry defaults). Tables average the seed runs at the picked hparams; tuning "
         "runs are never averaged.\n"
     )
-    md.append(tables.markdown_table(table.drop(columns="run_id", errors="ignore")))
+    shown = table.drop(columns="run_id", errors="ignore")
+    report.blocks["selection"] = tables.markdown_table(shown)
+    md.append(report.blocks["selection"])
     for view in views:
         md += [f"- rule `{view.rule}`: {note}\n" for note in view.notes]
 
@@ -260,6 +262,18 @@ def _significance(
     for rule, rows in table.groupby("selection", sort=False):
         md.append(f"### Selection: {rule}\n")
         md.append(significance.significance_table(rows, scale).replace("### ", "#### "))
+    # For READMEs: how many comparisons were made and the ones that survive, per rule.
+    lines = []
+    for rule, rows in table.groupby("selection", sort=False):
+        tested = rows.dropna(subset=["p_value"])
+        survivors = rows[rows["significant"].astype(bool)]
+        lines.append(
+            f"Selection `{rule}`: {len(survivors)} of {len(tested)} comparisons against "
+            f"`{name}` significant at 0.05 after Holm correction.\n"
+        )
+        if not survivors.empty:
+            lines.append(significance.significance_table(survivors, scale))
+    report.blocks["significance"] = "\n".join(lines)
 
 
 def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFrame) -> None:

@@ -71,7 +71,15 @@ METRIC_SPECS = {
     "effective_robustness": MetricSpec("effective robustness (points)"),
 }
 
-PIVOT_METRICS = ("id_accuracy", "corrupted_accuracy", "id_ece", "ood_auroc_msp")
+PIVOT_METRICS = (
+    "id_accuracy",
+    "corrupted_accuracy",
+    "id_ece",
+    "ood_auroc_msp",
+    "id_ece_ts",
+    "corrupted_ece",
+    "corrupted_ece_ts",
+)
 
 
 def cell(mean: float, se: float, n: int, spec: MetricSpec) -> str:
