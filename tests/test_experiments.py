@@ -99,6 +99,7 @@ def test_quick_variant_runs_end_to_end_with_the_readme_commands(name, tmp_path):
     assert set(summary["selection"]) == set(rules)
     for rule in rules:
         assert summary[summary["selection"] == rule]["n"].sum() == len(cells) * config.seeds
+    assert (experiment / "report" / "calibration.png").stat().st_size > 0  # raw and scaled ECE
     significance = pd.read_csv(experiment / "report" / "significance.csv")
     assert {"p_value", "p_holm", "significant"} <= set(significance.columns)
     tested = significance.dropna(subset=["p_value"])  # a constant difference has no t-test

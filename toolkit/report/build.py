@@ -188,6 +188,14 @@ def build_report(
     _label_noise(report, md, groups)
     _reliability(report, md, df, runs[runs["status"] == "finished"])
 
+    if "corrupted_ece_ts_n" in groups and groups["corrupted_ece_ts_n"].sum() > 0:
+        report.figure(
+            "calibration.png",
+            lambda: plots.calibration(groups),
+            "dot plot: mean corrupted ECE per loss and architecture, raw and temperature-scaled",
+        )
+        if report.figures:
+            md.append(f"## Calibration under shift\n\n{_figure_link('calibration.png')}")
     if report.figure(
         "loss_comparison.png",
         lambda: plots.loss_comparison(groups),

@@ -330,6 +330,19 @@ def loss_comparison(groups: pd.DataFrame, colors: Mapping[str, tuple] | None = N
     return fig
 
 
+def calibration(groups: pd.DataFrame) -> Figure | None:
+    """Mean corrupted ECE per loss, raw and after temperature scaling (the temperature
+    fitted on each run's clean validation split): dots per architecture with 95 % CIs. None
+    when no run has a validation split (nothing was recalibrated)."""
+    if groups["corrupted_ece_ts_n"].sum() == 0:
+        return None
+    metrics = ("corrupted_ece", "corrupted_ece_ts")
+    titles = ("raw", "after temperature scaling")
+    fig = dot_panels(groups, metrics, titles=titles, xlabel="mean corrupted ECE (%)")
+    fig.suptitle(f"Calibration under shift per loss and architecture ({CI})", fontsize=10)
+    return fig
+
+
 def label_noise_curves(groups: pd.DataFrame, colors: Mapping[str, tuple] | None = None) -> Figure:
     """Clean test accuracy vs training label-noise rate: panel per model, line per loss."""
     labels = series_labels(groups, exclude=("label_noise",))
