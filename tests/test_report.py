@@ -441,7 +441,8 @@ def test_cli_writes_every_file(main_exp, written):
     pngs = {"accuracy_vs_severity.png", "accuracy_on_the_line.png", "loss_comparison.png",
             "reliability_mlp.png", "reliability_cnn.png"}  # fmt: skip
     csvs = {"summary.csv", "pivot_id_accuracy.csv", "pivot_corrupted_accuracy.csv",
-            "pivot_id_ece.csv", "pivot_ood_auroc_msp.csv", "shift_accuracy.csv",
+            "pivot_id_ece.csv", "pivot_corrupted_ece.csv", "pivot_ood_auroc_msp.csv",
+            "shift_accuracy.csv",
             "set_accuracy.csv", "severity_curves.csv", "effective_robustness.csv",
             "significance.csv", "runs.csv"}  # fmt: skip
     assert pngs | csvs | {"report.md", "README.md"} == names

@@ -28,17 +28,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from toolkit import optimizers, shuffle
+from toolkit import shuffle
 from toolkit.data import Dataset, Split
 from toolkit.population import checks, sharding
 from toolkit.population.grouping import check_population
 from toolkit.population.program import member_hyperparameters, member_keys, program_for
+from toolkit.run import Run  # re-exported
 from toolkit.train_config import (  # the config and its builders: re-exported
     TrainConfig,
     build_loss,
@@ -72,52 +71,6 @@ __all__ = [
 ]
 
 Callback = Callable[[list[dict[str, float] | None], list[TrainState]], None]
-
-
-@dataclasses.dataclass
-class Run:
-    """A trained model: its config, module, final state and training curve.
-
-    ``params`` are the parameters to evaluate: for schedule-free optimizers the averaged
-    point, not the raw iterate (``tk.optimizers.eval_params``). A run trained with a
-    validation split also has :attr:`best`, the run as of its best validation accuracy.
-    """
-
-    config: TrainConfig
-    model: nn.Module
-    state: TrainState
-    curve: list[dict[str, float]]
-    info: dict[str, Any]
-
-    @property
-    def params(self):
-        return optimizers.eval_params(self.state.opt_state, self.state.params)
-
-    @property
-    def variables(self) -> dict[str, Any]:
-        return {"params": self.params, **self.state.model_state}
-
-    def apply(self, x: jax.Array) -> jax.Array:
-        """Logits in inference mode (dropout off, BatchNorm running statistics)."""
-        return self.model.apply(self.variables, x, train=False)
-
-    @property
-    def best(self) -> Run | None:
-        """The run at its best-validation state (early stopping on validation accuracy:
-        the earliest of the validated steps with the highest accuracy), or None when it
-        was trained without a validation split. Its curve is the whole run's."""
-        best = self.state.best
-        if best is None:
-            return None
-        state = TrainState(
-            step=best.step,
-            params=best.params,
-            model_state=best.model_state,
-            opt_state=optax.EmptyState(),  # best.params already are the evaluation point
-            diverged_step=jnp.full((), -1, jnp.int32),
-        )
-        info = {**self.info, "checkpoint": "best", "best_step": int(best.step)}
-        return Run(self.config, self.model, state, self.curve, info)
 
 
 def train(
@@ -162,7 +115,7 @@ def train(
     validate(cfg, len(split))
     if validation is None and isinstance(dataset, Dataset):
         validation = dataset.validation
-    validation_set = _validation(validation, None, 1, split, num_classes)
+    validation_set = checks.validation_split(validation, None, 1, split, num_classes)
     devices = resolve_devices(devices, cfg.batch_size)
     mode = "data" if len(devices) > 1 else "none"
     placement = sharding.plan(1, mode, cfg.batch_size, devices=devices)
@@ -244,7 +197,9 @@ def train_population(
         raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
     if validation is None and isinstance(dataset, Dataset):
         validation = dataset.validation
-    validation_set = _validation(validation, validation_labels, size, split, num_classes)
+    validation_set = checks.validation_split(
+        validation, validation_labels, size, split, num_classes
+    )
     placement = sharding.plan(size, shard, configs[0].batch_size)
     return _train(
         split,
@@ -376,32 +331,7 @@ def _train(
     return runs
 
 
-_VALIDATION = ("val_accuracy", "val_nll")
-
-
-def _validation(
-    validation: Split | None, labels: Any, size: int, split: Split, num_classes: int
-) -> tuple[Split, np.ndarray | None] | None:
-    """The validation split checked against the training split, and the per-member labels
-    (K, Nv) if given."""
-    if validation is None:
-        if labels is not None:
-            raise ValueError("validation_labels were given without a validation split")
-        return None
-    if not isinstance(validation, Split):
-        raise TypeError(f"validation must be a Split, got {type(validation).__name__}")
-    if len(validation) == 0:
-        raise ValueError("the validation split is empty")
-    if validation.x.shape[1:] != split.x.shape[1:]:
-        raise ValueError(
-            f"validation examples have shape {validation.x.shape[1:]}, training examples "
-            f"{split.x.shape[1:]}"
-        )
-    if labels is None:
-        checks.member_labels(validation.y[None], 1, validation, num_classes, name="validation.y")
-        return validation, None
-    labels = checks.member_labels(labels, size, validation, num_classes, name="validation_labels")
-    return validation, labels
+_VALIDATION = ("val_accuracy", "val_nll")  # curve columns of a validated chunk
 
 
 def _split_and_classes(dataset: Dataset | Split, num_classes: int | None) -> tuple[Split, int]:

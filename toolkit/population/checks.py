@@ -12,7 +12,7 @@ import numpy as np
 from toolkit.data import Split
 from toolkit.train_step import TrainState
 
-__all__ = ["check_layout", "matching_layout", "member_labels", "start_step"]
+__all__ = ["check_layout", "matching_layout", "member_labels", "start_step", "validation_split"]
 
 
 def member_labels(
@@ -88,3 +88,28 @@ def start_step(states: Sequence[TrainState]) -> int:
             f"steps {steps} by member"
         )
     return next(iter(steps.values()), 0)
+
+
+def validation_split(
+    validation: Split | None, labels: Any, size: int, split: Split, num_classes: int
+) -> tuple[Split, np.ndarray | None] | None:
+    """The validation split checked against the training split, and the per-member labels
+    (K, Nv) if given."""
+    if validation is None:
+        if labels is not None:
+            raise ValueError("validation_labels were given without a validation split")
+        return None
+    if not isinstance(validation, Split):
+        raise TypeError(f"validation must be a Split, got {type(validation).__name__}")
+    if len(validation) == 0:
+        raise ValueError("the validation split is empty")
+    if validation.x.shape[1:] != split.x.shape[1:]:
+        raise ValueError(
+            f"validation examples have shape {validation.x.shape[1:]}, training examples "
+            f"{split.x.shape[1:]}"
+        )
+    if labels is None:
+        member_labels(validation.y[None], 1, validation, num_classes, name="validation.y")
+        return validation, None
+    labels = member_labels(labels, size, validation, num_classes, name="validation_labels")
+    return validation, labels

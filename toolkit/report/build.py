@@ -21,12 +21,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from toolkit import selection, store
-from toolkit.report import plots, significance, tables
+from toolkit.report import plots, protocol, tables
 from toolkit.report.blocks import fill_blocks, set_means_table
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
 from toolkit.report.load import CHECKPOINTS, ReportError, failed_runs, load_results, run_configs
 from toolkit.report.palette import loss_colors
-from toolkit.report.rules import RuleRuns, rule_runs, rule_table, tuned_keys
+from toolkit.report.rules import rule_runs
 from toolkit.report.stats import aggregate, per_run, series_labels
 
 __all__ = ["Report", "build_report", "write_report"]
@@ -150,8 +150,8 @@ def build_report(
     tuned = not all(view.picks.empty and not view.notes for view in views)
     report.add("runs.csv", all_runs.drop(columns="group_id"),
                "per run: config, status, raw and temperature-scaled metrics")  # fmt: skip
-    _selection(report, md, views, tuned)
-    _status(report, md, all_runs, failed)
+    protocol.selection_section(report, md, views, tuned)
+    protocol.status_section(report, md, all_runs, failed)
     shown = [view for view in views if not view.runs.empty]
     if not shown:
         md.append("No selection rule has runs to report yet.\n")
@@ -167,7 +167,7 @@ def build_report(
         if tuned:  # what the rule is, e.g. that oracle is an upper bound
             md.append(f"Rule `{rule}`: {selection.rules.entry(rule).description}\n")
         md.append(tables.summary_table(frame)[0])
-    _significance(report, md, shown, all_runs, baseline)
+    protocol.significance_section(report, md, shown, all_runs, baseline)
     rule, runs = shown[0].rule, shown[0].runs.drop(columns="selection")
     groups, df = groups[rule], df[df["run_id"].isin(runs["run_id"])]
     report.colors = _loss_palette(groups)  # every figure below draws these runs
@@ -208,80 +208,6 @@ def build_report(
         "all tables as Markdown, with the definitions and the figures linked",
     )
     return report
-
-
-def _selection(report: Report, md: list[str], views: list[RuleRuns], tuned: bool) -> None:
-    if not tuned:
-        return  # untuned: every run, nothing was selected
-    table = rule_table(views)
-    report.add("selection.csv", table, "per selection rule and cell: the chosen tuning "
-               "trial, its hparams and validation score, candidates, seed runs")  # fmt: skip
-    md.append("## Model selection (Gulrajani & Lopez-Paz 2021)\n")
-    md.append(
-        "Per cell, each rule picks one tuning trial among the finished tuning runs "
-        "(`id_val`: best clean validation accuracy; `oracle`: best mean shifted-validation "
-        "accuracy, an upper bound that chooses with shifted data; `default`: trial 0, the "
-        "registry defaults). Tables average the seed runs at the picked hparams; tuning "
-        "runs are never averaged.\n"
-    )
-    shown = table.drop(columns="run_id", errors="ignore")
-    report.blocks["selection"] = tables.markdown_table(shown)
-    md.append(report.blocks["selection"])
-    for view in views:
-        md += [f"- rule `{view.rule}`: {note}\n" for note in view.notes]
-
-
-def _status(report: Report, md: list[str], runs: pd.DataFrame, failed: pd.DataFrame) -> None:
-    text = tables.status_table(runs, failed)
-    md.append("## Runs not averaged\n")
-    md.append(text or "Every run finished.\n")
-
-
-def _significance(
-    report: Report, md: list[str], views: list[RuleRuns], runs: pd.DataFrame, baseline
-) -> None:
-    name = baseline or significance.BASELINE
-    md.append(f"## Against the baseline `{name}` (paired by seed, Holm-corrected)\n")
-    if name not in set(runs["loss"]):
-        md.append(f"No run of the baseline loss `{name}`: no comparison.\n")
-        return
-    ignore = tuned_keys(runs)
-    frames = [
-        significance.compare(view.runs, baseline=name, ignore=ignore).assign(selection=view.rule)
-        for view in views
-        if name in set(view.runs["loss"])
-    ]
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if table.empty:
-        md.append("No candidate shares seeds with the baseline.\n")
-        return
-    table = table[["selection", *table.columns.drop("selection")]]
-    report.add("significance.csv", table, "each configuration vs the baseline per metric: "
-               "paired mean difference, 95% bootstrap CI, t-test p, Holm p")  # fmt: skip
-    md.append(
-        "Each candidate minus the baseline of its architecture (and data axes), over the "
-        "seeds both have: mean difference with a 95 % percentile bootstrap CI (10,000 "
-        "resamples of the seed pairs), two-sided paired t-test p-value (scipy.stats."
-        "ttest_rel) and the Holm-Bonferroni adjusted p-value over every row of the rule's "
-        "table. Only comparisons significant at 0.05 after correction are marked. "
-        "Differences in percentage points for accuracies, ECE and AUROC.\n"
-    )
-    scale = {m: tables.METRIC_SPECS[m].scale for m in significance.HIGHER_IS_BETTER}
-    for rule, rows in table.groupby("selection", sort=False):
-        md.append(f"### Selection: {rule}\n")
-        md.append(significance.significance_table(rows, scale).replace("### ", "#### "))
-    # For READMEs: how many comparisons were made and the ones that survive, per rule.
-    lines = []
-    for rule, rows in table.groupby("selection", sort=False):
-        tested = rows.dropna(subset=["p_value"])
-        survivors = rows[rows["significant"].astype(bool)]
-        lines.append(
-            f"Selection `{rule}`: {len(survivors)} of {len(tested)} comparisons against "
-            f"`{name}` significant at 0.05 after Holm correction.\n"
-        )
-        if not survivors.empty:
-            lines.append(significance.significance_table(survivors, scale))
-    report.blocks["significance"] = "\n".join(lines)
 
 
 def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFrame) -> None:
