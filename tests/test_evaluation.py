@@ -170,6 +170,8 @@ def test_each_set_is_predicted_once_and_reliability_comes_from_the_same_logits(r
         ({"ood": ["nonexistent_set"]}, "unknown OOD set 'nonexistent_set'"),
         ({"ood": ["gaussian_noise"], "ood_scores": ["msq"]}, "Did you mean 'msp'"),
         ({"shifts": ["iid_noise"], "cache": "yes"}, "cache must be True or False, got 'yes'"),
+        ({"shifts": 5}, "shifts must be a name or a list of names, got 5"),
+        ({"ood": [3]}, "ood must be a name or a list of names, got [3]"),
     ],
 )
 def test_bad_names_fail_before_compute(run, kwargs, message, monkeypatch):
@@ -177,9 +179,19 @@ def test_bad_names_fail_before_compute(run, kwargs, message, monkeypatch):
     from toolkit.evaluation import inference
 
     monkeypatch.setattr(inference, "predict", lambda *a, **k: calls.append(1))
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)):
         tk.evaluate(run, Split(X, Y), **kwargs)
     assert not calls  # nothing was computed
+
+
+def test_one_name_and_one_severity_mean_a_list_of_one(run):
+    """``shifts="iid_noise"`` is that shift (not the shifts 'i', 'i', 'd', ...), a bare
+    severity is one severity, and a bare OOD name one set: the same rows as the lists."""
+    split = Split(X, Y)
+    bare = tk.evaluate(run, split, shifts="iid_noise", severities=3, ood="gaussian_noise")
+    listed = tk.evaluate(run, split, shifts=["iid_noise"], severities=[3], ood=["gaussian_noise"])
+    assert list(bare["eval_set"]) == ["clean", "iid_noise", "gaussian_noise"]
+    pd.testing.assert_frame_equal(bare, listed)
 
 
 def test_the_issue_call_on_mocked_tfds_mnist_with_fashion_mnist_as_ood(tmp_path):

@@ -128,6 +128,17 @@ def _head(spec: EvalSet, num: int) -> dict[str, Any]:
     return dict(zip(ID_COLUMNS, (spec.name, spec.kind, spec.severity, num), strict=True))
 
 
+def _names(argument: str, value: Any) -> list[str]:
+    """A name or a sequence of names as a list (a bare string is one name, not letters)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise TypeError(f"{argument} must be a name or a list of names, got {value!r}")
+
+
 def run_columns(config) -> dict[str, Any]:
     """The run's identifying columns: every field of its config, hparams as JSON."""
     columns = {}
@@ -160,7 +171,8 @@ def evaluate(
     Args:
       run: a trained :class:`~toolkit.training.Run`.
       split: the in-distribution evaluation split (e.g. ``ds.test``).
-      shifts: names in ``tk.shifts`` applied to ``split`` at each of ``severities``.
+      shifts: names in ``tk.shifts`` (or one name) applied to ``split`` at each of
+        ``severities`` (an int or a sequence of ints).
       ood: far-OOD sets: names in ``tk.ood`` or datasets loadable by ``tk.data.load``
         whose examples have the same shape (loaded with ``data_kwargs``, e.g.
         ``{"data_dir": ...}``); or a mapping name -> Split/array of OOD inputs. Each is
@@ -196,7 +208,9 @@ def evaluate(
 
     if not isinstance(cache, bool):
         raise ValueError(f"cache must be True or False, got {cache!r}")
-    shifts = list(shifts or [])
+    shifts = _names("shifts", shifts)
+    if isinstance(severities, int | np.integer) and not isinstance(severities, bool):
+        severities = [severities]  # one severity
     severities = [shift_module.check_severity(s) for s in severities] if shifts else []
     specs: list[EvalSet] = [Shifted(name, s) for name in shifts for s in severities]
     if isinstance(sets, Mapping):
@@ -204,8 +218,9 @@ def evaluate(
     else:
         specs += list(sets or [])
     given_ood = dict(ood) if isinstance(ood, Mapping) else {}
+    names = list(given_ood) if isinstance(ood, Mapping) else _names("ood", ood)
     data_kwargs = dict(data_kwargs or {})
-    specs += [FarOod(name, given_ood.get(name), data_kwargs) for name in ood or []]
+    specs += [FarOod(name, given_ood.get(name), data_kwargs) for name in names]
     rows = evaluate_sets(
         run,
         split,
