@@ -690,6 +690,9 @@ BAD = {
     "ood_rank": ({"evals.ood.names": ("sklearn_patches",)}, "sklearn_patches", "gaussian_noise"),
     "eval_type": ({"evals.shifts.type": "shiftz"}, "shiftz", "shifts"),
     "executor": ({"executor": "threads"}, "threads", "process"),
+    # the experiment's directory stays inside the results directory
+    "experiment_escapes": ({"experiment": "../../escaped"}, "../../escaped", "plain name"),
+    "experiment_absolute": ({"experiment": "/tmp/elsewhere"}, "/tmp/elsewhere", "plain name"),
 }
 
 

@@ -10,6 +10,7 @@ rank). Errors name the trial, the bad value and the valid choices.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,9 +31,20 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
         raise SweepConfigError(f"config.{name} must be an int >= {minimum}, got {value!r}")
 
 
+# A results directory's name: one plain path component (no separators, not "." or "..").
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def check_options(config: Any, executors: Sequence[str]) -> None:
-    """The runner's own options: executor, workers, checkpoint_every, checkpoint_interval_s,
-    population_size."""
+    """The runner's own options: experiment, executor, workers, checkpoint_every,
+    checkpoint_interval_s, population_size."""
+    experiment = config.get("experiment") or "sweep"
+    if not isinstance(experiment, str) or not _PLAIN_NAME.fullmatch(experiment):
+        raise SweepConfigError(
+            f"config.experiment must be a plain name (letters, digits, '.', '_', '-'; not "
+            f"starting with '.' or '-'), the directory it writes under the results "
+            f"directory; got {experiment!r}"
+        )
     executor = config.get("executor", "auto")
     if executor not in executors:
         raise SweepConfigError(f"unknown executor {executor!r}; valid: {', '.join(executors)}")
