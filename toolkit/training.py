@@ -113,8 +113,7 @@ def train(
     cfg = TrainConfig(**config)
     split, num_classes = _split_and_classes(dataset, num_classes)
     validate(cfg, len(split))
-    if validation is None and isinstance(dataset, Dataset):
-        validation = dataset.validation
+    validation = _validation_of(dataset, validation)
     validation_set = checks.validation_split(validation, None, 1, split, num_classes)
     devices = resolve_devices(devices, cfg.batch_size)
     mode = "data" if len(devices) > 1 else "none"
@@ -195,8 +194,7 @@ def train_population(
         labels = checks.member_labels(train_labels, size, split, num_classes)
     if initial_states is not None and len(initial_states) != size:
         raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
-    if validation is None and isinstance(dataset, Dataset):
-        validation = dataset.validation
+    validation = _validation_of(dataset, validation)
     validation_set = checks.validation_split(
         validation, validation_labels, size, split, num_classes
     )
@@ -332,6 +330,13 @@ def _train(
 
 
 _VALIDATION = ("val_accuracy", "val_nll")  # curve columns of a validated chunk
+
+
+def _validation_of(dataset: Dataset | Split, validation: Split | None) -> Split | None:
+    """The validation split given, else the Dataset's own (None for a bare Split)."""
+    if validation is None and isinstance(dataset, Dataset):
+        return dataset.validation
+    return validation
 
 
 def _split_and_classes(dataset: Dataset | Split, num_classes: int | None) -> tuple[Split, int]:

@@ -113,6 +113,10 @@ def evaluate_trial(
     key = jax.random.key(EVAL_KEY_SEED)
     specs = trial_sets(dataset, trial, entries)
     shifted = [s for s in specs if isinstance(s, Shifted)]
+    best_step = runs["final"].info.get("best_step")
+    # The training accuracy of each checkpoint's state: the curve row at its step.
+    train_at = {row.get("step"): row.get("accuracy") for row in curve}
+    steps = {"final": curve[-1].get("step") if curve else None, "best": best_step}
     results = []
     by_step: dict[int, tuple[list[dict], list[dict]]] = {}
     for checkpoint, run in runs.items():
@@ -133,35 +137,20 @@ def evaluate_trial(
                 run, dataset.test, specs, key=key, keep=True, temperature=temperature
             )
             by_step[step] = test, held
-        results += [{"checkpoint": checkpoint, "split": "test", **row} for row in test]
-        results += [{"checkpoint": checkpoint, "split": "validation", **row} for row in held]
-    final = runs["final"]
-    best_step = final.info.get("best_step")
-    # The training accuracy of each checkpoint's state: the curve row at its step.
-    train_at = {row.get("step"): row.get("accuracy") for row in curve}
-    steps = {"final": curve[-1].get("step") if curve else None, "best": best_step}
-    # The one-class check reads the clean validation split (the test split without one):
-    # a status excludes runs from selection, and the test set makes no choice.
-    split = "test" if validation is None else "validation"
-    status = {}
-    for checkpoint in runs:
-        clean = [
-            r.get("max_class_fraction")
-            for r in results
-            if (r["checkpoint"], r["split"], r["kind"]) == (checkpoint, split, "clean")
-        ]
-        status[checkpoint] = run_status(
+        # The one-class check reads the clean validation row (the clean test row without a
+        # validation split): a status excludes runs from selection, and the test set makes
+        # no choice. Both lists start with their clean row.
+        status = run_status(
             diverged,
             train_at.get(steps.get(checkpoint)),
-            (clean or [None])[0],
+            (held or test)[0].get("max_class_fraction"),
             dataset.num_classes,
         )
-    for row in results:
-        row["status"] = status[row["checkpoint"]]
-    run = {
-        "train_accuracy": train_at.get(steps["final"]),
-        "best_step": best_step,
-    }
+        for split, rows in (("test", test), ("validation", held)):
+            results += [
+                {"checkpoint": checkpoint, "split": split, "status": status, **row} for row in rows
+            ]
+    run = {"train_accuracy": train_at.get(steps["final"]), "best_step": best_step}
     return _rows(trial, results, diverged_step, run)
 
 
