@@ -179,3 +179,33 @@ def test_two_processes_building_at_once_both_succeed(tmp_path):
     results = [[line for line in out.splitlines() if line.startswith("RESULT")] for out, _ in outs]
     assert results[0] == results[1] and results[0][0].split()[2] == "320"
     assert not list(Path(tmp_path, "mnist1d").rglob("incomplete*"))
+
+
+def test_a_first_load_of_the_offline_datasets_prints_nothing(tmp_path):
+    """Building the toolkit's own datasets prints no TFDS download message, progress bar
+    (raw cursor escapes outside a terminal) or absl warning: none is actionable."""
+    code = "import toolkit.data as d;d.load('mnist1d', num_samples=400, seed=7); d.load('digits')"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TFDS_DATA_DIR": str(tmp_path / "tfds"),
+        "TOOLKIT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, text=True, capture_output=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout + done.stderr == ""
+    assert (tmp_path / "tfds" / "digits").is_dir()  # it was built, not read from elsewhere
+
+
+def test_a_failing_build_shows_what_tfds_printed(tmp_path, monkeypatch, capsys):
+    from toolkit.data import tfds_source
+
+    def fail():
+        print("what TFDS said")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), tfds_source._quietly():
+        fail()
+    assert "what TFDS said" in capsys.readouterr().err

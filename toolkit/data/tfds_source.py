@@ -17,11 +17,15 @@ loses that race fails on the rename). What a load reads is kept on disk
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import logging
 import numbers
 import os
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +306,30 @@ def load(
     return cache.cached({**call, **splits, "image_size": list(size) if size else None}, read)
 
 
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    """Silences TFDS while it builds and reads one of the toolkit's own datasets.
+
+    Building one locally makes TFDS print "Downloading and preparing dataset Unknown
+    size", progress bars (with raw cursor escapes outside a terminal) and absl warnings
+    about a missing ``dataset_info.json`` and a missing OpenCV: none of them is something
+    the user can act on, nothing is downloaded. What was printed is shown after all if the
+    build fails.
+    """
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    printed = io.StringIO()
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            yield
+    except BaseException:
+        sys.stderr.write(printed.getvalue())
+        raise
+    finally:
+        absl_logger.setLevel(level)
+
+
 def load_toolkit_builder(
     builder_name: str,
     args: dict[str, Any],
@@ -320,16 +348,19 @@ def load_toolkit_builder(
         from toolkit.data.builders import BUILDERS
 
         builder_cls = BUILDERS[builder_name]
-        builder = ensure_prepared(
-            functools.partial(builder_cls, config=builder_cls.config_for(**args), data_dir=root),
-            name=name,
-            data_dir=root,
-            download=True,  # generated locally: nothing to download
-        )
         extra = {"builder": f"{builder_cls.__module__}.{builder_cls.__qualname__}", **args}
-        decoded = _decode(
-            builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
-        )
+        with _quietly():
+            builder = ensure_prepared(
+                functools.partial(
+                    builder_cls, config=builder_cls.config_for(**args), data_dir=root
+                ),
+                name=name,
+                data_dir=root,
+                download=True,  # generated locally: nothing to download
+            )
+            decoded = _decode(
+                builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
+            )
         return decoded, builder
 
     # The absolute dir: a relative one names another folder after a cd.
