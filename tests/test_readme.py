@@ -25,6 +25,7 @@ def test_readme_howto_registers_and_uses_every_kind_of_entry(tmp_path):
     assert len(blocks) >= 2, "the how-to section lost its code blocks"
     script = "\n".join(blocks) + (
         "\nassert 'wide_mlp' in tk.models.names() and 'taylor_ce' in tk.losses.names()"
+        "\nassert tk.evaluate(nnx_run, ds.test)['accuracy'][0] > 0.8"
         "\nassert 'adam_nesterov' in tk.optimizers.names() and 'dead_pixels' in tk.shifts.names()"
         "\nassert 'digits_small' in tk.data.names() and len(ds.train) == 500"
         # A 200-step MLP on 500 digits is far above chance (10%) on clean data, and the shift

@@ -11,6 +11,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from toolkit.models.nnx_bridge import is_nnx_class, nnx_factory, nnx_hparams
 from toolkit.registry import InvalidHyperparameterError, Registry
 
 __all__ = [
@@ -59,15 +60,20 @@ def register(
     meta: Mapping[str, Any] | None = None,
     search_space: Mapping[str, Any] | None = None,
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: registers a Linen module under ``name`` with its fields as defaults
+    """Class decorator: registers a Linen module, or a Flax NNX module
+    (:mod:`toolkit.models.nnx_bridge`), under ``name`` with its hyperparameters as defaults
     and the ranges a tuned sweep draws them from (``search_space``)."""
 
-    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+    def decorator(cls: type) -> type:
+        if is_nnx_class(cls):
+            factory, defaults = nnx_factory(cls), nnx_hparams(cls)
+        else:
+            factory, defaults = cls, module_hparams(cls)
         models.add(
             name,
-            cls,
+            factory,
             description=description,
-            defaults=module_hparams(cls),
+            defaults=defaults,
             meta=meta,
             search_space=search_space,
         )
