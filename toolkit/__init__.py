@@ -39,6 +39,7 @@ _SUBMODULES = (
     "sweep",
     "train_step",
     "training",
+    "writers",
 )
 _ATTRS = {
     "train": ("toolkit.training", "train"),

@@ -139,3 +139,15 @@ def build_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     if config.weight_decay is not None:
         options["weight_decay"] = config.weight_decay
     return optimizers.get(config.optimizer, **options, **config.optimizer_hparams)
+
+
+def learning_rate_schedule(config: TrainConfig) -> Callable[[int], Any]:
+    """The learning rate at each step as the config's schedule sets it (warm-up included),
+    before an optimizer's own per-parameter scaling."""
+    return optimizers.schedules.get(
+        config.schedule,
+        learning_rate=config.learning_rate,
+        total_steps=config.steps,
+        warmup_steps=config.warmup_steps,
+        **(config.optimizer_hparams.get("schedule_hparams") or {}),
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ from toolkit.train_config import (  # the config and its builders: re-exported
     build_model,
     build_optimizer,
     json_ready,
+    learning_rate_schedule,
     validate,
 )
 from toolkit.train_step import (  # TrainState and the init/step builders: re-exported
@@ -53,6 +55,7 @@ from toolkit.train_step import (  # TrainState and the init/step builders: re-ex
     make_train_step,
     resolve_devices,
 )
+from toolkit.writers import MetricWriter, TensorBoardWriter, curve_scalars
 
 __all__ = [
     "Run",
@@ -82,6 +85,8 @@ def train(
     initial_state: TrainState | None = None,
     devices: int | Sequence[jax.Device] | None = None,
     validation: Split | None = None,
+    logdir: str | os.PathLike | None = None,
+    writer: MetricWriter | None = None,
     **config: Any,
 ) -> Run:
     """Trains one model on ``dataset.train`` and returns the :class:`Run`: the population
@@ -105,6 +110,11 @@ def train(
     one, e.g. from ``tk.data.with_validation``) is evaluated every ``eval_every`` steps
     inside the training loop: curve rows at those steps get ``val_accuracy`` and
     ``val_nll``, and ``run.best`` is the run at its best validation accuracy.
+
+    ``logdir`` writes the curve as TensorBoard event files there (train loss and accuracy,
+    validation accuracy and NLL, learning rate; :class:`toolkit.writers.TensorBoardWriter`);
+    ``writer`` sends it to any :class:`toolkit.writers.MetricWriter` instead (wandb, MLflow,
+    ...), which the caller closes.
     """
     unknown = sorted(set(config) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
@@ -119,23 +129,40 @@ def train(
     mode = "data" if len(devices) > 1 else "none"
     placement = sharding.plan(1, mode, cfg.batch_size, devices=devices)
 
+    if logdir is not None and writer is not None:
+        raise ValueError("pass logdir= (TensorBoard) or writer=, not both")
+    if writer is not None and not isinstance(writer, MetricWriter):
+        raise TypeError(
+            f"writer must have write_scalars(step, scalars) and close(), got {writer!r}"
+        )
+    owned = TensorBoardWriter(logdir) if logdir is not None else None
+    writer = owned or writer
+    learning_rate = learning_rate_schedule(cfg)
+
     member_callback = None
-    if callback is not None:
+    if callback is not None or writer is not None:
 
         def member_callback(rows, states):
-            callback(rows[0], states[0])
+            if writer is not None and rows[0] is not None:  # None: a diverged run's rows
+                writer.write_scalars(rows[0]["step"], curve_scalars(rows[0], learning_rate))
+            if callback is not None:
+                callback(rows[0], states[0])
 
-    (run,) = _train(
-        split,
-        num_classes,
-        (cfg,),
-        placement,
-        labels=None,
-        validation=validation_set,
-        initial_states=None if initial_state is None else [initial_state],
-        verbose=verbose,
-        callback=member_callback,
-    )
+    try:
+        (run,) = _train(
+            split,
+            num_classes,
+            (cfg,),
+            placement,
+            labels=None,
+            validation=validation_set,
+            initial_states=None if initial_state is None else [initial_state],
+            verbose=verbose,
+            callback=member_callback,
+        )
+    finally:
+        if owned is not None:
+            owned.close()
     return run
 
 
