@@ -38,6 +38,7 @@ from toolkit.data import Dataset, Split
 from toolkit.population import checks, sharding
 from toolkit.population.grouping import check_population
 from toolkit.population.program import member_hyperparameters, member_keys, program_for
+from toolkit.progress import progress_printer
 from toolkit.run import Run  # re-exported
 from toolkit.train_config import (  # the config and its builders: re-exported
     TrainConfig,
@@ -293,7 +294,7 @@ def _train(
     }
     curves: list[list[dict[str, float]]] = [[] for _ in range(size)]
     epochs = shuffle.EpochPermutations(data_keys, len(split), cfg.batch_size)
-    report = _progress(verbose, cfg.steps, size)
+    report = progress_printer(verbose, cfg.steps, size)
     start = time.perf_counter()
     while step < cfg.steps and len(stopped) < size:
         n = min(cfg.steps_per_dispatch, cfg.steps - step)
@@ -388,27 +389,3 @@ def _validate_members(configs: Sequence[TrainConfig], num_train: int) -> None:
         except (TypeError, ValueError) as error:
             raise type(error)(f"population member {index}: {error}") from error
     check_population(configs)
-
-
-def _progress(verbose: bool, total: int, size: int) -> Callable[[list[dict], int, float], None]:
-    """Prints progress at most every 2 s: one member's loss and accuracy, or the healthy
-    members' mean loss and model-steps/s."""
-    last = [0.0]
-
-    def report(rows: list[dict], step: int, steps_per_sec: float) -> None:
-        now = time.perf_counter()
-        if not verbose or (now - last[0] <= 2.0 and step != total):
-            return
-        last[0] = now
-        if size == 1 and rows:
-            line = f"loss {rows[0]['loss']:.4f}  acc {rows[0]['accuracy']:.3f}  "
-            line += f"{steps_per_sec:,.0f} steps/s"
-        else:
-            loss = np.asarray([row["loss"] for row in rows])
-            finite = loss[np.isfinite(loss)]
-            mean = float(finite.mean()) if finite.size else float("nan")
-            line = f"mean loss {mean:.4f} ({finite.size}/{size} finite)  "
-            line += f"{steps_per_sec * size:,.0f} model-steps/s"
-        print(f"step {step:>7}/{total}  {line}", flush=True)
-
-    return report
