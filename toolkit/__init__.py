@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "array_cache",
+    "augment",
     "attributions",
     "compilation_cache",
     "data",

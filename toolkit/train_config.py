@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import optax
 
-from toolkit import losses, models, optimizers
+from toolkit import augment, losses, models, optimizers
 
 __all__ = [
     "TrainConfig",
@@ -44,6 +44,8 @@ class TrainConfig:
     optimizer_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     log_every: int | None = None
     eval_every: int | None = None
+    augment: str | None = None
+    augment_hparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return json_ready(dataclasses.asdict(self))
@@ -87,6 +89,13 @@ def validate(config: TrainConfig, num_train: int) -> None:
     models.models.hparams(config.model, **config.model_hparams)
     losses.losses.hparams(config.loss, **config.loss_hparams)
     optimizers.optimizers.hparams(config.optimizer, **config.optimizer_hparams)
+    if config.augment is not None:
+        augment.hparams(config.augment, **config.augment_hparams)
+    elif config.augment_hparams:
+        raise ValueError(
+            f"augment_hparams {dict(config.augment_hparams)!r} without an augment; valid "
+            f"augmentations: {', '.join(augment.names())}"
+        )
     for name in ("learning_rate", "weight_decay"):
         if name in config.optimizer_hparams:
             raise ValueError(
@@ -150,4 +159,14 @@ def learning_rate_schedule(config: TrainConfig) -> Callable[[int], Any]:
         total_steps=config.steps,
         warmup_steps=config.warmup_steps,
         **(config.optimizer_hparams.get("schedule_hparams") or {}),
+    )
+
+
+def build_augment(config: TrainConfig) -> tuple[Callable[..., jax.Array] | None, float]:
+    """The config's augmentation (None without one) and its consistency-loss weight."""
+    if config.augment is None:
+        return None, 0.0
+    chosen = augment.hparams(config.augment, **config.augment_hparams)
+    return augment.get(config.augment, **config.augment_hparams), float(
+        chosen.get("jsd_weight", 0.0)
     )

@@ -28,6 +28,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from toolkit import shuffle
+from toolkit.augment import jensen_shannon
 from toolkit.optimizers import eval_params
 
 __all__ = [
@@ -130,21 +131,44 @@ def gradient_norm(grads: Any) -> jax.Array:
     return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
 
 
+# The fold_in constant of the augmentation's stream of a step key: the step key itself stays
+# the dropout key, so a run without augmentation keeps its numbers.
+AUGMENT_STREAM = 1
+
+
 def make_train_step(
     model: nn.Module,
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     tx: optax.GradientTransformation,
+    augment: Callable[..., jax.Array] | None = None,
+    jsd_weight: float = 0.0,
 ) -> Callable[[TrainState, tuple[jax.Array, jax.Array], jax.Array], tuple[TrainState, dict]]:
-    """A pure ``train_step(state, (x, y), key) -> (state, metrics)``."""
+    """A pure ``train_step(state, (x, y), key) -> (state, metrics)``.
+
+    ``augment(x, *, key) -> views`` (:mod:`toolkit.augment`) transforms each batch first.
+    With several views (clean first) the model runs once on all of them (BatchNorm sees
+    them together, as in AugMix), the loss is taken on the first and ``jsd_weight`` times
+    their Jensen-Shannon divergence is added; the metrics are the first view's.
+    """
 
     def train_step(state: TrainState, batch, key):
         x, y = batch
+        views = 1
+        if augment is not None:
+            augmented = augment(x, key=jax.random.fold_in(key, AUGMENT_STREAM))
+            views = augmented.shape[0]
+            x = augmented.reshape(views * x.shape[0], *x.shape[1:])
 
         def objective(params):
             logits, new_model_state = apply_model(
                 model, params, state.model_state, x, train=True, key=key
             )
-            return jnp.mean(loss_fn(logits, y)), (logits, new_model_state)
+            if views == 1:
+                return jnp.mean(loss_fn(logits, y)), (logits, new_model_state)
+            logits = logits.reshape(views, -1, logits.shape[-1])
+            loss = jnp.mean(loss_fn(logits[0], y))
+            loss = loss + jsd_weight * jnp.mean(jensen_shannon(logits))
+            return loss, (logits[0], new_model_state)
 
         (loss, (logits, new_model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit import shuffle
+from toolkit import augment, shuffle
 from toolkit.data import Dataset, Split
 from toolkit.population import checks, sharding
 from toolkit.population.grouping import check_population
@@ -255,6 +255,8 @@ def _train(
     """The training loop of checked members on ``placement``."""
     size = len(configs)
     cfg = configs[0]
+    if cfg.augment is not None:  # members share it (a population field)
+        augment.check_applies(cfg.augment, dict(cfg.augment_hparams), split.x.shape[1:])
     order = list(placement.order)
     slots = tuple(configs[i] for i in order)
     host_hyper = member_hyperparameters(slots)

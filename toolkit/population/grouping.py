@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-from toolkit import models, optimizers
+from toolkit import augment, models, optimizers
 from toolkit.train_config import TrainConfig
 
 __all__ = ["POPULATION_FIELDS", "check_population", "group_into_populations", "population_key"]
@@ -26,6 +26,12 @@ def _resolved_model(config: TrainConfig) -> dict[str, Any]:
 
 def _resolved_optimizer(config: TrainConfig) -> dict[str, Any]:
     return optimizers.hparams(config.optimizer, **config.optimizer_hparams)
+
+
+def _resolved_augment(config: TrainConfig) -> dict[str, Any] | None:
+    if config.augment is None:
+        return None
+    return augment.hparams(config.augment, **config.augment_hparams)
 
 
 # The fields members must agree on, each with how to read it from a config. Registry
@@ -43,6 +49,8 @@ POPULATION_FIELDS: dict[str, Callable[[TrainConfig], Any]] = {
     "steps": lambda c: c.steps,
     "steps_per_dispatch": lambda c: c.steps_per_dispatch,
     "eval_every": lambda c: c.eval_every,
+    "augment": lambda c: c.augment,
+    "augment_hparams": _resolved_augment,
 }
 
 

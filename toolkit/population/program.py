@@ -36,7 +36,7 @@ import optax
 from toolkit import losses, models, optimizers
 from toolkit.population.grouping import freeze, population_key
 from toolkit.population.sharding import Placement
-from toolkit.train_config import TrainConfig, build_model, build_optimizer
+from toolkit.train_config import TrainConfig, build_augment, build_model, build_optimizer
 from toolkit.train_step import (
     TrainState,
     chunk_compiler_options,
@@ -163,6 +163,7 @@ class Program:
         self._init_optimizer = self._stack = self._unstack = None
         self._chunks: dict[tuple[int, bool], Callable] = {}
         self._validates: dict[tuple[int, bool], Callable] = {}
+        self.augment, self.jsd_weight = build_augment(self.configs[0])  # members share it
 
     @property
     def config(self) -> TrainConfig:
@@ -239,7 +240,13 @@ class Program:
         if key not in self._chunks:
 
             def member(state, hyper, y, perms, step_key, x_all):
-                train_step = make_train_step(self.model, self.loss(hyper), self.optimizer(hyper))
+                train_step = make_train_step(
+                    self.model,
+                    self.loss(hyper),
+                    self.optimizer(hyper),
+                    augment=self.augment,
+                    jsd_weight=self.jsd_weight,
+                )
                 run_chunk = make_run_chunk(
                     train_step, num_steps, self.config.batch_size, self.data_mesh, nested=True
                 )
