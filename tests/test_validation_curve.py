@@ -140,7 +140,10 @@ def test_a_resumed_run_keeps_its_best_state():
     "options, message",
     [
         ({"validation": Split(np.zeros((4, 3), np.float32), np.zeros(4))}, "shape"),
-        ({"validation": Split(X[:4], np.asarray([0, 1, 2, 9]))}, r"validation\.y must lie"),
+        (
+            {"validation": Split(X[:4], np.asarray([0, 1, 2, 9]))},
+            r"validation labels must be class indices in \[0, 4\).*got 9 in 1",
+        ),
         ({"validation": VAL, "eval_every": 12, "log_every": 5}, "multiple of log_every"),
         ({"validation": VAL, "eval_every": 0}, "eval_every must be a positive int"),
     ],

@@ -33,8 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit import augment, shuffle
+from toolkit import augment, models, shuffle
 from toolkit.data import Dataset, Split
+from toolkit.data.checks import check_split
 from toolkit.population import checks, sharding
 from toolkit.population.grouping import check_population
 from toolkit.population.program import member_hyperparameters, member_keys, program_for
@@ -124,7 +125,8 @@ def train(
     cfg = TrainConfig(**config)
     split, num_classes = _split_and_classes(dataset, num_classes)
     validate(cfg, len(split))
-    validation = _validation_of(dataset, validation)
+    check_split(split, num_classes, images=models.reads_images(cfg.model))
+    validation = _validation_of(dataset, validation, num_classes)
     validation_set = checks.validation_split(validation, None, 1, split, num_classes)
     devices = resolve_devices(devices, cfg.batch_size)
     mode = "data" if len(devices) > 1 else "none"
@@ -216,13 +218,14 @@ def train_population(
     configs = tuple(configs)
     split, num_classes = _split_and_classes(dataset, num_classes)
     _validate_members(configs, len(split))
+    check_split(split, num_classes, images=models.reads_images(configs[0].model))
     size = len(configs)
     labels = None
     if train_labels is not None:
         labels = checks.member_labels(train_labels, size, split, num_classes)
     if initial_states is not None and len(initial_states) != size:
         raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
-    validation = _validation_of(dataset, validation)
+    validation = _validation_of(dataset, validation, num_classes)
     validation_set = checks.validation_split(
         validation, validation_labels, size, split, num_classes
     )
@@ -362,10 +365,15 @@ def _train(
 _VALIDATION = ("val_accuracy", "val_nll")  # curve columns of a validated chunk
 
 
-def _validation_of(dataset: Dataset | Split, validation: Split | None) -> Split | None:
-    """The validation split given, else the Dataset's own (None for a bare Split)."""
+def _validation_of(
+    dataset: Dataset | Split, validation: Split | None, num_classes: int
+) -> Split | None:
+    """The validation split given, else the Dataset's own (None for a bare Split); its
+    inputs and labels checked."""
     if validation is None and isinstance(dataset, Dataset):
-        return dataset.validation
+        validation = dataset.validation
+    if isinstance(validation, Split):
+        check_split(validation, num_classes, role="validation")
     return validation
 
 

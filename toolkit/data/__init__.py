@@ -8,6 +8,7 @@
     tk.data.names(include_tfds=True)           # ... and TFDS's image classification builders
     tk.data.entry("mnist1d").defaults          # its arguments (MNIST-1D generator's too)
     tk.data.with_validation(ds, 0.1, seed=0)   # a stratified validation split from train
+    tk.data.check_split(ds.train, 10)          # finite inputs, labels in range (tk.train's)
 
 The toolkit's datasets (``mnist1d``, ``digits``, ``mnist5k``) are TFDS builders
 (:mod:`toolkit.data.builders`) prepared as array_record into the TFDS data dir
@@ -30,6 +31,7 @@ import inspect
 from typing import Any
 
 from toolkit.data import tfds_names, tfds_source
+from toolkit.data.checks import check_split
 from toolkit.data.dataset import Dataset, Split
 from toolkit.data.offline import MNIST1D_DEFAULTS
 from toolkit.data.validation import with_validation
@@ -38,6 +40,7 @@ from toolkit.registry import InvalidHyperparameterError, Registry
 __all__ = [
     "Dataset",
     "Split",
+    "check_split",
     "datasets",
     "describe",
     "entry",

@@ -13,14 +13,31 @@ __all__ = ["Dataset", "Split"]
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split: ``x`` float32 of shape (N, *input_shape), ``y`` int32 labels of shape (N,)."""
+    """One split: ``x`` float32 of shape (N, *input_shape), ``y`` int32 labels of shape (N,).
+
+    Unsigned integer inputs (uint8 images, 0-255) are refused rather than cast unscaled,
+    and float labels must be whole numbers (3.0 is class 3; 2.5 is refused, not truncated).
+    """
 
     x: np.ndarray
     y: np.ndarray
 
     def __post_init__(self):
-        x = np.ascontiguousarray(self.x, dtype=np.float32)
-        y = np.ascontiguousarray(self.y, dtype=np.int32)
+        x, y = np.asarray(self.x), np.asarray(self.y)
+        if np.issubdtype(x.dtype, np.unsignedinteger):
+            raise TypeError(
+                f"x has dtype {x.dtype} (integer images?); the models read floats, so scale "
+                f"them first, e.g. x.astype(np.float32) / {np.iinfo(x.dtype).max} for [0, 1] "
+                f"(as tk.data.load does), or x.astype(np.float32) to keep the raw values"
+            )
+        if np.issubdtype(y.dtype, np.floating) and not (y == np.round(y)).all():
+            bad = np.flatnonzero(y != np.round(y))
+            raise ValueError(
+                f"labels must be whole class indices; y has {bad.size} non-integral values, "
+                f"the first y[{bad[0]}] = {y[bad[0]]} (pass integer labels)"
+            )
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.ascontiguousarray(y, dtype=np.int32)
         if x.shape[0] != y.shape[0] or y.ndim != 1:
             raise ValueError(f"x has {x.shape[0]} examples but y has shape {y.shape}")
         object.__setattr__(self, "x", x)

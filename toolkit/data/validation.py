@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from toolkit.data.checks import check_split
 from toolkit.data.dataset import Dataset
 
 __all__ = ["validation_counts", "with_validation"]
@@ -60,7 +61,8 @@ def with_validation(dataset: Dataset, fraction: float = 0.1, *, seed: int = 0) -
     and ``test`` is unchanged. ``info["validation"]`` records the fraction and seed.
 
     Raises ValueError for ``fraction`` outside (0, 1), a dataset that already has a
-    validation split, or a class with a single training example.
+    validation split, training data :func:`~toolkit.data.checks.check_split` refuses, or a
+    class with a single training example.
     """
     fraction = _check_fraction(fraction)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -70,6 +72,7 @@ def with_validation(dataset: Dataset, fraction: float = 0.1, *, seed: int = 0) -
             f"dataset {dataset.name!r} already has a validation split "
             f"({len(dataset.validation)} examples); carve one from a dataset without"
         )
+    check_split(dataset.train, dataset.num_classes)
     y = dataset.train.y
     counts = np.bincount(y, minlength=dataset.num_classes)
     held = validation_counts(counts, fraction)

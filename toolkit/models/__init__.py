@@ -22,6 +22,7 @@ from toolkit.models.base import (  # noqa: F401  (re-exported via base.__all__)
     models,
     module_hparams,
     names,
+    reads_images,
     register,
     search_space,
 )

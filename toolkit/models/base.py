@@ -22,6 +22,7 @@ __all__ = [
     "models",
     "module_hparams",
     "names",
+    "reads_images",
     "register",
     "search_space",
 ]
@@ -32,6 +33,17 @@ entry = models.entry
 hparams = models.hparams
 describe = models.describe
 search_space = models.search_space
+
+# The meta of a model that reads (H, W, C) examples as images (2-D kernels or patches), and
+# so reads a 2-D example (H, W) as a sequence of H steps with W channels; models without it
+# flatten an example or read it as a sequence either way.
+IMAGES = {"images": True}
+
+
+def reads_images(name: str) -> bool:
+    """Whether the model ``name`` reads (H, W, C) examples as images (its meta ``images``)."""
+    return bool(models.entry(name).meta.get("images", False))
+
 
 # Fields every Linen module has that are wiring, not hyperparameters.
 _FLAX_FIELDS = ("parent", "name")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from toolkit.models.base import register
+from toolkit.models.base import IMAGES, register
 from toolkit.models.layers import CONV_IMPLS, Conv, activation, check_choice, pool, with_channels
 
 __all__ = ["CNN", "AlexNet", "LeNet5"]
@@ -21,6 +21,7 @@ def _flatten(x: jax.Array) -> jax.Array:
 
 @register(
     "cnn",
+    meta=IMAGES,
     description="The MNIST-1D reference conv net: 3 strided convs + Dense (5,210 params).",
     search_space={"channels": ("choice", 16, 25, 32)},  # around the reference 25
 )
@@ -57,6 +58,7 @@ class CNN(nn.Module):
 
 @register(
     "lenet5",
+    meta=IMAGES,
     description="LeNet-5 (LeCun et al. 1998): 6/16-channel 5x5 convs, pools, 120-84.",
     search_space={"activation": ("choice", "tanh", "relu")},  # the 1998 one, the modern one
 )
@@ -108,6 +110,7 @@ class LeNet5(nn.Module):
 
 @register(
     "alexnet",
+    meta=IMAGES,
     description="Small AlexNet (Krizhevsky et al. 2012) for 28x28/32x32: 5 convs, 3 pools.",
     # Krizhevsky et al. use dropout 0.5 in the classifier; widths stay small (cheap).
     search_space={"width": ("choice", 8, 16, 32), "dropout": ("uniform", 0.0, 0.5)},

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from toolkit.models.base import register
+from toolkit.models.base import IMAGES, register
 from toolkit.models.layers import CONV_IMPLS, Conv, check_choice, with_channels
 
 __all__ = ["BasicBlock", "ResNet"]
@@ -49,6 +49,7 @@ class BasicBlock(nn.Module):
 
 @register(
     "resnet",
+    meta=IMAGES,
     description="CIFAR ResNet-(6n+2) (He et al. 2016) with BatchNorm; 1-D on sequences.",
     search_space={"width": ("choice", 0.5, 1.0)},  # depth fixed: deeper costs more
 )

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from toolkit.models.base import register
+from toolkit.models.base import IMAGES, register
 from toolkit.models.layers import with_channels
 
 __all__ = ["EncoderBlock", "Transformer", "patchify"]
@@ -49,6 +49,7 @@ class EncoderBlock(nn.Module):
 
 @register(
     "transformer",
+    meta=IMAGES,
     description="Pre-LN transformer: a token per position (ViT patches on images), mean pool.",
     # Widths divisible by the 4 heads; dropout as ViT's 0.0-0.1 (Dosovitskiy et al. 2021).
     search_space={"d_model": ("choice", 32, 64), "dropout": ("uniform", 0.0, 0.2)},

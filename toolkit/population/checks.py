@@ -108,8 +108,7 @@ def validation_split(
             f"validation examples have shape {validation.x.shape[1:]}, training examples "
             f"{split.x.shape[1:]}"
         )
-    if labels is None:
-        member_labels(validation.y[None], 1, validation, num_classes, name="validation.y")
+    if labels is None:  # validation.y itself: checked by toolkit.data.check_split
         return validation, None
     labels = member_labels(labels, size, validation, num_classes, name="validation_labels")
     return validation, labels

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from toolkit import models
 from toolkit.data.axes import LABEL_NOISE_KINDS, PATRINI_MNIST_MAP
+from toolkit.data.checks import check_split
 from toolkit.sweep.config import SweepConfigError, Trial
 from toolkit.sweep.data import effective_train_size, load_dataset
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
@@ -94,17 +96,24 @@ def _check_axes(axes: Mapping[str, Any], num_classes: int) -> None:
 def check_trials(trials: Sequence[Trial], entries: Mapping[str, Any]) -> None:
     """Loads each dataset once and checks every trial and every evaluation against it."""
     checked_evals: set[str] = set()
+    checked_data: set[tuple[str, bool]] = set()
     for index, trial in enumerate(trials):
         where = f"trial {index} of {len(trials)} ({trial.describe()})"
         try:
             dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
         except (TypeError, ValueError) as error:
             raise SweepConfigError(f"{where}: dataset {trial.dataset!r}: {error}") from None
+        data_key = json.dumps([trial.dataset, trial.dataset_kwargs], sort_keys=True)
         try:
+            config = trial.train_config()
+            # An unknown model is named by validate() below.
+            images = config.model in models.models and models.reads_images(config.model)
+            if (data_key, images) not in checked_data:  # one pass over each dataset
+                check_split(dataset.train, dataset.num_classes, images=images)
+                checked_data.add((data_key, images))
             _check_axes(trial.data_axes, dataset.num_classes)
             counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
             size = effective_train_size(dataset.num_classes, counts, dict(trial.data_axes))
-            config = trial.train_config()
             validate(config, size)
             # Building is cheap (no arrays) and catches bad schedules and hyperparameter values.
             build_model(config, dataset.num_classes)
@@ -112,7 +121,6 @@ def check_trials(trials: Sequence[Trial], entries: Mapping[str, Any]) -> None:
             build_optimizer(config)
         except (TypeError, ValueError) as error:
             raise SweepConfigError(f"{where}: {error}") from None
-        data_key = json.dumps([trial.dataset, trial.dataset_kwargs], sort_keys=True)
         if data_key not in checked_evals:
             checked_evals.add(data_key)
             check_evals(entries, dataset, trial)
