@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from toolkit.models.base import register
+from toolkit.models.base import IMAGES, register
 from toolkit.models.layers import CONV_IMPLS, check_choice, conv_im2col, conv_xla, resolve_padding
 
 __all__ = ["CNNNNX"]
@@ -55,6 +55,7 @@ class _Conv(nnx.Module):
 @register(
     "cnn_nnx",
     description="The MNIST-1D reference conv net (cnn) as a Flax NNX module (5,210 params).",
+    meta=IMAGES,
     search_space={"channels": ("choice", 16, 25, 32)},
 )
 class CNNNNX(nnx.Module):
