@@ -159,3 +159,18 @@ def test_bad_augmentation_choices_fail_before_compute(case, compiles):
     with pytest.raises((ValueError, TypeError), match=message):
         tk.train(tk.data.load("digits"), model="mlp", steps=10, batch_size=32, **changes)
     assert compiles == []
+
+
+def test_a_sweep_refuses_an_augmentation_for_other_data_before_writing(tmp_path):
+    from toolkit.sweep.config import SweepConfigError
+    from toolkit.sweep.defaults import base_config
+    from toolkit.sweep.runner import run_sweep
+    from toolkit.sweep.search import product
+
+    config = base_config("aug", dataset="digits")
+    config.train.update({"model": "mlp", "steps": 10, "batch_size": 32})
+    config.executor = "inline"
+    trials = lambda c: product(augment=(None, "mnist1d"), seed=(0,))
+    with pytest.raises(SweepConfigError, match=r"trial 1 of 2.*'mnist1d' applies to sequence"):
+        run_sweep(config, trials, results_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())

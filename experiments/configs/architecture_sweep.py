@@ -41,6 +41,8 @@ STEPS = {
     "transformer": 400,
 }
 QUICK_STEPS = 150
+# Every registered architecture once: cnn_nnx is cnn written as a Flax NNX module.
+ARCHITECTURES = tuple(name for name in tk.models.names() if name != "cnn_nnx")
 VARIANTS = ("", "quick")
 
 
@@ -54,7 +56,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data_axes.validation_fraction = 0.0
     config.train.learning_rate = 1e-3
     config.train.batch_size = 128
-    config.models = ("mlp", "cnn", "gru") if quick else tuple(tk.models.names())
+    config.models = ("mlp", "cnn", "gru") if quick else ARCHITECTURES
     config.losses = ("softmax_cross_entropy",) if quick else LOSSES
     config.seeds = 1 if quick else 3
     config.steps = ml_collections.ConfigDict(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit import models
+from toolkit import augment, models
 from toolkit.data.axes import LABEL_NOISE_KINDS, PATRINI_MNIST_MAP
 from toolkit.data.checks import check_split
 from toolkit.sweep.config import SweepConfigError, Trial
@@ -119,6 +119,10 @@ def check_trials(trials: Sequence[Trial], entries: Mapping[str, Any]) -> None:
             build_model(config, dataset.num_classes)
             build_loss(config)
             build_optimizer(config)
+            if config.augment is not None:
+                augment.check_applies(
+                    config.augment, dict(config.augment_hparams), dataset.input_shape
+                )
         except (TypeError, ValueError) as error:
             raise SweepConfigError(f"{where}: {error}") from None
         if data_key not in checked_evals:
