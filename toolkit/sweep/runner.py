@@ -24,8 +24,8 @@ import pandas as pd
 
 from toolkit import store
 from toolkit.sweep.checks import check_options, check_trials
-from toolkit.sweep.cli import config_file_of
-from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
+from toolkit.sweep.cli import config_file_of, sweep_specs
+from toolkit.sweep.config import Trial, expand, trial_from_record
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
@@ -66,11 +66,7 @@ def _plan(config: Any, sweep_fn: Callable) -> tuple[list[Trial], dict, tuple | N
     """:func:`plan`, plus ``(Tune, cells)`` for a tuned sweep (None otherwise)."""
     check_options(config, EXECUTOR_CHOICES)
     tune = Tune.from_config(config)
-    try:
-        specs = list(sweep_fn(config))
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise SweepConfigError(f"sweep(config) failed: {type(error).__name__}: {error}") from None
-    trials = expand(config, specs)
+    trials = expand(config, sweep_specs(config, sweep_fn))
     tuning = None
     if tune is not None:
         cells, trials = plan_tuning(config, trials, tune)
