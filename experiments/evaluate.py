@@ -7,7 +7,8 @@
 
 Each finished run's final checkpoint is restored and its rows (on the test split and, for
 runs trained with one, the validation split) are appended to ``evals.jsonl`` (rows with an
-existing run/checkpoint/split/set/severity replace the old ones for readers).
+existing run/checkpoint/split/set/severity replace the old ones for readers). A directory
+that is a file or cannot be written is refused before anything is computed.
 """
 
 from __future__ import annotations

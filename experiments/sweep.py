@@ -7,7 +7,9 @@
 
 Rerunning a command skips finished runs and resumes unfinished ones from their last
 checkpoint. Overrides use ml_collections' ``--config.field=value`` syntax. Every name and
-value is checked before any training; a bad one gives one error and writes nothing.
+value is checked before any training; a bad one gives one error and writes nothing, as
+does a --results_dir that is a file or cannot be written (a finished sweep reruns on a
+read-only copy: there is nothing to write).
 Then ``python -m experiments.report results/<experiment>``.
 """
 

@@ -5,6 +5,8 @@ file; ``--config.seeds=5`` or ``--config.evals.shifts.severities=(1,3,5)`` overr
 (the syntax of ml_collections' ``config_flags``). Values are Python literals; a string that
 is not one stays a string, and ``a,b,c`` for a tuple field gives a tuple of strings.
 Overrides keep each field's type (ConfigDict type safety); unknown fields name the closest.
+A field set in the file that nothing reads is refused the same way (:func:`sweep_specs`),
+and an error of any type raised by the file is one line naming the file and the line.
 """
 
 from __future__ import annotations
@@ -12,13 +14,23 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
-from collections.abc import Callable, Sequence
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from toolkit.sweep.config import SweepConfigError
+from toolkit.sweep.defaults import runner_fields
 
-__all__ = ["apply_overrides", "config_file_of", "load_config", "load_module", "parse_overrides"]
+__all__ = [
+    "apply_overrides",
+    "config_file_of",
+    "load_config",
+    "load_module",
+    "parse_overrides",
+    "sweep_specs",
+]
 
 
 def _module(path: Path):
@@ -33,9 +45,8 @@ def _module(path: Path):
             f"config file {str(path)!r} has a syntax error at line {error.lineno}: {error.msg}"
         ) from None
     except Exception as error:
-        raise SweepConfigError(
-            f"config file {str(path)!r} failed to import: {type(error).__name__}: {error}"
-        ) from None
+        message = failure(f"importing config file {str(path)!r}", error, str(path))
+        raise SweepConfigError(message) from None
     for name in ("get_config", "sweep"):
         if not callable(getattr(module, name, None)):
             raise SweepConfigError(
@@ -71,8 +82,9 @@ def load_config(spec: str, overrides: Sequence[str] | dict[str, Any] = ()) -> tu
     module = _module(Path(path))
     try:
         config = module.get_config(variant)
-    except (TypeError, ValueError, KeyError) as error:
-        raise SweepConfigError(f"{path}: get_config({variant!r}) failed: {error}") from None
+    except Exception as error:
+        message = failure(f"{path}: get_config({variant!r})", error, module.__file__)
+        raise SweepConfigError(message) from None
     values = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     apply_overrides(config, values)
     return config, module.sweep
@@ -139,3 +151,62 @@ def apply_overrides(config: Any, values: dict[str, Any]) -> None:
             node[parts[-1]] = value
         except TypeError as error:
             raise SweepConfigError(f"--config.{dotted}={raw!r}: {error}") from None
+
+
+def failure(call: str, error: BaseException, filename: str | None) -> str:
+    """``"sweep(config) failed: RuntimeError at /path/config.py line 12: ..."``: one line
+    naming the call, the error and the line of ``filename`` (the config file) it came from,
+    for errors of any type raised by a config file's code."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == filename]
+    where = f" at {filename} line {frames[-1].lineno}" if frames else ""
+    return f"{call} failed: {type(error).__name__}{where}: {error}"
+
+
+def sweep_specs(config: Any, sweep_fn: Any) -> list[Mapping[str, Any]]:
+    """``sweep_fn(config)`` as a list, with the config's fields checked.
+
+    A top-level field that neither the runner reads
+    (:func:`~toolkit.sweep.defaults.runner_fields`) nor ``sweep_fn`` reads would be ignored.
+    When its name is close to one of those (``config.exector``, ``config.evalz``) it is a
+    misspelling, refused naming the closest; any other is warned about (a config file may
+    hold fields that only some of its sweeps read). An unknown field of ``config.tune``
+    is refused. The reads are seen on a copy of a ConfigDict ``config`` whose lookups are
+    noted.
+    """
+    fields, read = runner_fields(), set()
+    view = config
+    if hasattr(config, "_fields") and hasattr(config, "keys"):  # a ConfigDict
+
+        class Noted(type(config)):
+            def __getitem__(self, key):
+                read.add(str(key).split(".")[0])
+                return super().__getitem__(key)
+
+        view = Noted(config)
+    try:
+        specs = list(sweep_fn(view))
+    except Exception as error:
+        code = getattr(sweep_fn, "__code__", None)
+        filename = getattr(code, "co_filename", None)
+        raise SweepConfigError(failure("sweep(config)", error, filename)) from None
+    if view is not config:
+        valid = [*fields[""], *sorted(read)]
+        for key in config.keys():
+            if key not in valid:
+                _unread(f"config.{key}", valid, ", and sweep(config) does not read it", 0.75)
+    tune = config.get("tune")
+    for key in tune.keys() if hasattr(tune, "keys") else ():
+        if key not in fields["tune"]:
+            _unread(f"config.tune.{key}", fields["tune"], "", 0.0)
+    return specs
+
+
+def _unread(field: str, valid: Sequence[str], read_by: str, cutoff: float) -> None:
+    """Refuses ``field`` if its name is within ``cutoff`` of a ``valid`` one, else warns."""
+    name = field.rpartition(".")[2]
+    match = difflib.get_close_matches(name, list(valid), n=1, cutoff=max(cutoff, 0.5))
+    hint = f"; did you mean {match[0]!r}?" if match else "."
+    message = f"{field} is set but nothing reads it (not a field of the runner{read_by})"
+    if match or not cutoff:
+        raise SweepConfigError(f"{message}{hint} Valid: {', '.join(valid)}")
+    warnings.warn(f"{message}; it is ignored", stacklevel=3)

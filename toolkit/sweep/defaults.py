@@ -11,7 +11,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-__all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_INTERVAL_S", "base_config"]
+__all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_INTERVAL_S", "base_config", "runner_fields"]
 
 CHECKPOINT_EVERY = 5  # chunks: a run checkpoints at most every this many chunks...
 # ...and at most once per this many seconds. An orbax save has a fixed cost whatever the
@@ -90,3 +90,10 @@ def base_config(experiment: str, *, dataset: str) -> ml_collections.ConfigDict:
         }
     )
     return config
+
+
+def runner_fields() -> dict[str, tuple[str, ...]]:
+    """The top-level fields the runner reads (``""``) and the fields of its sections with a
+    fixed set of fields (``"tune"``): a config field outside these is its sweep's own."""
+    config = base_config("", dataset="")
+    return {"": tuple(config.keys()), "tune": tuple(config.tune.keys())}

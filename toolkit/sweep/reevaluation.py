@@ -25,6 +25,7 @@ from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
 from toolkit.sweep.data import load_dataset, training_data
 from toolkit.sweep.evals import check_evals, parse_evals
 from toolkit.sweep.records import evaluate_trial
+from toolkit.sweep.runner import check_writable
 from toolkit.training import Run, build_model
 
 __all__ = ["reevaluate"]
@@ -51,6 +52,8 @@ def reevaluate(
     """Evaluates every finished run of ``experiment_dir`` with ``evals`` (a config's
     ``evals`` mapping); returns the number of rows written. Checks everything first."""
     experiment_dir, out = Path(experiment_dir), out or sys.stderr
+    if experiment_dir.exists() and not experiment_dir.is_dir():
+        raise SweepConfigError(f"{str(experiment_dir)!r} is a file, not an experiment directory")
     entries = parse_evals(evals)
     if not entries:
         raise SweepConfigError("nothing to evaluate: give shifts, OOD sets or a config's evals")
@@ -63,6 +66,7 @@ def reevaluate(
         if key not in seen:
             seen.add(key)
             check_evals(entries, load_dataset(trial.dataset, dict(trial.dataset_kwargs)), trial)
+    check_writable(experiment_dir)  # its rows are appended to evals.jsonl there
 
     from tqdm import tqdm
 

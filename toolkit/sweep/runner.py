@@ -8,12 +8,18 @@ that share the results directory fills one experiment directory. A ``done`` mark
 run is not intact (its listed eval rows missing from ``evals.jsonl``, or its
 ``config.json`` unreadable or not the trial's) is removed under the run's lock, so that
 run is redone: resumed from its last checkpoint, i.e. evaluated again without retraining.
+A results directory that is a file or cannot be written is refused before any compute; a
+finished sweep reruns on a read-only copy (nothing to write: ``sweep.json`` is rewritten
+only when its content changes).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +30,7 @@ import pandas as pd
 
 from toolkit import store
 from toolkit.sweep.checks import check_options, check_trials
-from toolkit.sweep.cli import config_file_of
+from toolkit.sweep.cli import config_file_of, sweep_specs
 from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
@@ -33,7 +39,7 @@ from toolkit.sweep.executors import EXECUTOR_CHOICES, choose_executor, default_w
 from toolkit.sweep.tuning import SeedPlan, Tune, plan_seeds, plan_tuning, tuning_json
 from toolkit.training import json_ready
 
-__all__ = ["SweepResult", "plan", "run_sweep"]
+__all__ = ["SweepResult", "check_writable", "plan", "run_sweep"]
 
 
 @dataclasses.dataclass
@@ -66,11 +72,7 @@ def _plan(config: Any, sweep_fn: Callable) -> tuple[list[Trial], dict, tuple | N
     """:func:`plan`, plus ``(Tune, cells)`` for a tuned sweep (None otherwise)."""
     check_options(config, EXECUTOR_CHOICES)
     tune = Tune.from_config(config)
-    try:
-        specs = list(sweep_fn(config))
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise SweepConfigError(f"sweep(config) failed: {type(error).__name__}: {error}") from None
-    trials = expand(config, specs)
+    trials = expand(config, sweep_specs(config, sweep_fn))
     tuning = None
     if tune is not None:
         cells, trials = plan_tuning(config, trials, tune)
@@ -131,6 +133,7 @@ def reopen_damaged(experiment_dir: Path, trials: Sequence[Trial]) -> list[str]:
             continue
         if trial.run_id not in incomplete and _config_problem(run_dir) is None:
             continue
+        check_writable(experiment_dir)
         with run_dir.lock as held:
             problem = _problem(run_dir) if held else None  # re-checked: someone may have redone it
             if problem is not None:
@@ -159,8 +162,7 @@ def run_sweep(
     """
     trials, evals, tuning = _plan(config, sweep_fn)
     out = out or sys.stderr
-    experiment_dir = Path(results_dir) / trials[0].experiment
-    experiment_dir.mkdir(parents=True, exist_ok=True)
+    experiment_dir = _make_dir(Path(results_dir) / trials[0].experiment)
     _write_sweep_json(experiment_dir, config, tuning, None)
     name = choose_executor(config.get("executor", "auto"))
     summaries = _execute(experiment_dir, trials, evals, config, sweep_fn, name, progress, out)
@@ -202,7 +204,45 @@ def _write_sweep_json(
     payload = _plain(config)
     if tuning is not None:
         payload["tuning"] = json_ready(tuning_json(tuning[1], tuning[0], seeds))
-    store.atomic_write_json(experiment_dir / store.SWEEP, payload)
+    path = experiment_dir / store.SWEEP
+    if store.read_json(path) == json.loads(json.dumps(store.json_safe(payload))):
+        return  # unchanged: a finished sweep reruns on a read-only copy
+    check_writable(experiment_dir)
+    store.atomic_write_json(path, payload)
+
+
+def _make_dir(experiment_dir: Path) -> Path:
+    """``experiment_dir``, created if missing; a clear error for a path through a file or
+    one that cannot be created (the caller checks writing where it writes)."""
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        file = next(p for p in (experiment_dir, *experiment_dir.parents) if p.exists())
+        raise SweepConfigError(
+            f"results directory {str(experiment_dir)!r} cannot be made: {str(file)!r} is a "
+            f"file, not a directory; choose another results_dir"
+        ) from None
+    except OSError as error:
+        raise SweepConfigError(
+            f"results directory {str(experiment_dir)!r} cannot be made: {error.strerror}; "
+            f"choose a results_dir you can write to"
+        ) from None
+    return experiment_dir
+
+
+def check_writable(directory: str | Path) -> None:
+    """Raises :class:`SweepConfigError` unless a file can be made in ``directory``, tried by
+    making and removing one: the answer the writes that follow would get (permissions,
+    ACLs, a read-only mount), where ``os.access`` says yes to root whatever the bits."""
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as error:
+        raise SweepConfigError(
+            f"results directory {str(directory)!r} is not writable ({error.strerror}); "
+            f"run on a writable copy or choose another results_dir"
+        ) from None
 
 
 def _execute(
@@ -219,6 +259,8 @@ def _execute(
     reopen_damaged(experiment_dir, trials)
     done = store.done_run_ids(experiment_dir)
     pending = [t for t in trials if t.run_id not in done]
+    if pending:
+        check_writable(experiment_dir)
     saves = {
         "checkpoint_every": int(config.get("checkpoint_every", CHECKPOINT_EVERY)),
         "checkpoint_interval_s": float(config.get("checkpoint_interval_s", CHECKPOINT_INTERVAL_S)),
