@@ -221,22 +221,64 @@ def read_json(path: str | os.PathLike) -> Any | None:
         return None
 
 
-def append_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+def _locked_append_fd(path: Path) -> int:
+    """An fd of ``path`` (created if missing) under an exclusive ``fcntl.flock``, opened
+    again if the file was replaced (:func:`append_jsonl` with ``replace``) while waiting."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _without(data: bytes, replace: Callable[[dict], bool]) -> bytes:
+    """The whole JSON-object lines of ``data`` that ``replace`` does not select."""
+    kept = []
+    for raw in data.split(b"\n"):
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue  # blank, or a line cut short by a killed writer
+        if isinstance(row, dict) and not replace(row):
+            kept.append(raw + b"\n")
+    return b"".join(kept)
+
+
+def append_jsonl(
+    path: str | os.PathLike,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    replace: Callable[[dict], bool] | None = None,
+    hints: Iterable[bytes] = (),
+) -> None:
     """Appends ``rows`` as whole lines in one write, under an exclusive ``fcntl.flock``.
 
     If the file ends in a partial line (a writer died mid-line), a newline is written
-    first so that the partial line stays on its own and readers can skip it.
+    first so that the partial line stays on its own and readers can skip it. With
+    ``replace``, the lines whose row it selects and the lines that do not parse are removed
+    in the same locked step, by writing the file anew (:func:`atomic_write`); that happens
+    only when the file holds one of ``hints`` (bytes every selected line contains) or ends
+    in a partial line, so an ordinary append never reads the rows.
     """
     data = "".join(dumps(row) + "\n" for row in rows).encode()
     if not data:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = _locked_append_fd(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
+        torn = size and os.pread(fd, 1, size - 1) != b"\n"
+        if replace is not None:
+            old = os.pread(fd, size, 0) if size else b""
+            if torn or any(hint in old for hint in hints):
+                atomic_write(path, lambda handle: handle.write(_without(old, replace) + data))
+                return  # waiting appenders find the new file (_locked_append_fd)
+        if torn:
             data = b"\n" + data
         view = memoryview(data)
         while view:

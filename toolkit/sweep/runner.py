@@ -219,6 +219,9 @@ def _execute(
     reopen_damaged(experiment_dir, trials)
     done = store.done_run_ids(experiment_dir)
     pending = [t for t in trials if t.run_id not in done]
+    store.warn_missing(
+        experiment_dir, [t.run_id for t in trials if t.run_id in done], checkpoint=True
+    )
     saves = {
         "checkpoint_every": int(config.get("checkpoint_every", CHECKPOINT_EVERY)),
         "checkpoint_interval_s": float(config.get("checkpoint_interval_s", CHECKPOINT_INTERVAL_S)),
