@@ -147,20 +147,17 @@ def arm(spec: str) -> None:
 
         execute.record = crash_then_record
     else:  # evals_append, after_evals: around the append of a run's eval rows
-        append = store.append_jsonl
+        append = store.append_evals
 
-        def append_rows(path, rows):
-            path = Path(path)
-            if path.name != store.EVALS:
-                return append(path, rows)
+        def append_rows(experiment_dir, rows, **options):
             if name == "evals_append" and due():
-                with dying_halfway_through_writes_to(path):
-                    append(path, rows)
-            append(path, rows)
+                with dying_halfway_through_writes_to(Path(experiment_dir) / store.EVALS):
+                    append(experiment_dir, rows, **options)
+            append(experiment_dir, rows, **options)
             if name == "after_evals" and due():
                 kill()
 
-        store.append_jsonl = append_rows
+        store.append_evals = append_rows
 
 
 def main(argv: list[str]) -> int:

@@ -179,6 +179,8 @@ def load_results(
     done = store.done_markers(results_dir)
     rows = store.read_eval_rows(results_dir)
     kept = store.read_evals(results_dir, rows=rows)
+    # Checkpoints are not the report's (nor committed): only the run's record is checked.
+    store.warn_missing(results_dir, {row["run_id"] for row in kept}, checkpoint=False)
     if not kept:
         raise ReportError(
             f"{str(results_dir)!r} has no evaluation rows of finished runs "

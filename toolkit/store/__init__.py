@@ -43,6 +43,7 @@ from toolkit.store.layout import (
     REQUIRED,
     SWEEP,
     RunDir,
+    append_evals,
     done_markers,
     done_run_ids,
     finished_run_ids,
@@ -52,6 +53,8 @@ from toolkit.store.layout import (
     row_key,
     row_keys,
     run_dirs,
+    warn_missing,
+    what_is_missing,
     why_incomplete,
 )
 
@@ -64,6 +67,7 @@ __all__ = [
     "ResultsWarning",
     "RunDir",
     "RunLock",
+    "append_evals",
     "append_jsonl",
     "atomic_write",
     "atomic_write_json",
@@ -83,5 +87,7 @@ __all__ = [
     "row_key",
     "row_keys",
     "run_dirs",
+    "warn_missing",
+    "what_is_missing",
     "why_incomplete",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import glob
 import json
 import math
 import os
@@ -136,17 +137,58 @@ def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
     atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
 
 
+def _held_dir(parent: Path, prefix: str) -> tuple[Path, int]:
+    """A new directory in ``parent`` and an fd holding an exclusive ``fcntl.flock`` on it
+    (Linux locks directories as it does files): the mark of a live writer, dropped when it
+    dies. Made again if another writer's :func:`_remove_stale` removed it before the lock."""
+    while True:
+        path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return path, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _remove_stale(directory: Path) -> None:
+    """Removes the temporary directories :func:`replace_dir` left beside ``directory`` when
+    killed: those whose flock no process holds (a concurrent writer's live one is held)."""
+    for kind in ("tmp", "old"):
+        for leftover in directory.parent.glob(f".{glob.escape(directory.name)}.{kind}-*"):
+            try:
+                fd = os.open(leftover, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:  # gone meanwhile, or not a directory
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live replace_dir holds it
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+            finally:
+                os.close(fd)
+
+
 def replace_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -> list[Path]:
     """Makes ``directory`` hold exactly ``files`` (``{name: content}``), replacing it whole.
 
     The files are written and fsynced in a temporary directory beside it, which then takes
     its place, so a reader never sees a mix of old and new files. rename(2) cannot replace
-    a non-empty directory, so an old one is first moved aside and removed afterwards.
-    Returns the written paths, sorted.
+    a non-empty directory, so an old one is first moved aside and removed afterwards. The
+    temporary directories are flocked while in use, so the ones a killed writer left are
+    told from a concurrent writer's and removed first. Returns the written paths, sorted.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    _remove_stale(directory)
+    tmp, fd = _held_dir(directory.parent, f".{directory.name}.tmp-")
+    held = [fd]
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; results are for everyone to read
         for name, content in files.items():
@@ -156,14 +198,18 @@ def replace_dir(directory: str | os.PathLike, files: Mapping[str, bytes]) -> lis
                 os.fsync(handle.fileno())
         old = None
         if directory.exists():
-            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
+            old, fd = _held_dir(directory.parent, f".{directory.name}.old-")
+            held.append(fd)
             os.replace(directory, old / directory.name)
         os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        for fd in held:
+            os.close(fd)
     return sorted(directory / name for name in files)
 
 
@@ -175,22 +221,64 @@ def read_json(path: str | os.PathLike) -> Any | None:
         return None
 
 
-def append_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+def _locked_append_fd(path: Path) -> int:
+    """An fd of ``path`` (created if missing) under an exclusive ``fcntl.flock``, opened
+    again if the file was replaced (:func:`append_jsonl` with ``replace``) while waiting."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _without(data: bytes, replace: Callable[[dict], bool]) -> bytes:
+    """The whole JSON-object lines of ``data`` that ``replace`` does not select."""
+    kept = []
+    for raw in data.split(b"\n"):
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue  # blank, or a line cut short by a killed writer
+        if isinstance(row, dict) and not replace(row):
+            kept.append(raw + b"\n")
+    return b"".join(kept)
+
+
+def append_jsonl(
+    path: str | os.PathLike,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    replace: Callable[[dict], bool] | None = None,
+    hints: Iterable[bytes] = (),
+) -> None:
     """Appends ``rows`` as whole lines in one write, under an exclusive ``fcntl.flock``.
 
     If the file ends in a partial line (a writer died mid-line), a newline is written
-    first so that the partial line stays on its own and readers can skip it.
+    first so that the partial line stays on its own and readers can skip it. With
+    ``replace``, the lines whose row it selects and the lines that do not parse are removed
+    in the same locked step, by writing the file anew (:func:`atomic_write`); that happens
+    only when the file holds one of ``hints`` (bytes every selected line contains) or ends
+    in a partial line, so an ordinary append never reads the rows.
     """
     data = "".join(dumps(row) + "\n" for row in rows).encode()
     if not data:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = _locked_append_fd(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
+        torn = size and os.pread(fd, 1, size - 1) != b"\n"
+        if replace is not None:
+            old = os.pread(fd, size, 0) if size else b""
+            if torn or any(hint in old for hint in hints):
+                atomic_write(path, lambda handle: handle.write(_without(old, replace) + data))
+                return  # waiting appenders find the new file (_locked_append_fd)
+        if torn:
             data = b"\n" + data
         view = memoryview(data)
         while view:

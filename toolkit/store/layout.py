@@ -2,13 +2,15 @@
 
 A ``done`` marker counts only when it parses and every eval row it lists is in
 ``evals.jsonl`` (:func:`finished_run_ids`); a run whose marker fails that is unfinished for
-readers, and the sweep runner redoes it. A re-evaluation appends rows with the same
-:data:`EVAL_KEY`; the last one wins. Rows and markers written before rows had a
+readers, and the sweep runner redoes it. New rows replace those with their
+:data:`EVAL_KEY` in the file itself (:func:`append_evals`); in files written before that,
+the last row per key wins. Rows and markers written before rows had a
 ``checkpoint`` and a ``split`` read as the final checkpoint on the test split.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
 import warnings
@@ -19,6 +21,7 @@ from typing import Any
 from toolkit.store.files import (
     ResultsWarning,
     RunLock,
+    append_jsonl,
     atomic_write_json,
     atomic_write_text,
     dumps,
@@ -34,6 +37,7 @@ __all__ = [
     "REQUIRED",
     "SWEEP",
     "RunDir",
+    "append_evals",
     "done_markers",
     "done_run_ids",
     "finished_run_ids",
@@ -43,6 +47,8 @@ __all__ = [
     "row_key",
     "row_keys",
     "run_dirs",
+    "warn_missing",
+    "what_is_missing",
     "why_incomplete",
 ]
 
@@ -218,6 +224,84 @@ def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple[str, str,
             continue
         keys.setdefault(str(row.get("run_id")), set()).add(key[1:])
     return keys
+
+
+def append_evals(
+    experiment_dir: str | os.PathLike, rows: list[dict[str, Any]], *, whole_runs: bool = False
+) -> None:
+    """Appends ``rows`` to ``evals.jsonl`` keeping one row per :data:`EVAL_KEY` in the file:
+    rows already there with the key of a new row (with ``whole_runs``, every row of the new
+    rows' runs: a run recorded anew after an interrupted attempt) and lines cut short by a
+    killed writer are removed in the same locked step (:func:`~toolkit.store.files.append_jsonl`;
+    the file is rewritten only when it holds a row of these runs or ends in a cut line)."""
+    ids = {str(row["run_id"]) for row in rows}
+    keys = {row_key(row) for row in rows}
+
+    def replaced(row: dict[str, Any]) -> bool:
+        if whole_runs:
+            return str(row.get("run_id")) in ids
+        try:
+            return row_key(row) in keys
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    hints = [dumps({"run_id": run_id})[1:-1].encode() for run_id in sorted(ids)]
+    append_jsonl(Path(experiment_dir) / EVALS, rows, replace=replaced, hints=hints)
+
+
+def what_is_missing(run: RunDir, marker: Mapping[str, Any], *, checkpoint: bool) -> list[str]:
+    """What a finished run's directory lacks of its record ([] if nothing): ``config.json``,
+    the training curve up to the final step its done marker names (``metrics.jsonl`` cut
+    or gone) and, with ``checkpoint``, that step's checkpoint (which re-evaluation restores;
+    committed results leave checkpoints out)."""
+    missing = []
+    if not isinstance(read_json(run.config), Mapping):
+        missing.append("config.json (missing or unreadable)")
+    step = marker.get("step")
+    try:
+        data = run.metrics.read_bytes()
+    except FileNotFoundError:
+        data = None
+    if data is None or not data.strip():
+        missing.append("metrics.jsonl (missing or empty)")
+    elif not data.endswith(b"\n"):
+        missing.append("the end of metrics.jsonl (its last line is cut)")
+    elif isinstance(step, int) and marker.get("diverged_step") is None:
+        try:
+            last = json.loads(data.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            last = None
+        reached = last.get("step") if isinstance(last, dict) else None
+        if not isinstance(reached, int) or reached < step:
+            missing.append(f"metrics.jsonl rows after step {reached} (the run ends at {step})")
+    if checkpoint and isinstance(step, int) and not (run.checkpoint / str(step)).is_dir():
+        missing.append(f"its final checkpoint (step {step})")
+    return missing
+
+
+def warn_missing(
+    experiment_dir: str | os.PathLike, run_ids: Iterable[str], *, checkpoint: bool
+) -> dict[str, list[str]]:
+    """``{run_id: what_is_missing}`` of the finished runs ``run_ids`` whose record is not
+    whole, reported in one :class:`ResultsWarning` that names each run and what it lacks."""
+    found = {}
+    for run_id in sorted(run_ids):
+        run = RunDir(experiment_dir, run_id)
+        marker = run.done_marker()
+        missing = what_is_missing(run, marker, checkpoint=checkpoint) if marker else []
+        if missing:
+            found[run_id] = missing
+    if found:
+        named = [f"{r}: no {', no '.join(m)}" for r, m in list(found.items())[:5]]
+        more = f"; and {len(found) - 5} more" if len(found) > 5 else ""
+        warnings.warn(
+            f"{experiment_dir}: {len(found)} finished run(s) lack part of their record: "
+            + "; ".join(named)
+            + more,
+            ResultsWarning,
+            stacklevel=2,
+        )
+    return found
 
 
 def why_incomplete(marker: Mapping[str, Any], keys: set[tuple]) -> str | None:

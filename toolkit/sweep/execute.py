@@ -123,6 +123,27 @@ def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra
     return summary
 
 
+def check_intact(run_dir: store.RunDir, trial: Trial, diverged_step: int | None) -> None:
+    """Raises RuntimeError unless the run's directory still holds its record: its
+    ``config.json`` and its curve from the first chunk to its last (the final step, unless
+    it diverged). A directory deleted while the run trained is recreated by the next write
+    without them; such a run must fail, not be marked done (its rerun starts afresh)."""
+    config = trial.train_config()
+    missing = []
+    if not run_dir.config.is_file():
+        missing.append("config.json")
+    curve = run_dir.read_metrics()
+    covered = intact_until(curve, config)
+    end = config.steps if diverged_step is None else (curve[-1].get("step") if curve else 0)
+    if covered != end:
+        missing.append(f"curve rows (metrics.jsonl is whole up to step {covered} of {end})")
+    if missing:
+        raise RuntimeError(
+            f"{run_dir.path} lost {' and '.join(missing)} while the run trained (was the "
+            "directory deleted?); not marked done: rerun the sweep to train it afresh"
+        )
+
+
 def record(
     run,
     run_dir: store.RunDir,
@@ -136,8 +157,11 @@ def record(
 ) -> list[dict]:
     """Evaluates a trained run (its final state, and its best-validation state when training
     kept one) and writes its eval rows, provenance and done marker (which lists the rows, so
-    that a reader can tell when rows were lost, and the run's status)."""
+    that a reader can tell when rows were lost, and the run's status). The run's rows replace
+    any an interrupted attempt left in ``evals.jsonl`` (one row per key in the file), and a
+    run whose directory lost its record meanwhile fails (:func:`check_intact`)."""
     diverged_step = run.info.get("diverged_step")
+    check_intact(run_dir, trial, diverged_step)
     runs = {"final": run}
     if getattr(run, "best", None) is not None:
         runs["best"] = run.best
@@ -150,7 +174,7 @@ def record(
         diverged_step=diverged_step,
         curve=run_dir.read_metrics(),
     )
-    store.append_jsonl(run_dir.experiment_dir / store.EVALS, rows)
+    store.append_evals(run_dir.experiment_dir, rows, whole_runs=True)
     finished = store.now()
     store.atomic_write_json(
         run_dir.provenance,
@@ -162,6 +186,7 @@ def record(
             **extra,
         ),
     )
+    check_intact(run_dir, trial, diverged_step)  # deleted while it was evaluated?
     run_dir.write_done(
         diverged_step,
         step=int(run.state.step),

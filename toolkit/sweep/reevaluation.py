@@ -1,14 +1,15 @@
 """Evaluate finished runs on new shifts from their checkpoints, without retraining.
 
 New rows are appended to ``evals.jsonl``; a row whose (run_id, checkpoint, split, eval_set,
-severity) already exists replaces it for readers (the last row wins), so re-evaluating is
-idempotent. Each run's ``config.json`` is read as data and must hash to its run id, and
-only the run's final checkpoint (the step its ``done`` marker names) is evaluated, on the
-test split and, for a run trained with a validation split, on that split (rebuilt from the
-trial: :func:`toolkit.sweep.data.training_data`), whose temperature recalibrates the rows.
-A run whose record or final checkpoint is damaged is skipped with a warning, never
-evaluated from an older step, and nothing in its directory is changed. Runs of sweeps
-before validation splits existed have none (their data axes lack ``validation_fraction``).
+severity) already exists is replaced in the file, so re-evaluating is idempotent. Each
+run's ``config.json`` is read as data and must hash to its run id, and only the run's final
+checkpoint (the step its ``done`` marker names) is evaluated, on the test split and, for a
+run trained with a validation split, on that split (rebuilt from the trial:
+:func:`toolkit.sweep.data.training_data`), whose temperature recalibrates the rows. A run
+whose record or final checkpoint is damaged is skipped with a warning, never evaluated from
+an older step, and nothing in its directory is changed; the closing count names the
+finished runs skipped and why. Runs of sweeps before validation splits existed have none
+(their data axes lack ``validation_fraction``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ from toolkit.training import Run, build_model
 __all__ = ["reevaluate"]
 
 
-def _trials(experiment_dir: Path) -> list[tuple[store.RunDir, Trial, dict]]:
+def _trials(
+    experiment_dir: Path, skipped: dict[str, str]
+) -> list[tuple[store.RunDir, Trial, dict]]:
+    """The finished runs to evaluate; the others that are finished go to ``skipped``
+    (``{run_id: why}``), each with a warning."""
     found = []
     finished, _ = store.finished_run_ids(experiment_dir)
     for run_dir in store.run_dirs(experiment_dir):
@@ -40,6 +45,7 @@ def _trials(experiment_dir: Path) -> list[tuple[store.RunDir, Trial, dict]]:
         try:
             trial = trial_from_record(store.read_json(run_dir.config), run_dir.run_id)
         except ValueError as error:
+            skipped[run_dir.run_id] = f"its config.json: {error}"
             warnings.warn(f"{run_dir.path}: {error}; not re-evaluated", stacklevel=3)
             continue
         found.append((run_dir, trial, run_dir.done_marker()))
@@ -57,9 +63,11 @@ def reevaluate(
     entries = parse_evals(evals)
     if not entries:
         raise SweepConfigError("nothing to evaluate: give shifts, OOD sets or a config's evals")
-    runs = _trials(experiment_dir)
+    skipped: dict[str, str] = {}
+    runs = _trials(experiment_dir, skipped)
     if not runs:
         raise SweepConfigError(f"{experiment_dir} has no finished runs to evaluate")
+    store.warn_missing(experiment_dir, [r.run_id for r, _, _ in runs], checkpoint=False)
     seen = set()
     for _, trial, _ in runs:
         key = (trial.dataset, repr(sorted(trial.dataset_kwargs.items())))
@@ -70,7 +78,7 @@ def reevaluate(
 
     from tqdm import tqdm
 
-    written = 0
+    written = evaluated = 0
     for run_dir, trial, marker in tqdm(runs, unit="run", disable=not progress, file=out):
         dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
         config = trial.train_config()
@@ -85,6 +93,7 @@ def reevaluate(
         state = None if final is None else checkpoints.restore(abstract, step=int(final))
         checkpoints.close()
         if state is None:
+            skipped[run_dir.run_id] = f"final checkpoint (step {final}) missing or unreadable"
             warnings.warn(
                 f"{run_dir.path}: final checkpoint (step {final}) missing or unreadable; "
                 f"not re-evaluated",
@@ -106,7 +115,13 @@ def reevaluate(
             diverged_step=diverged_step,
             curve=curve,
         )
-        store.append_jsonl(experiment_dir / store.EVALS, rows)
+        store.append_evals(experiment_dir, rows)  # replacing the rows with their keys
         written += len(rows)
-    print(f"{experiment_dir}: wrote {written} rows for {len(runs)} runs", file=out)
+        evaluated += 1
+    line = f"{experiment_dir}: wrote {written} rows for {evaluated} runs"
+    if skipped:
+        line += f"; skipped {len(skipped)} finished run(s): " + "; ".join(
+            f"{run_id}: {why}" for run_id, why in sorted(skipped.items())
+        )
+    print(line, file=out)
     return written

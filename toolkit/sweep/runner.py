@@ -261,6 +261,9 @@ def _execute(
     pending = [t for t in trials if t.run_id not in done]
     if pending:
         check_writable(experiment_dir)
+    store.warn_missing(
+        experiment_dir, [t.run_id for t in trials if t.run_id in done], checkpoint=True
+    )
     saves = {
         "checkpoint_every": int(config.get("checkpoint_every", CHECKPOINT_EVERY)),
         "checkpoint_interval_s": float(config.get("checkpoint_interval_s", CHECKPOINT_INTERVAL_S)),
