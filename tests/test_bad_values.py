@@ -3,6 +3,7 @@
 bad value and what is valid, before any compute and before anything is written.
 """
 
+import dataclasses
 import re
 
 import jax
@@ -17,6 +18,7 @@ from toolkit.data import Split
 from toolkit.models.layers import activations
 from toolkit.optimizers.schedules import schedules
 from toolkit.registry import InvalidHyperparameterError
+from toolkit.run import Run
 from toolkit.sweep import execute as execute_module
 from toolkit.sweep.config import SweepConfigError
 from toolkit.training import TrainConfig
@@ -158,3 +160,79 @@ def test_sweep_refuses_bad_values_before_writing(case, tmp_path, monkeypatch):
         sweep_into(tmp_path / "results", tiny_config(**changes))
     assert bad in str(error.value) and "must be" in str(error.value), str(error.value)
     assert not (tmp_path / "results").exists()
+
+
+# -- point 6: tk.evaluate on data or a run it cannot evaluate -------------------------------
+
+
+@pytest.fixture(scope="module")
+def run():
+    return tk.train(SPLIT, model="mlp", model_hparams={"hidden": (8,)}, **BASE)
+
+
+@pytest.fixture(scope="module")
+def diverged():
+    # A learning rate of 1e12 makes the first update overflow: frozen at step 0.
+    return tk.train(SPLIT, model="mlp", optimizer="sgd", learning_rate=1e12, **BASE)
+
+
+def test_wrong_shape_names_both_shapes_before_compute(run, compiles):
+    with pytest.raises(ValueError) as error:
+        tk.evaluate(run, Split(X[:, :6], Y))
+    assert "(6,)" in str(error.value) and "(8,)" in str(error.value), str(error.value)
+    assert "ScopeParam" not in str(error.value)
+    assert compiles == []
+
+
+def test_wrong_shape_of_a_run_without_its_training_shape_names_the_shape(run, compiles):
+    """A Run rebuilt from saved weights has no recorded input shape: the model is traced
+    abstractly on the data's shape instead (no compile)."""
+    rebuilt = dataclasses.replace(run, info={})
+    with pytest.raises(ValueError) as error:
+        tk.evaluate(rebuilt, Split(X[:, :6], Y))
+    assert "(6,)" in str(error.value) and "'mlp'" in str(error.value), str(error.value)
+    assert compiles == []
+
+
+def test_a_given_set_of_another_shape_is_refused(run, compiles):
+    with pytest.raises(ValueError, match=r"'other'.*\(6,\).*\(8,\)"):
+        tk.evaluate(run, SPLIT, sets={"other": Split(X[:, :6], Y)})
+    assert compiles == []
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_test_data_is_refused_naming_count_and_first_example(run, bad, compiles):
+    x = X.copy()
+    x[[7, 30], 2] = bad
+    with pytest.raises(ValueError, match=r"2 of 60 examples hold NaN or inf \(first: example 7\)"):
+        tk.evaluate(run, Split(x, Y))
+    with pytest.raises(ValueError, match=r"'shifted'.*2 of 60 examples .*example 7"):
+        tk.evaluate(run, SPLIT, sets={"shifted": Split(x, Y)})
+    with pytest.raises(ValueError, match=r"calibration split: 2 of 60 examples"):
+        tk.evaluate(run, SPLIT, calibration=Split(x, Y))
+    assert compiles == []
+
+
+def test_a_diverged_run_is_named_as_diverged_with_its_step(diverged, compiles):
+    assert diverged.info["diverged_step"] is not None
+    with pytest.raises(ValueError) as error:
+        tk.evaluate(diverged, SPLIT)
+    message = str(error.value)
+    assert f"diverged at step {diverged.info['diverged_step']}" in message, message
+    assert "1000000000000.0" in message and "logits" not in message, message
+    assert compiles == []
+
+
+def test_non_finite_parameters_without_run_info_are_named_as_divergence(run, compiles):
+    nan_params = jax.tree_util.tree_map(lambda p: np.full(p.shape, np.nan, p.dtype), run.params)
+    broken = Run(run.config, run.model, run.state.replace(params=nan_params), run.curve, {})
+    with pytest.raises(ValueError, match=r"parameters hold NaN or inf \(\d+ of \d+ arrays\)"):
+        tk.evaluate(broken, SPLIT)
+    assert compiles == []
+
+
+def test_a_healthy_run_still_evaluates_to_the_metrics_of_its_logits(run):
+    """The checks let a good run through: accuracy equals numpy's on the run's logits."""
+    table = tk.evaluate(run, SPLIT)
+    logits = np.asarray(run.apply(jnp.asarray(X)))
+    assert table.loc[0, "accuracy"] == pytest.approx(np.mean(logits.argmax(1) == Y))
