@@ -17,7 +17,10 @@ draws its hyperparameters from (:mod:`toolkit.search_space`, :mod:`toolkit.sweep
     @losses.register("gce", description="...", search_space={"q": ("uniform", 0.1, 1.0)})
 
 Unknown names and unknown hyperparameters raise before any compute, naming the bad
-value, the valid choices and the closest match.
+value, the valid choices and the closest match. A registry made with ``typed=True`` (models,
+losses, optimizers, schedules, activations) also checks each value against the kind of its
+default (:func:`value_kind`): ``gamma="2"`` or ``hidden=(0,)`` fail here, not inside a
+compiled step.
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from toolkit.search_space import check_space
 
-__all__ = ["Entry", "InvalidHyperparameterError", "Registry", "UnknownNameError"]
+__all__ = ["Entry", "InvalidHyperparameterError", "Registry", "UnknownNameError", "value_kind"]
 
 
 class UnknownNameError(ValueError):
@@ -72,6 +79,67 @@ def _accepts_any_keyword(factory: Callable) -> bool:
     return any(p.kind is p.VAR_KEYWORD for p in params)
 
 
+def _array_of(value: Any, dtype_kinds: str) -> bool:
+    """Whether ``value`` is an array or a traced value (a population's per-member learning
+    rate) of one of numpy's ``dtype_kinds``: its value is checked where it is used."""
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and hasattr(value, "shape") and np.dtype(dtype).kind in dtype_kinds
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def value_kind(default: Any) -> tuple[str, Callable[[Any], bool]] | None:
+    """What a hyperparameter whose default is ``default`` takes: ``(description, test)``, or
+    None where the default says nothing (None, a callable, a mapping).
+
+    The kinds: True/False; an int (> 0 for a positive default: a size or a count such as
+    layers, units or iterations; >= 0 for a default of 0); a real number, not NaN; a string;
+    a tuple (or list) whose items have the kind of the default's first item.
+    """
+    if isinstance(default, bool | np.bool_):
+        return "True or False", lambda v: isinstance(v, bool | np.bool_) or _array_of(v, "b")
+    if _is_int(default):
+        low, what = (1, "a positive int") if default > 0 else (0, "an int >= 0")
+        if default < 0:
+            low, what = None, "an int"
+        return what, lambda v: _array_of(v, "iu") or (_is_int(v) and (low is None or v >= low))
+    if isinstance(default, numbers.Real):
+        return (
+            "a number (not NaN)",
+            lambda v: (
+                _array_of(v, "fiu")
+                or (
+                    isinstance(v, numbers.Real)
+                    and not isinstance(v, bool | np.bool_)
+                    and not math.isnan(v)
+                )
+            ),
+        )
+    if isinstance(default, str):
+        return "a string", lambda v: isinstance(v, str)
+    if isinstance(default, tuple | list):
+        item = value_kind(default[0]) if default else None
+        if item is None:
+            return "a tuple", lambda v: isinstance(v, tuple | list)
+        what, test = item
+        return (
+            f"a tuple whose items are each {what}",
+            lambda v: isinstance(v, tuple | list) and all(test(i) for i in v),
+        )
+    return None
+
+
+def _takes_none(factory: Callable, name: str) -> bool:
+    """Whether the factory's annotation of ``name`` allows None (``float | None``)."""
+    try:
+        param = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return param is not None and "None" in str(param.annotation)
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One registered thing: how to build it, its defaults, what it is, and the ranges its
@@ -97,11 +165,14 @@ class Registry:
       build: how ``get`` turns an entry into an object, called as
         ``build(factory, **hparams)``. The default calls the factory; a loss registry
         passes ``functools.partial`` so that ``get`` returns a pure function.
+      typed: every value must have the kind of its entry's default (:func:`value_kind`;
+        None where the factory's annotation allows it), checked in :meth:`hparams`.
     """
 
-    def __init__(self, kind: str, build: Callable[..., Any] = _call):
+    def __init__(self, kind: str, build: Callable[..., Any] = _call, *, typed: bool = False):
         self.kind = kind
         self._build = build
+        self._typed = typed
         self._entries: dict[str, Entry] = {}
 
     # -- registration -------------------------------------------------------------
@@ -181,7 +252,22 @@ class Registry:
                 f"{self.kind} {name!r} has no hyperparameter {unknown[0]!r}.{hint} "
                 f"Valid hyperparameters: {valid}"
             )
+        if self._typed:
+            for key, value in overrides.items():
+                self._check_value(entry, key, value)
         return {**entry.defaults, **overrides}
+
+    def _check_value(self, entry: Entry, key: str, value: Any) -> None:
+        kind = value_kind(entry.defaults.get(key))
+        if kind is None or (value is None and _takes_none(entry.factory, key)):
+            return
+        what, test = kind
+        if not test(value):
+            none = " or None" if _takes_none(entry.factory, key) else ""
+            raise InvalidHyperparameterError(
+                f"{self.kind} {entry.name!r}: {key}={value!r} ({type(value).__name__}) is not "
+                f"valid; {key} must be {what}{none} (default {entry.defaults[key]!r})"
+            )
 
     def search_space(self, name: str) -> dict[str, tuple]:
         """The entry's search space: hyperparameter -> ``(distribution, *args)`` ({}: none)."""

@@ -348,6 +348,7 @@ def _train(
             "wall_time_s": wall,
             "num_train": len(split),
             "num_classes": num_classes,
+            "input_shape": tuple(split.x.shape[1:]),
             "population_size": size,
             "member": k,
             "device_kind": placement.devices[0].device_kind,

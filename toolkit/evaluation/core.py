@@ -23,6 +23,7 @@ import numpy as np
 from toolkit import metrics
 from toolkit.data import Split
 from toolkit.evaluation import inference
+from toolkit.evaluation.checks import check_finite_inputs, check_run
 from toolkit.evaluation.scoring import classification_row, ood_row
 from toolkit.evaluation.sets import EvalSet, FarOod, Given, Shifted
 
@@ -87,17 +88,25 @@ def evaluate_sets(
             f"temperature must be a positive finite number and is exclusive with calibration, "
             f"got temperature={temperature!r} with calibration={calibration!r}"
         )
+    check_finite_inputs("the evaluated split", clean.x)
+    if calibration is not None:
+        check_finite_inputs("the calibration split", calibration.x)
     for score in ood_scores:
         metrics.ood_scores.entry(score)
     for spec in specs:
         spec.check(clean)
-    key = jax.random.key(0) if key is None else key
+    if key is None and specs:  # only the sets use a key
+        key = jax.random.key(0)
     ood = [(i, s) for i, s in enumerate(specs) if s.kind == "ood"]
     labelled = [(i, s) for i, s in enumerate(specs) if s.kind != "ood"]
     ood_inputs = {}
     for group in _groups(ood, keep):
         built = _built(group, clean, key=key, cache=cache, keep=keep)
         ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
+    shapes = {"the evaluated split": clean.x.shape[1:]}
+    if calibration is not None:
+        shapes["the calibration split"] = calibration.x.shape[1:]
+    check_run(run, shapes)  # after the sets' checks, before the model runs
 
     clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
     if calibration is not None:

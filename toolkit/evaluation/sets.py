@@ -28,6 +28,7 @@ from toolkit import data
 from toolkit.data import Split
 from toolkit.data.tfds_names import is_tfds_name
 from toolkit.evaluation import cache as setcache
+from toolkit.evaluation.checks import check_finite_inputs
 
 __all__ = ["EvalSet", "FarOod", "Given", "LabelShifted", "Regenerated", "Shifted"]
 
@@ -176,6 +177,12 @@ class Given(EvalSet):
     def check(self, clean: Split) -> None:
         if len(self.split) == 0:
             raise ValueError(f"evaluation set {self.name!r} is empty")
+        if self.split.x.shape[1:] != clean.x.shape[1:]:
+            raise ValueError(
+                f"evaluation set {self.name!r} has examples of shape {self.split.x.shape[1:]}, "
+                f"the evaluated split {clean.x.shape[1:]}: they must match"
+            )
+        check_finite_inputs(f"evaluation set {self.name!r}", self.split.x)
 
     def size(self, clean: Split, *, key: jax.Array) -> int:
         return len(self.split)

@@ -32,7 +32,7 @@ __all__ = [
     "true_class",
 ]
 
-losses = Registry("loss", build=functools.partial)
+losses = Registry("loss", build=functools.partial, typed=True)
 
 
 def register(

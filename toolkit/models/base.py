@@ -27,7 +27,7 @@ __all__ = [
     "search_space",
 ]
 
-models = Registry("model")
+models = Registry("model", typed=True)
 names = models.names
 entry = models.entry
 hparams = models.hparams

@@ -43,7 +43,7 @@ Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 CONV_IMPLS = ("auto", "im2col", "xla")
 
 # ``get`` returns a partial, so ``activations.get("leaky_relu", negative_slope=0.2)`` works.
-activations = Registry("activation", build=functools.partial)
+activations = Registry("activation", build=functools.partial, typed=True)
 for _name, _fn, _formula in [
     ("relu", nn.relu, "max(x, 0)."),
     ("gelu", nn.gelu, "x Phi(x), tanh approximation (Hendrycks & Gimpel 2016)."),

@@ -79,7 +79,7 @@ def _build(
     return _standard_promotion(tx)
 
 
-optimizers = Registry("optimizer", build=_build)
+optimizers = Registry("optimizer", build=_build, typed=True)
 
 
 WEIGHT_DECAY_KINDS = ("l2", "decoupled", "decoupled_unscaled")

@@ -36,7 +36,7 @@ from toolkit.registry import Registry
 
 __all__ = ["describe", "entry", "get", "hparams", "names", "register", "schedules"]
 
-schedules = Registry("schedule")
+schedules = Registry("schedule", typed=True)
 names = schedules.names
 entry = schedules.entry
 hparams = schedules.hparams
