@@ -146,6 +146,11 @@ BAD = {
     "hparams without augment": (dict(augment_hparams={"width": 2}), "without an augment"),
     "unknown hparam": (dict(augment="augmix", augment_hparams={"widht": 2}), "'widht'"),
     "wrong data kind": (dict(augment="mnist1d"), r"sequence data.*\(8, 8, 1\).*augmix"),
+    "severity out of range": (
+        dict(augment="augmix", augment_hparams={"severity": 7}),
+        "1..5, got 7",
+    ),
+    "string width": (dict(augment="augmix", augment_hparams={"width": "3"}), "width='3'"),
     "op for other data": (
         dict(augment="augmix", augment_hparams={"ops": ("iid_noise",)}),
         "'iid_noise' applies to sequence",

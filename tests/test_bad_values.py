@@ -30,6 +30,7 @@ TYPED = {
     "optimizer": tk.optimizers.optimizers,
     "schedule": schedules,
     "activation": activations,
+    "augmentation": tk.augment.augmentations,
 }
 ENTRIES = [(kind, name) for kind, registry in TYPED.items() for name in registry.names()]
 # A value of another kind for each kind of default, written out (not derived from the check).
@@ -204,11 +205,11 @@ def test_a_given_set_of_another_shape_is_refused(run, compiles):
 def test_non_finite_test_data_is_refused_naming_count_and_first_example(run, bad, compiles):
     x = X.copy()
     x[[7, 30], 2] = bad
-    with pytest.raises(ValueError, match=r"2 of 60 examples hold NaN or inf \(first: example 7\)"):
+    with pytest.raises(ValueError, match=r"in 2 of 60 examples, the first at x\[7, "):
         tk.evaluate(run, Split(x, Y))
-    with pytest.raises(ValueError, match=r"'shifted'.*2 of 60 examples .*example 7"):
+    with pytest.raises(ValueError, match=r"evaluation set 'shifted' inputs .* in 2 of 60 examples, the first at x\[7, "):
         tk.evaluate(run, SPLIT, sets={"shifted": Split(x, Y)})
-    with pytest.raises(ValueError, match=r"calibration split: 2 of 60 examples"):
+    with pytest.raises(ValueError, match=r"calibration split inputs .* in 2 of 60 examples"):
         tk.evaluate(run, SPLIT, calibration=Split(x, Y))
     assert compiles == []
 

@@ -80,6 +80,7 @@ REGISTRY_MODULES = {
     "data": "datasets",
     "shifts": "shifts",
     "ood": "ood_sets",
+    "augment": "augmentations",
 }
 FUNCTIONS = ("names", "get", "entry", "hparams", "describe", "register")
 
@@ -233,6 +234,19 @@ def _new_shift(module, name):
     return {"factor": 0.5}, {"factor": 0.1}, check
 
 
+def _new_augmentation(module, name):
+    import numpy as np
+
+    @module.register(name, applies_to=("image",), views=1, description="A test augmentation.")
+    def dim(x, *, key, factor=0.5):
+        return (x * factor)[None]
+
+    def check(built):
+        np.testing.assert_allclose(built(np.ones((1, 2, 2, 1)), key=None), 0.1)
+
+    return {"factor": 0.5}, {"factor": 0.1}, check
+
+
 def _new_ood_set(module, name):
     import numpy as np
 
@@ -256,6 +270,7 @@ NEW_ENTRY = {
     "data": _new_dataset,
     "shifts": _new_shift,
     "ood": _new_ood_set,
+    "augment": _new_augmentation,
 }
 
 

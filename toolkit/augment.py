@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 Augmentation = Callable[..., jax.Array]
-augmentations = Registry("augmentation", build=functools.partial)
+augmentations = Registry("augmentation", build=functools.partial, typed=True)
 names = augmentations.names
 entry = augmentations.entry
 hparams = augmentations.hparams
@@ -93,6 +93,10 @@ def check_applies(name: str, overrides: dict[str, Any], example_shape: Sequence[
         raise ValueError(f"augmentation {name!r}: flip=True needs images, got {kind} data")
     for op in chosen.get("ops", ()):
         shifts.check_applies(op, (1, *example_shape))
+    if "severity" in chosen and not 1 <= chosen["severity"] <= 5:
+        raise ValueError(
+            f"augmentation {name!r}: severity must be an int in 1..5, got {chosen['severity']!r}"
+        )
 
 
 def _per_example(fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array, key) -> jax.Array:

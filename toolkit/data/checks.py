@@ -13,7 +13,7 @@ import numpy as np
 
 from toolkit.data.dataset import Split
 
-__all__ = ["check_split"]
+__all__ = ["check_finite", "check_split"]
 
 
 def check_split(
@@ -32,7 +32,7 @@ def check_split(
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
-    _check_finite(split.x, role)
+    check_finite(split.x, role)
     _check_labels(split.y, int(num_classes), role)
     y = split.y
     if role == "training" and y.size and not (y != y[0]).any():
@@ -49,7 +49,12 @@ def check_split(
         )
 
 
-def _check_finite(x: np.ndarray, role: str) -> None:
+def check_finite(x: np.ndarray, role: str) -> None:
+    """Raises ValueError when inputs ``x`` (examples along axis 0) hold NaN or inf, naming
+    ``role`` (e.g. 'training'), how many values and examples and the first. One pass."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fc":
+        return
     if np.isfinite(x).all():
         return
     bad = ~np.isfinite(x)

@@ -8,29 +8,12 @@ inputs of another shape a Flax ``ScopeParamShapeError`` from inside the compiled
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import errors as flax_errors
 
-__all__ = ["check_finite_inputs", "check_run"]
-
-
-def check_finite_inputs(name: str, x: Any) -> None:
-    """Raises ValueError when ``x`` (examples along axis 0) holds NaN or inf, naming the
-    set ``name``, how many examples and the first of them. One vectorised pass."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "fc" or len(x) == 0:
-        return
-    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
-    if bad.any():
-        raise ValueError(
-            f"{name}: {int(bad.sum())} of {len(x)} examples hold NaN or inf (first: example "
-            f"{int(np.argmax(bad))}); metrics are only defined on finite inputs: drop or "
-            f"impute those examples"
-        )
+__all__ = ["check_run"]
 
 
 def _diverged(run) -> None:

@@ -22,8 +22,9 @@ import numpy as np
 
 from toolkit import metrics
 from toolkit.data import Split
+from toolkit.data.checks import check_finite
 from toolkit.evaluation import inference
-from toolkit.evaluation.checks import check_finite_inputs, check_run
+from toolkit.evaluation.checks import check_run
 from toolkit.evaluation.scoring import classification_row, ood_row
 from toolkit.evaluation.sets import EvalSet, FarOod, Given, Shifted
 
@@ -88,9 +89,9 @@ def evaluate_sets(
             f"temperature must be a positive finite number and is exclusive with calibration, "
             f"got temperature={temperature!r} with calibration={calibration!r}"
         )
-    check_finite_inputs("the evaluated split", clean.x)
+    check_finite(clean.x, "evaluated split")
     if calibration is not None:
-        check_finite_inputs("the calibration split", calibration.x)
+        check_finite(calibration.x, "calibration split")
     for score in ood_scores:
         metrics.ood_scores.entry(score)
     for spec in specs:

@@ -26,9 +26,9 @@ import numpy as np
 
 from toolkit import data
 from toolkit.data import Split
+from toolkit.data.checks import check_finite
 from toolkit.data.tfds_names import is_tfds_name
 from toolkit.evaluation import cache as setcache
-from toolkit.evaluation.checks import check_finite_inputs
 
 __all__ = ["EvalSet", "FarOod", "Given", "LabelShifted", "Regenerated", "Shifted"]
 
@@ -182,7 +182,7 @@ class Given(EvalSet):
                 f"evaluation set {self.name!r} has examples of shape {self.split.x.shape[1:]}, "
                 f"the evaluated split {clean.x.shape[1:]}: they must match"
             )
-        check_finite_inputs(f"evaluation set {self.name!r}", self.split.x)
+        check_finite(self.split.x, f"evaluation set {self.name!r}")
 
     def size(self, clean: Split, *, key: jax.Array) -> int:
         return len(self.split)
