@@ -33,9 +33,17 @@ from toolkit.population.program import program_key as training_program_key
 from toolkit.registry import Registry
 from toolkit.sweep.config import Trial
 from toolkit.sweep.execute import Task, execute, execute_group, summarize
-from toolkit.sweep.workers import init_worker, run_task, worker_flags
+from toolkit.sweep.provenance import numerics
+from toolkit.sweep.workers import init_worker, prepare_worker, worker_flags, xla_cpu_threads
 
-__all__ = ["choose_executor", "default_workers", "executors", "program_key", "spread_programs"]
+__all__ = [
+    "choose_executor",
+    "default_workers",
+    "executor_numerics",
+    "executors",
+    "program_key",
+    "spread_programs",
+]
 
 Executor = Callable[..., Iterator[dict[str, Any]]]
 executors = Registry("executor", build=lambda factory, **kw: factory)
@@ -92,7 +100,9 @@ def run_inline(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, Any]
         yield execute(task)
 
 
-@executors.register("process", description="One spawned single-threaded worker per core.")
+@executors.register(
+    "process", description="One spawned single-threaded worker per core.", meta={"workers": True}
+)
 def run_process(
     tasks: Sequence[Task], *, workers: int, config_file: str | None = None, **options: Any
 ) -> Iterator[dict]:
@@ -132,7 +142,7 @@ def run_process(
                 pool, task, attempt = running.pop(future)
                 try:
                     summary = future.result()
-                except BrokenProcessPool:  # its worker died, holding this run alone
+                except BrokenProcessPool as error:  # its worker died, holding this run alone
                     pool.shutdown(wait=True)
                     idle.append(new_pool())
                     if attempt == 1:
@@ -143,7 +153,7 @@ def run_process(
                         trial,
                         "failed",
                         error="its worker process died twice running it (killed, e.g. by the "
-                        "out-of-memory killer), the second time on a fresh worker",
+                        f"out-of-memory killer), the second time on a fresh worker: {error}",
                     )
                 else:
                     idle.append(pool)
@@ -157,7 +167,15 @@ def run_process(
             pool.shutdown(wait=True)
 
 
-@executors.register("submitit", description="One cluster job per trial through submitit.")
+def run_task(task: Task, xla_flags: str, config_file: str | None = None) -> dict[str, Any]:
+    """Entry point for cluster jobs (submitit), which outlive the process that queued them."""
+    prepare_worker(xla_flags, config_file)
+    return execute(task)
+
+
+@executors.register(
+    "submitit", description="One cluster job per trial through submitit.", meta={"workers": True}
+)
 def run_submitit(
     tasks: Sequence[Task],
     *,
@@ -198,6 +216,18 @@ def run_population(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, 
 
 
 EXECUTOR_CHOICES = ("auto", *executors.names())
+
+
+def executor_numerics(name: str) -> dict[str, Any]:
+    """``toolkit.sweep.provenance.numerics`` of the runs executor ``name`` trains: its
+    workers' (single-threaded, :func:`~toolkit.sweep.workers.worker_flags`) or, for the
+    executors that train in this process, this process's, with the executor's name."""
+    if executors.entry(name).meta.get("workers"):
+        threads = 1 if hasattr(os, "sched_setaffinity") else default_workers()
+        record = numerics(xla_flags=worker_flags(), threads=threads)
+    else:
+        record = numerics(xla_flags=os.environ.get("XLA_FLAGS", ""), threads=xla_cpu_threads())
+    return {"executor": name, **record}
 
 
 def choose_executor(name: str) -> str:
