@@ -137,3 +137,79 @@ def test_a_run_that_kills_its_worker_fails_alone_after_one_retry(tmp_path):
     done = store.done_run_ids(experiment)
     assert {losses[r] for r in done} == {"softmax_cross_entropy"} and len(done) == 3
     assert [losses[r] for r in set(losses) - done] == ["dying"]
+
+
+NUMERICS_CONFIG = """
+from toolkit.sweep.defaults import base_config
+from toolkit.sweep.search import product
+
+
+def get_config(variant=""):
+    config = base_config("numerics", dataset="mnist1d")
+    config.dataset_kwargs = {"num_samples": 300}
+    config.train.update({"model": "linear", "steps": 20, "batch_size": 20, "log_every": 10})
+    config.executor = variant or "process"
+    config.workers = 1
+    config.evals = {}
+    return config
+
+
+def sweep(config):
+    return product(seed=[0])
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_is_not_continued_with_other_numerics(tmp_path, compiles):
+    # Before: a directory begun with the process executor (single-threaded workers) was
+    # continued with inline (this process's multi-threaded XLA pool) without a word, so
+    # the same run ids held numbers of both kinds.
+    from toolkit.sweep.cli import load_config
+    from toolkit.sweep.config import SweepConfigError
+    from toolkit.sweep.runner import run_sweep
+
+    spec = tmp_path / "numerics.py"
+    spec.write_text(NUMERICS_CONFIG)
+    results = tmp_path / "results"
+    run_sweep(*load_config(str(spec)), results_dir=results, progress=False)
+    experiment = results / "numerics"
+    recorded = json.loads((experiment / store.SWEEP).read_text())["numerics"]
+    assert recorded["executor"] == "process" and recorded["backend"] == "cpu"
+    assert recorded["xla_cpu_threads"] == 1 and recorded["xla_cpu_multi_thread_eigen"] is False
+    (run,) = store.run_dirs(experiment)
+    # The worker that trained the run records its own, the same settings.
+    in_worker = json.loads(run.provenance.read_text())["numerics"]
+    assert {k: in_worker[k] for k in ("xla_cpu_threads", "xla_cpu_multi_thread_eigen")} == {
+        "xla_cpu_threads": 1,
+        "xla_cpu_multi_thread_eigen": False,
+    }
+    assert in_worker["jax"] == recorded["jax"] == jax_version()
+
+    before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
+    compiles.clear()
+    with pytest.raises(SweepConfigError) as refused:
+        run_sweep(*load_config(f"{spec}:inline"), results_dir=results, progress=False)
+    message = str(refused.value)
+    assert "'process'" in message and "'inline'" in message, message
+    assert "xla_cpu_multi_thread_eigen False there, True here" in message, message
+    assert "--config.executor=process" in message and "new --results_dir" in message, message
+    assert compiles == []  # refused before any compute
+    assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
+
+    # The same executor continues it (everything is done: nothing to train).
+    summary = run_sweep(*load_config(str(spec)), results_dir=results, progress=False)
+    assert summary.count("skipped") == 1
+    # A directory written before the record existed is continued, and gets the record.
+    payload = json.loads((experiment / store.SWEEP).read_text())
+    del payload["numerics"]
+    (experiment / store.SWEEP).write_text(json.dumps(payload))
+    summary = run_sweep(*load_config(f"{spec}:inline"), results_dir=results, progress=False)
+    assert summary.count("skipped") == 1
+    recorded = json.loads((experiment / store.SWEEP).read_text())["numerics"]
+    assert recorded["executor"] == "inline" and recorded["xla_cpu_multi_thread_eigen"] is True
+
+
+def jax_version():
+    from importlib.metadata import version
+
+    return version("jax")
