@@ -98,18 +98,22 @@ def test_a_worker_killed_from_outside_costs_no_run(tmp_path):
     process, log = start(tmp_path, "long")
     experiment = tmp_path / "results" / "faults"
     killed = None
-    deadline = time.monotonic() + 240
-    while killed is None and time.monotonic() < deadline and process.poll() is None:
-        running = {
-            run_id: pid
-            for run_id, pid in holders(experiment, process.pid).items()
-            if not (experiment / "runs" / run_id / "done").exists()
-        }
-        if running:
-            killed = min(running.items())
-            os.kill(killed[1], signal.SIGKILL)  # as the out-of-memory killer does
-        time.sleep(0.02)
-    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+    try:  # no deadline but the process's own: on a loaded machine workers start slowly
+        while killed is None and process.poll() is None:
+            running = {
+                run_id: pid
+                for run_id, pid in holders(experiment, process.pid).items()
+                if not (experiment / "runs" / run_id / "done").exists()
+            }
+            if running:
+                killed = min(running.items())
+                os.kill(killed[1], signal.SIGKILL)  # as the out-of-memory killer does
+            time.sleep(0.02)
+        assert process.wait(timeout=1800) == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:  # its workers die with it (die_with_parent)
+            process.kill()
+            process.wait()
     assert killed is not None, "no worker was seen holding a run"
     text = log.read_text()
     assert "trained 3, skipped 0 (done), locked by another process 0, failed 0" in text, text
@@ -122,7 +126,12 @@ def test_a_worker_killed_from_outside_costs_no_run(tmp_path):
 @pytest.mark.slow
 def test_a_run_that_kills_its_worker_fails_alone_after_one_retry(tmp_path):
     process, log = start(tmp_path)
-    assert process.wait(timeout=300) == 1, log.read_text()[-3000:]
+    try:
+        assert process.wait(timeout=1800) == 1, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     text = log.read_text()
     assert "trained 3, skipped 0 (done), locked by another process 0, failed 1" in text, text
     assert "died twice" in text and "fresh worker" in text, text
