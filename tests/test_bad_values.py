@@ -207,7 +207,8 @@ def test_non_finite_test_data_is_refused_naming_count_and_first_example(run, bad
     x[[7, 30], 2] = bad
     with pytest.raises(ValueError, match=r"in 2 of 60 examples, the first at x\[7, "):
         tk.evaluate(run, Split(x, Y))
-    with pytest.raises(ValueError, match=r"evaluation set 'shifted' inputs .* in 2 of 60 examples, the first at x\[7, "):
+    shifted = r"evaluation set 'shifted' inputs .* in 2 of 60 examples, the first at x\[7, "
+    with pytest.raises(ValueError, match=shifted):
         tk.evaluate(run, SPLIT, sets={"shifted": Split(x, Y)})
     with pytest.raises(ValueError, match=r"calibration split inputs .* in 2 of 60 examples"):
         tk.evaluate(run, SPLIT, calibration=Split(x, Y))

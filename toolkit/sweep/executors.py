@@ -1,10 +1,12 @@
 """Executors: how a sweep's pending trials get run. Each yields one summary per trial.
 
 * ``inline``: one after another in this process (tests, debugging).
-* ``process``: a ``ProcessPoolExecutor`` of spawned single-threaded workers, one per core,
-  each taking whole runs (the CPU default). Workers live for the whole sweep (the dataset
-  and the compiled programs stay loaded between runs), and runs are handed out so that
-  workers start on different programs (:func:`spread_programs`).
+* ``process``: spawned single-threaded workers, one per core, each in a
+  ``ProcessPoolExecutor`` of its own and taking whole runs (the CPU default); a worker that
+  dies costs only the run it held, which is retried once on a fresh worker. Workers live
+  for the whole sweep (the dataset and the compiled programs stay loaded between runs),
+  and runs are handed out so that workers start on different programs
+  (:func:`spread_programs`).
 * ``submitit``: one cluster job per run (a Slurm job array; ``cluster="local"`` runs them
   as local processes), writing into the same results layout.
 * ``population``: every trial in this process, those that can share a program trained as
@@ -22,7 +24,7 @@ import json
 import multiprocessing
 import os
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,17 @@ from toolkit.population.program import program_key as training_program_key
 from toolkit.registry import Registry
 from toolkit.sweep.config import Trial
 from toolkit.sweep.execute import Task, execute, execute_group, summarize
-from toolkit.sweep.workers import init_worker, run_task, worker_flags
+from toolkit.sweep.provenance import numerics
+from toolkit.sweep.workers import init_worker, prepare_worker, worker_flags, xla_cpu_threads
 
-__all__ = ["choose_executor", "default_workers", "executors", "program_key", "spread_programs"]
+__all__ = [
+    "choose_executor",
+    "default_workers",
+    "executor_numerics",
+    "executors",
+    "program_key",
+    "spread_programs",
+]
 
 Executor = Callable[..., Iterator[dict[str, Any]]]
 executors = Registry("executor", build=lambda factory, **kw: factory)
@@ -90,32 +100,82 @@ def run_inline(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, Any]
         yield execute(task)
 
 
-@executors.register("process", description="One spawned single-threaded worker per core.")
+@executors.register(
+    "process", description="One spawned single-threaded worker per core.", meta={"workers": True}
+)
 def run_process(
     tasks: Sequence[Task], *, workers: int, config_file: str | None = None, **options: Any
 ) -> Iterator[dict]:
+    """Runs ``tasks`` on ``workers`` worker processes, each in a pool of its own.
+
+    A ``ProcessPoolExecutor`` whose worker dies (killed, e.g. by the out-of-memory killer)
+    fails every run it holds, started or not. With one worker per pool, a death breaks only
+    the pool of the run that worker held: that run is retried once on a fresh worker (it
+    resumes from its last checkpoint) and fails only if that worker dies too, while the
+    other workers go on.
+    """
     context = multiprocessing.get_context("spawn")  # fork would copy a live XLA runtime
-    workers = max(1, min(workers, len(tasks)))
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=init_worker,
-        initargs=(worker_flags(), config_file),
-    ) as pool:
-        futures = {pool.submit(execute, task): task for task in spread_programs(tasks, workers)}
-        try:
-            for future in as_completed(futures):
+
+    def new_pool() -> ProcessPoolExecutor:
+        # Submitting from this (the sweep's) thread spawns the worker from it, so the
+        # worker dies with the sweep (see ``init_worker``).
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=context,
+            initializer=init_worker,
+            initargs=(worker_flags(), config_file),
+        )
+
+    width = max(1, min(workers, len(tasks)))
+    queue = list(reversed(spread_programs(tasks, width)))  # popped from the end
+    idle = [new_pool() for _ in range(width)]  # a pool spawns its worker at its first task
+    running: dict[Future, tuple[ProcessPoolExecutor, Task, int]] = {}  # pool, task, attempt
+    retries: list[tuple[Task, int]] = []
+    try:
+        while queue or retries or running:
+            while idle and (retries or queue):
+                task, attempt = retries.pop() if retries else (queue.pop(), 1)
+                pool = idle.pop()
+                running[pool.submit(execute, task)] = (pool, task, attempt)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                pool, task, attempt = running.pop(future)
                 try:
-                    yield future.result()
-                except BrokenProcessPool as error:  # a worker was killed (e.g. out of memory)
-                    trial = Trial.from_json(futures[future].trial)
-                    yield summarize(trial, "failed", error=f"worker died: {error}")
-        finally:
-            for future in futures:
-                future.cancel()
+                    summary = future.result()
+                except BrokenProcessPool as error:  # its worker died, holding this run alone
+                    pool.shutdown(wait=True)
+                    idle.append(new_pool())
+                    if attempt == 1:
+                        retries.append((task, 2))
+                        continue
+                    trial = Trial.from_json(task.trial)
+                    summary = summarize(
+                        trial,
+                        "failed",
+                        error="its worker process died twice running it (killed, e.g. by the "
+                        f"out-of-memory killer), the second time on a fresh worker: {error}",
+                    )
+                else:
+                    idle.append(pool)
+                yield summary
+    finally:
+        for future in running:
+            future.cancel()
+        for pool, *_ in running.values():
+            pool.shutdown(wait=True)
+        for pool in idle:
+            pool.shutdown(wait=True)
 
 
-@executors.register("submitit", description="One cluster job per trial through submitit.")
+def run_task(task: Task, xla_flags: str, config_file: str | None = None) -> dict[str, Any]:
+    """Entry point for cluster jobs (submitit), which outlive the process that queued them."""
+    prepare_worker(xla_flags, config_file)
+    return execute(task)
+
+
+@executors.register(
+    "submitit", description="One cluster job per trial through submitit.", meta={"workers": True}
+)
 def run_submitit(
     tasks: Sequence[Task],
     *,
@@ -156,6 +216,18 @@ def run_population(tasks: Sequence[Task], **options: Any) -> Iterator[dict[str, 
 
 
 EXECUTOR_CHOICES = ("auto", *executors.names())
+
+
+def executor_numerics(name: str) -> dict[str, Any]:
+    """``toolkit.sweep.provenance.numerics`` of the runs executor ``name`` trains: its
+    workers' (single-threaded, :func:`~toolkit.sweep.workers.worker_flags`) or, for the
+    executors that train in this process, this process's, with the executor's name."""
+    if executors.entry(name).meta.get("workers"):
+        threads = 1 if hasattr(os, "sched_setaffinity") else default_workers()
+        record = numerics(xla_flags=worker_flags(), threads=threads)
+    else:
+        record = numerics(xla_flags=os.environ.get("XLA_FLAGS", ""), threads=xla_cpu_threads())
+    return {"executor": name, **record}
 
 
 def choose_executor(name: str) -> str:

@@ -35,7 +35,14 @@ from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_rec
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
-from toolkit.sweep.executors import EXECUTOR_CHOICES, choose_executor, default_workers, executors
+from toolkit.sweep.executors import (
+    EXECUTOR_CHOICES,
+    choose_executor,
+    default_workers,
+    executor_numerics,
+    executors,
+)
+from toolkit.sweep.provenance import check_numerics
 from toolkit.sweep.tuning import SeedPlan, Tune, plan_seeds, plan_tuning, tuning_json
 from toolkit.training import json_ready
 
@@ -159,18 +166,23 @@ def run_sweep(
     ``config.workers`` workers (0: one per core). A tuned sweep (``config.tune.trials`` > 0)
     runs its tuning runs, then the seed runs of the trials each rule in ``config.tune.select``
     picks (:mod:`toolkit.sweep.tuning`); ``sweep.json`` holds the config and that plan.
+    A directory whose runs were computed with other numerics (another executor's XLA
+    threading, other jax versions: :func:`~toolkit.sweep.provenance.check_numerics`) is
+    refused before anything is computed or written.
     """
     trials, evals, tuning = _plan(config, sweep_fn)
     out = out or sys.stderr
     experiment_dir = _make_dir(Path(results_dir) / trials[0].experiment)
-    _write_sweep_json(experiment_dir, config, tuning, None)
     name = choose_executor(config.get("executor", "auto"))
+    numerics = executor_numerics(name)
+    check_numerics(experiment_dir, numerics)
+    _write_sweep_json(experiment_dir, config, tuning, None, numerics)
     summaries = _execute(experiment_dir, trials, evals, config, sweep_fn, name, progress, out)
     if tuning is not None:
         tune, cells = tuning
         rows = pd.DataFrame(store.read_evals(experiment_dir))
         seeds = plan_seeds(cells, rows, store.done_run_ids(experiment_dir), tune)
-        _write_sweep_json(experiment_dir, config, tuning, seeds)
+        _write_sweep_json(experiment_dir, config, tuning, seeds, numerics)
         for label in seeds.waiting:
             print(
                 f"cell {label}: tuning runs not all done; its seed runs wait for a rerun", file=out
@@ -198,10 +210,15 @@ def run_sweep(
 
 
 def _write_sweep_json(
-    experiment_dir: Path, config: Any, tuning: tuple | None, seeds: SeedPlan | None
+    experiment_dir: Path,
+    config: Any,
+    tuning: tuple | None,
+    seeds: SeedPlan | None,
+    numerics: dict[str, Any],
 ) -> None:
-    """``sweep.json``: the resolved config, and a tuned sweep's plan under ``"tuning"``."""
-    payload = _plain(config)
+    """``sweep.json``: the resolved config, what its runs' numerics depend on under
+    ``"numerics"`` (checked on resume), and a tuned sweep's plan under ``"tuning"``."""
+    payload = {**_plain(config), "numerics": numerics}
     if tuning is not None:
         payload["tuning"] = json_ready(tuning_json(tuning[1], tuning[0], seeds))
     path = experiment_dir / store.SWEEP

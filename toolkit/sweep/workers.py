@@ -36,12 +36,14 @@ __all__ = [
     "exit_without_teardown",
     "init_worker",
     "load_registrations",
-    "run_task",
+    "prepare_worker",
     "start_backend",
     "worker_flags",
+    "xla_cpu_threads",
 ]
 
 SINGLE_THREADED = "--xla_cpu_multi_thread_eigen=false"
+_pool_threads: int | None = None  # the pool size start_backend gave this process
 
 
 def worker_flags(existing: str | None = None) -> str:
@@ -79,6 +81,7 @@ def start_backend(threads: int = 1) -> bool:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     if not hasattr(os, "sched_setaffinity") or _backend_started():
         return False
+    global _pool_threads
     allowed = os.sched_getaffinity(0)
     if threads < len(allowed):
         os.sched_setaffinity(0, sorted(allowed)[:threads])
@@ -86,6 +89,7 @@ def start_backend(threads: int = 1) -> bool:
         import jax
 
         jax.devices()
+        _pool_threads = min(threads, len(allowed))
     finally:
         # Threads started so far (the pool among them) inherited the narrow mask.
         for tid in _threads():
@@ -94,6 +98,17 @@ def start_backend(threads: int = 1) -> bool:
             except OSError:  # the thread ended meanwhile
                 pass
     return True
+
+
+def xla_cpu_threads() -> int:
+    """The threads of this process's XLA CPU pool: what :func:`start_backend` gave it, else
+    one per CPU the process may use (the size JAX gives the pool when it starts)."""
+    if _pool_threads is not None:
+        return _pool_threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def die_with_parent() -> None:
@@ -152,7 +167,7 @@ def load_registrations(config_file: str | None) -> None:
         load_module(config_file)
 
 
-def _prepare(xla_flags: str, config_file: str | None) -> None:
+def prepare_worker(xla_flags: str, config_file: str | None) -> None:
     """What every worker does before its first task: a single-threaded backend, then the
     config file's registrations."""
     os.environ["XLA_FLAGS"] = xla_flags
@@ -168,12 +183,4 @@ def init_worker(xla_flags: str, config_file: str | None = None) -> None:
     """
     die_with_parent()
     exit_without_teardown()  # registered first, so it runs after every other exit handler
-    _prepare(xla_flags, config_file)
-
-
-def run_task(task, xla_flags: str, config_file: str | None = None):
-    """Entry point for cluster jobs (submitit), which outlive the process that queued them."""
-    _prepare(xla_flags, config_file)
-    from toolkit.sweep.execute import execute
-
-    return execute(task)
+    prepare_worker(xla_flags, config_file)
