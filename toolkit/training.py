@@ -37,7 +37,6 @@ from toolkit import augment, models, shuffle
 from toolkit.data import Dataset, Split
 from toolkit.data.checks import check_split
 from toolkit.population import checks, sharding
-from toolkit.population.grouping import check_population
 from toolkit.population.program import member_hyperparameters, member_keys, program_for
 from toolkit.progress import progress_printer
 from toolkit.run import Run  # re-exported
@@ -123,10 +122,10 @@ def train(
         valid = ", ".join(f.name for f in dataclasses.fields(TrainConfig))
         raise TypeError(f"train() got an unknown option {unknown[0]!r}; valid options: {valid}")
     cfg = TrainConfig(**config)
-    split, num_classes = _split_and_classes(dataset, num_classes)
+    split, num_classes = checks.split_and_classes(dataset, num_classes)
     validate(cfg, len(split))
     check_split(split, num_classes, images=models.reads_images(cfg.model))
-    validation = _validation_of(dataset, validation, num_classes)
+    validation = checks.validation_of(dataset, validation, num_classes)
     validation_set = checks.validation_split(validation, None, 1, split, num_classes)
     devices = resolve_devices(devices, cfg.batch_size)
     mode = "data" if len(devices) > 1 else "none"
@@ -216,8 +215,8 @@ def train_population(
     their trajectories to the last digit (compare executors over seeds).
     """
     configs = tuple(configs)
-    split, num_classes = _split_and_classes(dataset, num_classes)
-    _validate_members(configs, len(split))
+    split, num_classes = checks.split_and_classes(dataset, num_classes)
+    checks.validate_members(configs, len(split))
     check_split(split, num_classes, images=models.reads_images(configs[0].model))
     size = len(configs)
     labels = None
@@ -225,7 +224,7 @@ def train_population(
         labels = checks.member_labels(train_labels, size, split, num_classes)
     if initial_states is not None and len(initial_states) != size:
         raise ValueError(f"initial_states has {len(initial_states)} states for {size} members")
-    validation = _validation_of(dataset, validation, num_classes)
+    validation = checks.validation_of(dataset, validation, num_classes)
     validation_set = checks.validation_split(
         validation, validation_labels, size, split, num_classes
     )
@@ -364,39 +363,3 @@ def _train(
 
 
 _VALIDATION = ("val_accuracy", "val_nll")  # curve columns of a validated chunk
-
-
-def _validation_of(
-    dataset: Dataset | Split, validation: Split | None, num_classes: int
-) -> Split | None:
-    """The validation split given, else the Dataset's own (None for a bare Split); its
-    inputs and labels checked."""
-    if validation is None and isinstance(dataset, Dataset):
-        validation = dataset.validation
-    if isinstance(validation, Split):
-        check_split(validation, num_classes, role="validation")
-    return validation
-
-
-def _split_and_classes(dataset: Dataset | Split, num_classes: int | None) -> tuple[Split, int]:
-    if isinstance(dataset, Dataset):
-        return dataset.train, dataset.num_classes if num_classes is None else num_classes
-    if not isinstance(dataset, Split):
-        raise TypeError(f"dataset must be a Dataset or a Split, got {type(dataset).__name__}")
-    if num_classes is None:
-        raise ValueError("pass num_classes= when training on a bare Split")
-    return dataset, num_classes
-
-
-def _validate_members(configs: Sequence[TrainConfig], num_train: int) -> None:
-    """Each config on its own (``tk.train``'s checks), then that they share a program."""
-    for index, config in enumerate(configs):
-        if not isinstance(config, TrainConfig):
-            raise TypeError(
-                f"population member {index} must be a TrainConfig, got {type(config).__name__}"
-            )
-        try:
-            validate(config, num_train)
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"population member {index}: {error}") from error
-    check_population(configs)

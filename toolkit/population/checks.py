@@ -9,10 +9,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit.data import Split
+from toolkit.data import Dataset, Split
+from toolkit.data.checks import check_split
+from toolkit.population.grouping import check_population
+from toolkit.train_config import TrainConfig, validate
 from toolkit.train_step import TrainState
 
-__all__ = ["check_layout", "matching_layout", "member_labels", "start_step", "validation_split"]
+__all__ = [
+    "check_layout",
+    "matching_layout",
+    "member_labels",
+    "split_and_classes",
+    "start_step",
+    "validate_members",
+    "validation_of",
+    "validation_split",
+]
 
 
 def member_labels(
@@ -112,3 +124,40 @@ def validation_split(
         return validation, None
     labels = member_labels(labels, size, validation, num_classes, name="validation_labels")
     return validation, labels
+
+
+def validation_of(
+    dataset: Dataset | Split, validation: Split | None, num_classes: int
+) -> Split | None:
+    """The validation split given, else the Dataset's own (None for a bare Split); its
+    inputs and labels checked."""
+    if validation is None and isinstance(dataset, Dataset):
+        validation = dataset.validation
+    if isinstance(validation, Split):
+        check_split(validation, num_classes, role="validation")
+    return validation
+
+
+def split_and_classes(dataset: Dataset | Split, num_classes: int | None) -> tuple[Split, int]:
+    """The training split and the class count (the Dataset's unless given)."""
+    if isinstance(dataset, Dataset):
+        return dataset.train, dataset.num_classes if num_classes is None else num_classes
+    if not isinstance(dataset, Split):
+        raise TypeError(f"dataset must be a Dataset or a Split, got {type(dataset).__name__}")
+    if num_classes is None:
+        raise ValueError("pass num_classes= when training on a bare Split")
+    return dataset, num_classes
+
+
+def validate_members(configs: Sequence[TrainConfig], num_train: int) -> None:
+    """Each config on its own (``tk.train``'s checks), then that they share a program."""
+    for index, config in enumerate(configs):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(
+                f"population member {index} must be a TrainConfig, got {type(config).__name__}"
+            )
+        try:
+            validate(config, num_train)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"population member {index}: {error}") from error
+    check_population(configs)

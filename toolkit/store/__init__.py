@@ -22,6 +22,7 @@ through this package: :mod:`~toolkit.store.files` (atomic writes, locked appends
 lock) and :mod:`~toolkit.store.layout` (run dirs, done markers, :func:`read_evals`).
 """
 
+from toolkit.store.completeness import warn_missing, what_is_missing
 from toolkit.store.files import (
     ResultsWarning,
     RunLock,
@@ -53,8 +54,6 @@ from toolkit.store.layout import (
     row_key,
     row_keys,
     run_dirs,
-    warn_missing,
-    what_is_missing,
     why_incomplete,
 )
 

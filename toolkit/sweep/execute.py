@@ -38,9 +38,10 @@ from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, training_data
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
+from toolkit.sweep.integrity import check_intact, intact_until
 from toolkit.sweep.provenance import provenance
 from toolkit.sweep.records import evaluate_trial
-from toolkit.training import TrainConfig, TrainState, train_population
+from toolkit.training import TrainState, train_population
 
 __all__ = [
     "Recorder",
@@ -123,27 +124,6 @@ def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra
     return summary
 
 
-def check_intact(run_dir: store.RunDir, trial: Trial, diverged_step: int | None) -> None:
-    """Raises RuntimeError unless the run's directory still holds its record: its
-    ``config.json`` and its curve from the first chunk to its last (the final step, unless
-    it diverged). A directory deleted while the run trained is recreated by the next write
-    without them; such a run must fail, not be marked done (its rerun starts afresh)."""
-    config = trial.train_config()
-    missing = []
-    if not run_dir.config.is_file():
-        missing.append("config.json")
-    curve = run_dir.read_metrics()
-    covered = intact_until(curve, config)
-    end = config.steps if diverged_step is None else (curve[-1].get("step") if curve else 0)
-    if covered != end:
-        missing.append(f"curve rows (metrics.jsonl is whole up to step {covered} of {end})")
-    if missing:
-        raise RuntimeError(
-            f"{run_dir.path} lost {' and '.join(missing)} while the run trained (was the "
-            "directory deleted?); not marked done: rerun the sweep to train it afresh"
-        )
-
-
 def record(
     run,
     run_dir: store.RunDir,
@@ -196,23 +176,6 @@ def record(
     )
     run_dir.clear_error()  # a failure of an earlier attempt is superseded
     return rows
-
-
-def intact_until(rows: list[dict[str, Any]], config: TrainConfig) -> int:
-    """The last step up to which the curve has every chunk's row, in order (0: none).
-
-    Chunk rows are written at steps ``chunk, 2 chunk, ...`` and ``steps`` (the trainer's
-    ``steps_per_dispatch``); a row lost to damage ends the intact prefix, so a resume must
-    start at or before it.
-    """
-    chunk = config.steps_per_dispatch
-    expected = [*range(chunk, config.steps, chunk), config.steps]
-    last = 0
-    for row, step in zip(rows, expected, strict=False):
-        if row.get("step") != step:
-            break
-        last = step
-    return last
 
 
 def restore(
