@@ -34,6 +34,7 @@ _SUBMODULES = (
     "population",
     "registry",
     "report",
+    "results",
     "shifts",
     "shuffle",
     "store",
@@ -49,6 +50,8 @@ _ATTRS = {
     "evaluate": ("toolkit.evaluation", "evaluate"),
     "train_population": ("toolkit.training", "train_population"),
     "predict": ("toolkit.evaluation", "predict"),
+    "load_run": ("toolkit.results", "load_run"),
+    "load_results": ("toolkit.results", "load_results"),
     # The optimizers' learning-rate schedules, public at the top level.
     "schedules": ("toolkit.optimizers", "schedules"),
 }

@@ -27,6 +27,7 @@ from toolkit.selection import with_row_defaults
 __all__ = [
     "CHECKPOINTS",
     "CONFIG_KEYS",
+    "MAPPING_KEYS",
     "METRICS",
     "SPLITS",
     "ReportError",
@@ -71,7 +72,7 @@ present are seeds of one group. The labels ``group`` and ``variant`` are not amo
 runner derives them from the whole sweep, so a sweep extended later may label new seeds of
 the same configuration differently."""
 
-_MAPPING_KEYS = ("dataset_kwargs", "model_hparams", "loss_hparams", "optimizer_hparams")
+MAPPING_KEYS = ("dataset_kwargs", "model_hparams", "loss_hparams", "optimizer_hparams")
 
 _PROTOCOL_METRICS = (
     "nll_ts",
@@ -225,7 +226,7 @@ def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.Da
     for key in ("model", "loss", "dataset"):
         if key not in df:
             df[key] = "unknown"
-    for key in _MAPPING_KEYS:
+    for key in MAPPING_KEYS:
         df[key] = df[key].map(_canonical) if key in df else "{}"
     df["loss_label"] = [
         loss_label(a, b) for a, b in zip(df["loss"], df["loss_hparams"], strict=True)

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import store
-from toolkit.sweep.checkpoint import Checkpoints, saved_layouts
 from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
-from toolkit.sweep.data import load_dataset, training_data
+from toolkit.sweep.data import load_dataset
 from toolkit.sweep.evals import check_evals, parse_evals
+from toolkit.sweep.loading import RunUnavailableError, restore_finished
 from toolkit.sweep.records import evaluate_trial
 from toolkit.sweep.runner import check_writable
-from toolkit.training import Run, build_model
 
 __all__ = ["reevaluate"]
 
@@ -80,40 +79,23 @@ def reevaluate(
 
     written = evaluated = 0
     for run_dir, trial, marker in tqdm(runs, unit="run", disable=not progress, file=out):
-        dataset = load_dataset(trial.dataset, dict(trial.dataset_kwargs))
-        config = trial.train_config()
-        data = training_data(dataset, dict(trial.data_axes), seed=trial.train["seed"])
-        checkpoints = Checkpoints(run_dir.checkpoint)
-        has_best = data.validation is not None  # its states keep the best-validation state
-        abstract = saved_layouts(config, dataset.num_classes, dataset.input_shape, best=has_best)
-        final = marker.get("step")  # absent in markers of older sweeps: the newest step
-        if final is None:
-            steps = checkpoints.steps()
-            final = max(steps) if steps else None
-        state = None if final is None else checkpoints.restore(abstract, step=int(final))
-        checkpoints.close()
-        if state is None:
-            skipped[run_dir.run_id] = f"final checkpoint (step {final}) missing or unreadable"
-            warnings.warn(
-                f"{run_dir.path}: final checkpoint (step {final}) missing or unreadable; "
-                f"not re-evaluated",
-                stacklevel=2,
-            )
+        try:
+            finished = restore_finished(run_dir, trial, marker)
+        except RunUnavailableError as error:
+            skipped[run_dir.run_id] = str(error)
+            warnings.warn(f"{run_dir.path}: {error}; not re-evaluated", stacklevel=2)
             continue
-        model = build_model(config, dataset.num_classes)
-        curve = run_dir.read_metrics()
-        info = {k: marker.get(k) for k in ("diverged_step", "best_step")}
-        run = Run(config, model, state, curve, info)
+        run = finished.run
         diverged_step = marker.get("diverged_step")
         checkpoint_runs = {"final": run} if run.best is None else {"final": run, "best": run.best}
         rows = evaluate_trial(
             checkpoint_runs,
-            dataset,
+            finished.dataset,
             trial,
             entries,
-            validation=data.validation,
+            validation=finished.data.validation,
             diverged_step=diverged_step,
-            curve=curve,
+            curve=run.curve,
         )
         store.append_evals(experiment_dir, rows)  # replacing the rows with their keys
         written += len(rows)
