@@ -287,8 +287,13 @@ def test_register_adds_an_entry_that_every_function_then_knows(module_name):
         assert module.hparams(name, **overrides) == {**defaults, **overrides}
         assert module.describe().splitlines()[-1].split()[0] == name
         check(module.get(name, **overrides))
-        with pytest.raises(ValueError, match="already registered"):
-            NEW_ENTRY[module_name](module, name)
+        # The same definition run again (a re-run notebook cell) replaces its entry...
+        NEW_ENTRY[module_name](module, name)
+        assert module.names() == [*before, name]
+        # ... a different one may not take the name.
+        registry = getattr(module, REGISTRY_MODULES[module_name])
+        with pytest.raises(ValueError, match=f"'{name}' is already registered \\(by test_registry"):
+            registry.add(name, lambda **kw: None, description="Another definition.")
     assert module.names() == before
 
 
@@ -302,3 +307,26 @@ def test_readme_names_every_registry_module_and_function():
         assert f"`tk.{module_name}`" in claim, module_name
     for function in FUNCTIONS:
         assert f"`{function}" in claim, function
+
+
+def test_a_notebook_cell_run_again_replaces_its_registration():
+    """A cell that registers a loss, run twice (the second time with a fixed default), as a
+    kernel runs it: in ``__main__``, where each run makes a new function object."""
+    import toolkit as tk
+
+    cell = (
+        "import toolkit as tk\n"
+        "@tk.losses.register('cell_loss', description='A loss from a notebook cell.')\n"
+        "def cell_loss(logits, labels, *, scale={scale}):\n"
+        "    return scale * tk.losses.get('softmax_cross_entropy')(logits, labels)\n"
+    )
+    with scratch_entries("losses"):
+        namespace = {"__name__": "__main__"}
+        exec(cell.format(scale=1.0), namespace)
+        exec(cell.format(scale=2.0), namespace)
+        assert tk.losses.names().count("cell_loss") == 1
+        assert tk.losses.hparams("cell_loss") == {"scale": 2.0}
+        with pytest.raises(
+            ValueError, match=r"'softmax_focal' is already registered \(by toolkit.losses"
+        ):
+            exec(cell.replace("cell_loss'", "softmax_focal'").format(scale=1.0), namespace)

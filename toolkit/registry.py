@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 import math
 import numbers
@@ -69,6 +70,15 @@ def _signature_defaults(factory: Callable) -> dict[str, Any]:
         if p.default is not inspect.Parameter.empty
         and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     }
+
+
+def _origin(factory: Callable) -> tuple[str, str]:
+    """Where ``factory`` is defined: its module and qualified name (through
+    ``functools.wraps`` wrappers and partials), the same for a definition run twice."""
+    factory = inspect.unwrap(factory)
+    while isinstance(factory, functools.partial):
+        factory = inspect.unwrap(factory.func)
+    return getattr(factory, "__module__", "?"), getattr(factory, "__qualname__", repr(factory))
 
 
 def _accepts_any_keyword(factory: Callable) -> bool:
@@ -194,8 +204,14 @@ class Registry:
         ``search_space`` maps some of the hyperparameters to ``(distribution, *args)``
         (:mod:`toolkit.search_space`); it is checked here, so a typo fails at import.
         """
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
+        if name in self._entries and _origin(self._entries[name].factory) != _origin(factory):
+            module, qualname = _origin(self._entries[name].factory)
+            raise ValueError(
+                f"{self.kind} {name!r} is already registered (by {module}.{qualname}); pick "
+                f"another name for a different definition"
+            )
+        # The same definition registered again (a re-run notebook cell, a reloaded module)
+        # replaces its entry, in place.
         if not description or "\n" in description.strip():
             raise ValueError(f"{self.kind} {name!r} needs a one-line description")
         if defaults is None:
@@ -277,6 +293,11 @@ class Registry:
         """Builds the entry ``name`` with its defaults updated by ``overrides``."""
         entry = self.entry(name)
         return self._build(entry.factory, **self.hparams(name, **overrides))
+
+    def origin(self, name: str) -> tuple[str, str]:
+        """Where the entry ``name`` is defined: ``(module, qualified name)``; the module is
+        ``"__main__"`` for code run as a script or in a notebook."""
+        return _origin(self.entry(name).factory)
 
     def names(self) -> list[str]:
         """Registered names, in registration order."""

@@ -89,5 +89,6 @@ def nnx_factory(nnx_class: type[nnx.Module]) -> Callable[..., FromNNX]:
             for k, v in defaults.items()
         ]
     )
-    build.__name__ = build.__qualname__ = nnx_class.__name__
+    build.__name__, build.__qualname__ = nnx_class.__name__, nnx_class.__qualname__
+    build.__module__ = nnx_class.__module__  # where the model is defined (re-registration)
     return build

@@ -111,7 +111,7 @@ class RunDir:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         payload = {
             "type": type(error).__name__,
-            "message": str(error),
+            "message": "\n".join([str(error), *getattr(error, "__notes__", ())]),
             "traceback": text,
             "time": now(),
         }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from toolkit import store
 from toolkit.compilation_cache import ensure_compilation_cache
 from toolkit.data import Dataset, Split
 from toolkit.population import population_key
+from toolkit.registry import UnknownNameError
 from toolkit.sweep.checkpoint import Checkpoints, saved_layouts
 from toolkit.sweep.config import Trial
 from toolkit.sweep.data import load_dataset, training_data
@@ -41,6 +43,7 @@ from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.integrity import check_intact, intact_until
 from toolkit.sweep.provenance import provenance
 from toolkit.sweep.records import evaluate_trial
+from toolkit.sweep.workers import WORKER_HINT
 from toolkit.training import TrainState, train_population
 
 __all__ = [
@@ -330,8 +333,11 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
 def _failed(member: _Member) -> dict[str, Any]:
     """The summary of a trial the pipeline failed on (called while handling the exception),
     whose run directory gets ``error.json`` (type, message, traceback, time)."""
+    error = sys.exc_info()[1]
+    if isinstance(error, UnknownNameError) and multiprocessing.parent_process() is not None:
+        error.add_note(WORKER_HINT)
     try:
-        member.run_dir.write_error(sys.exc_info()[1])
+        member.run_dir.write_error(error)
     except OSError:  # a full or read-only disk must not hide the failure being reported
         pass
     return summarize(member.trial, "failed", error=traceback.format_exc())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -31,7 +32,7 @@ from typing import Any
 
 from toolkit.population.program import program_key as training_program_key
 from toolkit.registry import Registry
-from toolkit.sweep.config import Trial
+from toolkit.sweep.config import SweepConfigError, Trial
 from toolkit.sweep.execute import Task, execute, execute_group, summarize
 from toolkit.sweep.provenance import numerics
 from toolkit.sweep.workers import init_worker, prepare_worker, worker_flags, xla_cpu_threads
@@ -230,10 +231,52 @@ def executor_numerics(name: str) -> dict[str, Any]:
     return {"executor": name, **record}
 
 
-def choose_executor(name: str) -> str:
-    """``auto``: populations on GPU/TPU, single-threaded worker processes on CPU."""
+def choose_executor(name: str, trials: Sequence[Trial] = (), out=None) -> str:
+    """``auto``: populations on GPU/TPU, single-threaded worker processes on CPU; inline,
+    saying why, when a trial uses a name registered in ``__main__`` (a notebook or script),
+    which worker processes and cluster jobs cannot import. Naming ``process`` or
+    ``submitit`` for such trials is refused before anything runs."""
+    local = registered_in_main(trials)
+    if local and name in ("process", "submitit"):
+        raise SweepConfigError(
+            f"{', '.join(local)} registered in __main__ (this notebook or script), which the "
+            f"{name!r} executor's worker processes cannot import: register it in the config "
+            f"file or a module it imports, or run with --config.executor=inline"
+        )
     if name != "auto":
         return name
+    if local:
+        print(
+            f"running inline in this process: {', '.join(local)} registered in __main__ "
+            f"(this notebook or script), which worker processes cannot import (register it "
+            f"in the config file or a module for worker processes)",
+            file=out or sys.stderr,
+        )
+        return "inline"
     import jax
 
     return "population" if jax.default_backend() in ("gpu", "tpu") else "process"
+
+
+# The registries a trial names entries of: TrainConfig field -> (kind, registry).
+def _registries() -> dict[str, tuple[str, Registry]]:
+    from toolkit import augment, losses, models, optimizers
+
+    return {
+        "model": ("model", models.models),
+        "loss": ("loss", losses.losses),
+        "optimizer": ("optimizer", optimizers.optimizers),
+        "schedule": ("schedule", optimizers.schedules.schedules),
+        "augment": ("augmentation", augment.augmentations),
+    }
+
+
+def registered_in_main(trials: Sequence[Trial]) -> list[str]:
+    """``["loss 'taylor_ce'", ...]``: the entries the trials use that were registered by
+    code run as ``__main__``."""
+    found = []
+    for field, (kind, registry) in _registries().items():
+        for value in sorted({t.train.get(field) for t in trials} - {None}, key=str):
+            if value in registry and registry.origin(value)[0] == "__main__":
+                found.append(f"{kind} {value!r}")
+    return found

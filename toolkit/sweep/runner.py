@@ -172,8 +172,8 @@ def run_sweep(
     """
     trials, evals, tuning = _plan(config, sweep_fn)
     out = out or sys.stderr
+    name = choose_executor(config.get("executor", "auto"), trials, out)
     experiment_dir = _make_dir(Path(results_dir) / trials[0].experiment)
-    name = choose_executor(config.get("executor", "auto"))
     numerics = executor_numerics(name)
     check_numerics(experiment_dir, numerics)
     _write_sweep_json(experiment_dir, config, tuning, None, numerics)

@@ -32,6 +32,7 @@ import sys
 
 __all__ = [
     "SINGLE_THREADED",
+    "WORKER_HINT",
     "die_with_parent",
     "exit_without_teardown",
     "init_worker",
@@ -184,3 +185,12 @@ def init_worker(xla_flags: str, config_file: str | None = None) -> None:
     die_with_parent()
     exit_without_teardown()  # registered first, so it runs after every other exit handler
     prepare_worker(xla_flags, config_file)
+
+
+# Why a name the sweep's process knows can be unknown in a worker process, and the fix.
+WORKER_HINT = (
+    "This ran in a worker process, which knows the toolkit's names and those the config "
+    "file registers (every worker executes it), not names registered only in the sweep's "
+    "own process (a notebook, a script, a module only it imported): register them in the "
+    "config file or import their module there, or run with --config.executor=inline."
+)
