@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from toolkit.report import BlockError, ReportError, write_report
 
 COMMAND = "python -m experiments.report"
+
+
+def _progress():
+    """Prints each step to stderr with the seconds since the start."""
+    start = time.perf_counter()
+    return lambda message: print(
+        f"[{time.perf_counter() - start:5.1f} s] {message}", file=sys.stderr, flush=True
+    )
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -56,6 +65,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             readmes=args.readme,
             checkpoint=args.checkpoint,
             baseline=args.baseline,
+            progress=_progress(),
         )
     except (ReportError, BlockError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")

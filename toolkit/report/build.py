@@ -14,7 +14,7 @@ import dataclasses
 import io
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +61,7 @@ class Report:
     blocks: dict[str, str] = dataclasses.field(default_factory=dict)
     figures: bool = True
     colors: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    progress: Callable[[str], None] | None = None  # told each file's name as it is made
 
     def figure(self, name: str, draw, what: str) -> bool:
         """Adds the figure ``draw()`` returns (not drawn when the report is built without
@@ -73,6 +74,8 @@ class Report:
         if isinstance(content, pd.DataFrame):
             content = content.to_csv(index=False, float_format="%.6g")
         self.files[name], self.what[name] = content, what
+        if self.progress is not None:
+            self.progress(f"made {name}")
 
 
 def _safe(name: str) -> str:
@@ -100,6 +103,7 @@ def build_report(
     checkpoint: str = "final",
     baseline: str | None = None,
     figures: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Loads ``results_dir`` and renders every table, README block and (unless
     ``figures=False``) figure; nothing is written.
@@ -108,6 +112,7 @@ def build_report(
       checkpoint: whose test rows the tables show: "final" or "best" (best validation).
       baseline: the loss each configuration is tested against (``significance.csv``);
         default softmax cross-entropy, skipped with a note where the sweep has none.
+      progress: told what is being done as it starts (e.g. ``print``).
 
     Raises:
       ReportError: see :func:`toolkit.report.load.load_results`; no test rows of
@@ -117,6 +122,8 @@ def build_report(
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint {checkpoint!r} is not one of {list(CHECKPOINTS)}")
     results_dir = Path(results_dir)
+    if progress is not None:
+        progress(f"reading {results_dir}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = load_results(results_dir, split=None, checkpoint=None)  # the rules score all
@@ -132,7 +139,7 @@ def build_report(
         raise ValueError(f"baseline loss {baseline!r} is not in {results_dir}; losses: {losses}")
     all_runs = per_run(df)
     views = rule_runs(rows, all_runs, store.read_json(results_dir / store.SWEEP), configs)
-    report = Report(figures=figures)
+    report = Report(figures=figures, progress=progress)
     md = [f"# Report: {results_dir.name}\n"]
     counts = all_runs["status"].value_counts()
     report.blocks["runs"] = (
@@ -327,6 +334,7 @@ def write_report(
     readmes: Sequence[str | Path] = (),
     checkpoint: str = "final",
     baseline: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Builds the report of ``results_dir`` (see :func:`build_report` for ``checkpoint``
     and ``baseline``), writes it to ``out_dir`` (default ``<results_dir>/report``),
@@ -341,7 +349,7 @@ def write_report(
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     command = command or f"python -m experiments.report {results_dir}"
-    report = build_report(results_dir, checkpoint=checkpoint, baseline=baseline)
+    report = build_report(results_dir, checkpoint=checkpoint, baseline=baseline, progress=progress)
     targets = [(results_dir / "README.md", None)] if (results_dir / "README.md").is_file() else []
     targets += [(Path(path), results_dir.name) for path in readmes]
     texts = {}
@@ -352,6 +360,8 @@ def write_report(
             texts[path] = new
     files = {name: _encode(content) for name, content in report.files.items()}
     files["README.md"] = _readme(report, results_dir, command).encode()
+    if progress is not None:
+        progress(f"writing {len(files)} files to {out_dir}")
     written = store.replace_dir(out_dir, files)
     for path, text in texts.items():
         store.atomic_write_text(path, text)

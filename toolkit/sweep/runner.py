@@ -66,16 +66,25 @@ class SweepResult:
         return [s for s in self.summaries if s["status"] == "failed"]
 
 
-def plan(config: Any, sweep_fn: Callable[[Any], Sequence[Mapping]]) -> tuple[list[Trial], dict]:
+# Sweeps of more trials than this start only when asked twice (``max_trials=None``, the
+# command line's --yes): a typo in a grid can plan a million runs.
+MAX_TRIALS = 10_000
+
+
+def plan(
+    config: Any, sweep_fn: Callable[[Any], Sequence[Mapping]], *, max_trials: int | None = None
+) -> tuple[list[Trial], dict]:
     """The sweep's trials and evaluation entries, everything checked (no compute, no write).
 
     For a tuned sweep the trials are its tuning runs; its seed runs depend on their results.
     """
-    trials, evals, _ = _plan(config, sweep_fn)
+    trials, evals, _ = _plan(config, sweep_fn, max_trials)
     return trials, evals
 
 
-def _plan(config: Any, sweep_fn: Callable) -> tuple[list[Trial], dict, tuple | None]:
+def _plan(
+    config: Any, sweep_fn: Callable, max_trials: int | None = None
+) -> tuple[list[Trial], dict, tuple | None]:
     """:func:`plan`, plus ``(Tune, cells)`` for a tuned sweep (None otherwise)."""
     check_options(config, EXECUTOR_CHOICES)
     tune = Tune.from_config(config)
@@ -84,6 +93,14 @@ def _plan(config: Any, sweep_fn: Callable) -> tuple[list[Trial], dict, tuple | N
     if tune is not None:
         cells, trials = plan_tuning(config, trials, tune)
         tuning = (tune, cells)
+    planned = len(trials)  # and a tuned sweep's seed runs, at most one per rule and seed:
+    if tuning is not None:
+        planned += sum(len(cell.seeds) for cell in tuning[1]) * len(tune.select)
+    if max_trials is not None and planned > max_trials:
+        raise SweepConfigError(
+            f"the sweep plans {planned:,} runs, more than {max_trials:,}: check the grid with "
+            f"--dry_run, then pass --yes to run them"
+        )
     evals = config.get("evals") or {}
     entries = parse_evals(evals)
     check_trials(trials, entries)
@@ -150,6 +167,33 @@ def reopen_damaged(experiment_dir: Path, trials: Sequence[Trial]) -> list[str]:
     return reopened
 
 
+def describe_plan(
+    config: Any, sweep_fn: Callable[[Any], Sequence[Mapping]], *, shown: int = 5
+) -> str:
+    """What :func:`run_sweep` would run, checked as it checks it, nothing run or written:
+    the trial count, the first ``shown`` trials and the training steps in all."""
+    trials, evals, tuning = _plan(config, sweep_fn)
+    steps = sum(int(t.train["steps"]) for t in trials)
+    lines = [f"experiment {trials[0].experiment!r}: {len(trials):,} runs, {steps:,} steps"]
+    if tuning is not None:
+        tune, cells = tuning
+        seeds = sum(len(c.seeds) for c in cells)
+        lines[0] = (
+            f"experiment {trials[0].experiment!r}: {len(trials):,} tuning runs ({steps:,} "
+            f"steps) in {len(cells)} cells, then up to {seeds * len(tune.select):,} seed runs "
+            f"({seeds} per rule: {', '.join(tune.select)})"
+        )
+    lines += [
+        f"  {t.run_id}  {t.group}  {t.variant}  {t.describe()}, "
+        f"learning_rate={t.train['learning_rate']:g}, steps={t.train['steps']}"
+        for t in trials[:shown]
+    ]
+    if len(trials) > shown:
+        lines.append(f"  ... and {len(trials) - shown:,} more")
+    lines.append(f"evaluations: {', '.join(evals) or 'none'}")
+    return "\n".join(lines)
+
+
 def run_sweep(
     config: Any,
     sweep_fn: Callable[[Any], Sequence[Mapping]],
@@ -157,6 +201,7 @@ def run_sweep(
     results_dir: str | Path = "results",
     progress: bool = True,
     out=None,
+    max_trials: int | None = None,
 ) -> SweepResult:
     """Runs every trial of ``sweep_fn(config)`` not yet done into ``results_dir/<experiment>``.
 
@@ -166,11 +211,12 @@ def run_sweep(
     ``config.workers`` workers (0: one per core). A tuned sweep (``config.tune.trials`` > 0)
     runs its tuning runs, then the seed runs of the trials each rule in ``config.tune.select``
     picks (:mod:`toolkit.sweep.tuning`); ``sweep.json`` holds the config and that plan.
+    A sweep of more than ``max_trials`` runs (None: no limit) is refused before any check.
     A directory whose runs were computed with other numerics (another executor's XLA
     threading, other jax versions: :func:`~toolkit.sweep.provenance.check_numerics`) is
     refused before anything is computed or written.
     """
-    trials, evals, tuning = _plan(config, sweep_fn)
+    trials, evals, tuning = _plan(config, sweep_fn, max_trials)
     out = out or sys.stderr
     name = choose_executor(config.get("executor", "auto"), trials, out)
     experiment_dir = _make_dir(Path(results_dir) / trials[0].experiment)
