@@ -242,3 +242,13 @@ def test_sweep_refuses_bad_data_before_writing(
     assert "bincount" not in errors[0]
     assert snapshot(results) == before
     assert compiles == []
+
+
+def test_signed_integer_and_boolean_inputs_and_labels_beyond_int32_are_refused():
+    x = np.ones((4, 8, 8, 1))
+    y = np.arange(4)
+    for dtype in (np.int64, np.int8, bool):
+        with pytest.raises(TypeError, match=f"x has dtype {np.dtype(dtype)}.*astype"):
+            Split(x.astype(dtype), y)
+    with pytest.raises(ValueError, match=r"y\[2\] = 4294967299 does not fit in int32"):
+        Split(x, np.array([0, 1, 2**32 + 3, 1], np.int64))  # would wrap to class 3

@@ -238,3 +238,15 @@ def test_a_healthy_run_still_evaluates_to_the_metrics_of_its_logits(run):
     table = tk.evaluate(run, SPLIT)
     logits = np.asarray(run.apply(jnp.asarray(X)))
     assert table.loc[0, "accuracy"] == pytest.approx(np.mean(logits.argmax(1) == Y))
+
+
+@pytest.mark.parametrize("bad", [3.0, True, "3", None])
+def test_a_severity_that_is_no_int_or_list_is_named(run, bad, compiles):
+    with pytest.raises(ValueError, match=r"severit(y|ies) must be an int"):
+        tk.evaluate(run, SPLIT, shifts=["iid_noise"], severities=bad)
+    assert compiles == []
+
+
+def test_numpy_int_severities_are_ints(run):
+    table = tk.evaluate(run, SPLIT, shifts=["iid_noise"], severities=np.int64(2))
+    assert table["severity"].tolist() == [0, 2]

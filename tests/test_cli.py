@@ -86,3 +86,14 @@ def test_the_report_says_what_it_is_doing(tmp_path, capsys):
     assert err[-1].endswith(
         f"writing {len(list((tmp_path / 'report').iterdir()))} files to {tmp_path / 'report'}"
     )
+
+
+def test_the_report_refuses_an_output_it_cannot_write_before_building(tmp_path, capsys):
+    results = tmp_path / "label_noise"
+    shutil.copytree(ROOT / "results" / "label_noise", results)
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(SystemExit) as exited:
+        report_cli.main([str(results), "--out", str(tmp_path / "taken" / "report")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"'{tmp_path / 'taken'}' is a file" in err and "reading" not in err

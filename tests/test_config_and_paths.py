@@ -277,3 +277,24 @@ def test_evaluate_on_read_only_dir_is_refused_before_compute(finished, tmp_path,
     assert done.returncode == 2 and len(errors) == 1, done.stderr
     assert f"results directory {str(results / 'tiny')!r} is not writable" in errors[0]
     assert "compiles: 0" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_what_sweep_sets_on_its_config_stays_set_and_counts_as_read():
+    import warnings
+
+    from toolkit.sweep.cli import sweep_specs
+    from toolkit.sweep.defaults import base_config
+
+    config = base_config("kept", dataset="digits")
+    config.seeds = 2
+
+    def sweep(config):
+        config.seeds = 3  # top level and nested writes reach the config itself
+        config.train.steps = 5
+        return [{"seed": s} for s in range(config.seeds)]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # seeds is read: no warning
+        specs = sweep_specs(config, sweep)
+    assert len(specs) == 3 and config.seeds == 3 and config.train.steps == 5
+    assert type(config).__name__ == "ConfigDict"

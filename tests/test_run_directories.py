@@ -162,8 +162,9 @@ def test_a_kill_around_the_evals_append_leaves_one_row_per_key_in_the_file(
 
 
 def test_rows_of_a_run_recorded_anew_replace_its_old_ones_and_cut_lines(tmp_path):
-    """The store's rule alone, on hand-made rows: a run recorded anew keeps only its new
-    rows, a re-evaluated key only its new row; other runs' rows stay in their order."""
+    """The store's rule alone, on hand-made rows: a row replaces the row of its key (a run
+    recorded anew, a re-evaluated set); rows of other keys stay in their order, including
+    a run's rows that re-evaluation added and its new record does not list."""
     path = tmp_path / store.EVALS
     row = {"checkpoint": "final", "split": "test", "kind": "clean", "severity": 0}
     a = [row | {"run_id": "a", "eval_set": s, "accuracy": 0.1} for s in ("clean", "x")]
@@ -172,14 +173,15 @@ def test_rows_of_a_run_recorded_anew_replace_its_old_ones_and_cut_lines(tmp_path
     with open(path, "ab") as handle:
         handle.write(b'{"run_id": "a", "checkpo')  # a killed writer's cut line
     new_a = [r | {"accuracy": 0.5} for r in a[:1]]
-    store.append_evals(tmp_path, new_a, whole_runs=True)
-    assert [json.loads(x) for x in path.read_text().splitlines()] == b + new_a
+    store.append_evals(tmp_path, new_a)  # run a recorded anew: its clean row only
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [a[1], *b, *new_a]
     again_b = [b[1] | {"accuracy": 0.9}]
     store.append_evals(tmp_path, again_b)  # a re-evaluation: that key only
-    assert [json.loads(x) for x in path.read_text().splitlines()] == [b[0], *new_a, *again_b]
+    expected = [a[1], b[0], *new_a, *again_b]
+    assert [json.loads(x) for x in path.read_text().splitlines()] == expected
     mode = path.stat().st_mode & 0o777
     store.append_evals(tmp_path, [row | {"run_id": "c", "eval_set": "clean"}])  # plain append
-    assert len(path.read_text().splitlines()) == 4 and path.stat().st_mode & 0o777 == mode
+    assert len(path.read_text().splitlines()) == 5 and path.stat().st_mode & 0o777 == mode
 
 
 # -- point 13: a finished run missing its checkpoint or part of its curve ----------------------
@@ -196,13 +198,13 @@ def test_a_finished_run_missing_its_checkpoint_or_curve_is_named_by_sweep_report
 
     code, said = sweep_here(space, experiment.parent, monkeypatch)
     assert code == 0  # both runs are done; nothing is retrained
-    assert f"{no_checkpoint.run_id}: no its final checkpoint (step 40)" in said
-    assert f"{cut_curve.run_id}: no metrics.jsonl rows after step 20 (the run ends at 40)" in said
+    assert f"{no_checkpoint.run_id} lacks its final checkpoint (step 40)" in said
+    assert f"{cut_curve.run_id} lacks metrics.jsonl rows after step 20 (the run ends at 40)" in said
 
     with pytest.warns(store.ResultsWarning) as caught:
         load_results(experiment)
     said = "\n".join(str(w.message) for w in caught)
-    assert f"{cut_curve.run_id}: no metrics.jsonl rows after step 20" in said
+    assert f"{cut_curve.run_id} lacks metrics.jsonl rows after step 20" in said
     assert no_checkpoint.run_id not in said  # the report reads no checkpoint
 
     out, shuffle = io.StringIO(), {"type": "shifts", "names": ("shuffle",), "severities": (5,)}
@@ -210,7 +212,7 @@ def test_a_finished_run_missing_its_checkpoint_or_curve_is_named_by_sweep_report
         warnings.simplefilter("always")
         written = reevaluate(experiment, {"more": shuffle}, progress=False, out=out)
     said = "\n".join(str(w.message) for w in caught)
-    assert f"{cut_curve.run_id}: no metrics.jsonl rows after step 20" in said
+    assert f"{cut_curve.run_id} lacks metrics.jsonl rows after step 20" in said
     assert written == 8  # the other run's clean and shuffle rows, test/validation, final/best
     closing = out.getvalue().strip().splitlines()[-1]
     assert closing.endswith(

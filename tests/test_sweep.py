@@ -278,7 +278,11 @@ def test_shipped_configs_plan_cleanly(name, variant):
     config, sweep_fn = load_config(f"{CONFIGS / name}.py:{variant}")
     trials, _ = plan(config, sweep_fn)
     assert len({t.run_id for t in trials}) == len(trials)
-    assert len(trials) < 20 if variant == "quick" else len(trials) >= 60
+    if variant == "quick":  # CI's end-to-end size
+        assert len(trials) < 20
+    else:  # the full variant is the larger study
+        quick = plan(*load_config(f"{CONFIGS / name}.py:quick"))[0]
+        assert len(trials) >= 2 * len(quick)
 
 
 def test_loss_comparison_covers_every_registered_loss():

@@ -222,3 +222,25 @@ def jax_version():
     from importlib.metadata import version
 
     return version("jax")
+
+
+def test_vmapped_populations_and_runs_alone_are_not_mixed(tmp_path, compiles):
+    """A directory begun with the population executor (members fused under vmap) is not
+    continued inline (each run alone), and a rerun keeps naming the executor it began with."""
+    from toolkit.sweep.cli import load_config
+    from toolkit.sweep.config import SweepConfigError
+    from toolkit.sweep.runner import run_sweep
+
+    spec = tmp_path / "numerics.py"
+    spec.write_text(NUMERICS_CONFIG.replace("product(seed=[0])", "product(seed=[0, 1])"))
+    results = tmp_path / "results"
+    run_sweep(*load_config(f"{spec}:population"), results_dir=results, progress=False)
+    experiment = results / "numerics"
+    compiles.clear()
+    with pytest.raises(SweepConfigError, match="vmapped True there, False here"):
+        run_sweep(*load_config(f"{spec}:inline"), results_dir=results, progress=False)
+    assert compiles == []
+    run_sweep(*load_config(f"{spec}:population"), results_dir=results, progress=False)
+    assert json.loads((experiment / store.SWEEP).read_text())["numerics"]["executor"] == (
+        "population"
+    )

@@ -88,4 +88,31 @@ def test_bad_writer_arguments_fail_before_compute(digits, tmp_path):
         tk.train(digits, **OPTIONS, logdir=tmp_path, writer=Recorder())
     with pytest.raises(TypeError, match=r"write_scalars.*got 'runs'"):
         tk.train(digits, **OPTIONS, writer="runs")
-    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="applies to sequence data"):  # checked first
+        tk.train(digits, **OPTIONS, augment="mnist1d", logdir=tmp_path / "tb")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="/file' is a file"):
+        tk.train(digits, **OPTIONS, logdir=tmp_path / "file" / "tb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_sweep_with_tensorboard_writes_each_runs_curve_under_the_run(tmp_path):
+    import json
+
+    from toolkit.sweep.defaults import base_config
+    from toolkit.sweep.runner import run_sweep
+    from toolkit.sweep.search import product
+
+    config = base_config("tb", dataset="digits")
+    config.train.update({"model": "mlp", "steps": 40, "batch_size": 32, "log_every": 20})
+    config.executor = "inline"
+    config.tensorboard = True
+    config.evals = {}
+    run_sweep(config, lambda c: product(seed=(0, 1)), results_dir=tmp_path, progress=False)
+    runs = sorted((tmp_path / "tb" / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        curve = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        scalars = read_scalars(run / "tensorboard")
+        assert scalars["train/loss"] == pytest.approx({r["step"]: r["loss"] for r in curve})
+        assert sorted(scalars["validation/accuracy"]) == [20, 40]

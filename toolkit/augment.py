@@ -39,6 +39,7 @@ from toolkit.registry import Registry
 __all__ = [
     "augmentations",
     "check_applies",
+    "check_config",
     "describe",
     "entry",
     "get",
@@ -77,9 +78,26 @@ def register(
     )
 
 
+def check_config(config: Any, example_shape: Sequence[int]) -> None:
+    """:func:`check_applies` for a TrainConfig's augmentation, if it has one."""
+    if config.augment is not None:
+        check_applies(config.augment, dict(config.augment_hparams), example_shape)
+
+
+# Hyperparameter -> (test, what is valid), beyond the kind of its default.
+_RANGES = {
+    "ops": (lambda v: len(v) > 0, "at least one shift name"),
+    "alpha": (lambda v: v > 0, "a number > 0 (the Dirichlet and Beta concentration)"),
+    "p": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "jsd_weight": (lambda v: v >= 0, "a number >= 0"),
+    "severity": (lambda v: 1 <= v <= 5, "an int in 1..5"),
+}
+
+
 def check_applies(name: str, overrides: dict[str, Any], example_shape: Sequence[int]) -> None:
     """Raises, before any compute, when augmentation ``name`` (with ``overrides``) does not
-    apply to examples of ``example_shape``: its data kind, and each op it names."""
+    apply to examples of ``example_shape`` (its data kind, each op it names) or one of its
+    values is out of range."""
     meta = entry(name).meta
     kind = "image" if len(example_shape) == 3 else "sequence"
     if kind not in meta["applies_to"]:
@@ -91,12 +109,11 @@ def check_applies(name: str, overrides: dict[str, Any], example_shape: Sequence[
     chosen = hparams(name, **overrides)
     if chosen.get("flip") and kind != "image":
         raise ValueError(f"augmentation {name!r}: flip=True needs images, got {kind} data")
+    for key, (valid, what) in _RANGES.items():
+        if key in chosen and not valid(chosen[key]):
+            raise ValueError(f"augmentation {name!r}: {key} must be {what}, got {chosen[key]!r}")
     for op in chosen.get("ops", ()):
         shifts.check_applies(op, (1, *example_shape))
-    if "severity" in chosen and not 1 <= chosen["severity"] <= 5:
-        raise ValueError(
-            f"augmentation {name!r}: severity must be an int in 1..5, got {chosen['severity']!r}"
-        )
 
 
 def _per_example(fn: Callable[[jax.Array, jax.Array], jax.Array], x: jax.Array, key) -> jax.Array:

@@ -147,8 +147,9 @@ def make_train_step(
 
     ``augment(x, *, key) -> views`` (:mod:`toolkit.augment`) transforms each batch first.
     With several views (clean first) the model runs once on all of them (BatchNorm sees
-    them together, as in AugMix), the loss is taken on the first and ``jsd_weight`` times
-    their Jensen-Shannon divergence is added; the metrics are the first view's.
+    them together, as in AugMix): the objective, reported as ``loss``, is the loss on the
+    first view plus ``jsd_weight`` times their Jensen-Shannon divergence, so it is not the
+    plain loss of a run without one; ``accuracy`` is the first view's.
     """
 
     def train_step(state: TrainState, batch, key):

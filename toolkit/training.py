@@ -56,7 +56,7 @@ from toolkit.train_step import (  # TrainState and the init/step builders: re-ex
     make_train_step,
     resolve_devices,
 )
-from toolkit.writers import MetricWriter, TensorBoardWriter, curve_scalars
+from toolkit.writers import MetricWriter, TensorBoardWriter, check_logdir, curve_scalars
 
 __all__ = [
     "Run",
@@ -125,6 +125,7 @@ def train(
     split, num_classes = checks.split_and_classes(dataset, num_classes)
     validate(cfg, len(split))
     check_split(split, num_classes, images=models.reads_images(cfg.model))
+    augment.check_config(cfg, split.x.shape[1:])
     validation = checks.validation_of(dataset, validation, num_classes)
     validation_set = checks.validation_split(validation, None, 1, split, num_classes)
     devices = resolve_devices(devices, cfg.batch_size)
@@ -137,7 +138,7 @@ def train(
         raise TypeError(
             f"writer must have write_scalars(step, scalars) and close(), got {writer!r}"
         )
-    owned = TensorBoardWriter(logdir) if logdir is not None else None
+    owned = None if logdir is None else TensorBoardWriter(check_logdir(logdir))
     writer = owned or writer
     learning_rate = learning_rate_schedule(cfg)
 
@@ -218,6 +219,7 @@ def train_population(
     split, num_classes = checks.split_and_classes(dataset, num_classes)
     checks.validate_members(configs, len(split))
     check_split(split, num_classes, images=models.reads_images(configs[0].model))
+    augment.check_config(configs[0], split.x.shape[1:])  # members share it (population field)
     size = len(configs)
     labels = None
     if train_labels is not None:
@@ -257,8 +259,6 @@ def _train(
     """The training loop of checked members on ``placement``."""
     size = len(configs)
     cfg = configs[0]
-    if cfg.augment is not None:  # members share it (a population field)
-        augment.check_applies(cfg.augment, dict(cfg.augment_hparams), split.x.shape[1:])
     order = list(placement.order)
     slots = tuple(configs[i] for i in order)
     host_hyper = member_hyperparameters(slots)

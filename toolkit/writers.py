@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MetricWriter", "TensorBoardWriter", "curve_scalars"]
+__all__ = ["MetricWriter", "TensorBoardWriter", "check_logdir", "curve_scalars"]
 
 # Curve row column -> logged name (TensorBoard groups names by their prefix).
 _NAMES = {
@@ -53,6 +53,18 @@ def curve_scalars(
     if learning_rate is not None:
         scalars["learning_rate"] = float(learning_rate(int(row["step"])))
     return scalars
+
+
+def check_logdir(logdir: str | Path) -> Path:
+    """``logdir`` as a Path, refused (before anything is written) when it or a folder
+    above it is a file."""
+    path = Path(logdir)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ValueError(f"logdir {str(path)!r} cannot be made: {str(part)!r} is a file")
+            break
+    return path
 
 
 class TensorBoardWriter:

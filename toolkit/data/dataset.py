@@ -15,8 +15,9 @@ __all__ = ["Dataset", "Split"]
 class Split:
     """One split: ``x`` float32 of shape (N, *input_shape), ``y`` int32 labels of shape (N,).
 
-    Unsigned integer inputs (uint8 images, 0-255) are refused rather than cast unscaled,
-    and float labels must be whole numbers (3.0 is class 3; 2.5 is refused, not truncated).
+    Integer inputs (uint8 images, 0-255) are refused rather than cast unscaled; labels must
+    fit in int32, and float labels must be whole numbers (3.0 is class 3; 2.5 is refused,
+    not truncated).
     """
 
     x: np.ndarray
@@ -24,11 +25,18 @@ class Split:
 
     def __post_init__(self):
         x, y = np.asarray(self.x), np.asarray(self.y)
-        if np.issubdtype(x.dtype, np.unsignedinteger):
+        if np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
+            top = np.iinfo(x.dtype).max if np.issubdtype(x.dtype, np.unsignedinteger) else 255
             raise TypeError(
                 f"x has dtype {x.dtype} (integer images?); the models read floats, so scale "
-                f"them first, e.g. x.astype(np.float32) / {np.iinfo(x.dtype).max} for [0, 1] "
-                f"(as tk.data.load does), or x.astype(np.float32) to keep the raw values"
+                f"them first, e.g. x.astype(np.float32) / {top} for [0, 1] (as tk.data.load "
+                f"does), or x.astype(np.float32) to keep the raw values"
+            )
+        low, high = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        if np.issubdtype(y.dtype, np.integer) and y.size and (y.min() < low or y.max() > high):
+            first = int(np.flatnonzero((y < low) | (y > high))[0])
+            raise ValueError(
+                f"labels must be class indices; y[{first}] = {y[first]} does not fit in int32"
             )
         if np.issubdtype(y.dtype, np.floating) and not (y == np.round(y)).all():
             bad = np.flatnonzero(y != np.round(y))

@@ -25,6 +25,7 @@ import numbers
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -307,27 +308,36 @@ def load(
 
 
 @contextlib.contextmanager
-def _quietly() -> Iterator[None]:
-    """Silences TFDS while it builds and reads one of the toolkit's own datasets.
-
-    Building one locally makes TFDS print "Downloading and preparing dataset Unknown
-    size", progress bars (with raw cursor escapes outside a terminal) and absl warnings
-    about a missing ``dataset_info.json`` and a missing OpenCV: none of them is something
-    the user can act on, nothing is downloaded. What was printed is shown after all if the
-    build fails.
-    """
+def _absl_errors_only() -> Iterator[None]:
+    """absl's warnings off (TFDS logs a missing ``dataset_info.json`` and a missing OpenCV
+    through absl while it builds and reads the toolkit's own datasets)."""
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
-    printed = io.StringIO()
     absl_logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-            yield
-    except BaseException:
-        sys.stderr.write(printed.getvalue())
-        raise
+        yield
     finally:
         absl_logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    """Silences TFDS while it builds one of the toolkit's own datasets locally: its
+    "Downloading and preparing dataset Unknown size" line and progress bars (raw cursor
+    escapes outside a terminal) are not something the user can act on, and nothing is
+    downloaded. What was printed is shown after all if the build fails; Python warnings
+    raised meanwhile are re-raised after it."""
+    printed = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, _absl_errors_only():
+        warnings.simplefilter("always")
+        try:
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                yield
+        except BaseException:
+            sys.stderr.write(printed.getvalue())
+            raise
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def load_toolkit_builder(
@@ -349,7 +359,7 @@ def load_toolkit_builder(
 
         builder_cls = BUILDERS[builder_name]
         extra = {"builder": f"{builder_cls.__module__}.{builder_cls.__qualname__}", **args}
-        with _quietly():
+        with _quietly():  # only while it builds: the redirect is process-wide
             builder = ensure_prepared(
                 functools.partial(
                     builder_cls, config=builder_cls.config_for(**args), data_dir=root
@@ -358,6 +368,7 @@ def load_toolkit_builder(
                 data_dir=root,
                 download=True,  # generated locally: nothing to download
             )
+        with _absl_errors_only():
             decoded = _decode(
                 builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
             )

@@ -96,6 +96,10 @@ def evaluate_sets(
         metrics.ood_scores.entry(score)
     for spec in specs:
         spec.check(clean)
+    shapes = {"the evaluated split": clean.x.shape[1:]}
+    if calibration is not None:
+        shapes["the calibration split"] = calibration.x.shape[1:]
+    check_run(run, shapes)  # after the sets' checks, before any set is built or predicted
     if key is None and specs:  # only the sets use a key
         key = jax.random.key(0)
     ood = [(i, s) for i, s in enumerate(specs) if s.kind == "ood"]
@@ -104,10 +108,6 @@ def evaluate_sets(
     for group in _groups(ood, keep):
         built = _built(group, clean, key=key, cache=cache, keep=keep)
         ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
-    shapes = {"the evaluated split": clean.x.shape[1:]}
-    if calibration is not None:
-        shapes["the calibration split"] = calibration.x.shape[1:]
-    check_run(run, shapes)  # after the sets' checks, before the model runs
 
     clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
     if calibration is not None:
@@ -221,6 +221,8 @@ def evaluate(
     shifts = _names("shifts", shifts)
     if isinstance(severities, int | np.integer) and not isinstance(severities, bool):
         severities = [severities]  # one severity
+    elif isinstance(severities, str) or not isinstance(severities, Iterable):
+        raise ValueError(f"severities must be an int in 1..5 or a list of them, got {severities!r}")
     severities = [shift_module.check_severity(s) for s in severities] if shifts else []
     specs: list[EvalSet] = [Shifted(name, s) for name in shifts for s in severities]
     if isinstance(sets, Mapping):

@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 import jax
+import numpy as np
 
 from toolkit.registry import Registry
 
@@ -43,9 +44,11 @@ def register(name: str, *, applies_to: str, description: str, defaults=None):
 
 def check_severity(severity: Any) -> int:
     """Severity must be a Python int in 0..5 (0 = identity)."""
-    if isinstance(severity, bool) or not isinstance(severity, int) or not 0 <= severity <= 5:
+    if isinstance(severity, bool | np.bool_) or not isinstance(severity, int | np.integer):
         raise ValueError(f"severity must be an int in 0..5 (0 = identity), got {severity!r}")
-    return severity
+    if not 0 <= severity <= 5:
+        raise ValueError(f"severity must be an int in 0..5 (0 = identity), got {severity!r}")
+    return int(severity)
 
 
 def data_kind(x_shape: tuple[int, ...]) -> str:

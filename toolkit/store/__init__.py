@@ -36,6 +36,7 @@ from toolkit.store.files import (
     read_json,
     read_jsonl,
     replace_dir,
+    why_not_writable,
 )
 from toolkit.store.layout import (
     EVAL_KEY,
@@ -89,4 +90,5 @@ __all__ = [
     "warn_missing",
     "what_is_missing",
     "why_incomplete",
+    "why_not_writable",
 ]

@@ -59,7 +59,7 @@ def warn_missing(
         if missing:
             found[run_id] = missing
     if found:
-        named = [f"{r}: no {', no '.join(m)}" for r, m in list(found.items())[:5]]
+        named = [f"{r} lacks {' and '.join(m)}" for r, m in list(found.items())[:5]]
         more = f"; and {len(found) - 5} more" if len(found) > 5 else ""
         warnings.warn(
             f"{experiment_dir}: {len(found)} finished run(s) lack part of their record: "

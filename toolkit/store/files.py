@@ -37,6 +37,7 @@ __all__ = [
     "read_json",
     "read_jsonl",
     "replace_dir",
+    "why_not_writable",
 ]
 
 
@@ -366,3 +367,16 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def why_not_writable(directory: str | os.PathLike) -> str | None:
+    """Why no file can be made in ``directory`` (the OS's words), or None when one can:
+    tried by making and removing one, the answer the writes that follow would get
+    (permissions, ACLs, a read-only mount), where ``os.access`` says yes to root."""
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None

@@ -223,20 +223,17 @@ def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple[str, str,
     return keys
 
 
-def append_evals(
-    experiment_dir: str | os.PathLike, rows: list[dict[str, Any]], *, whole_runs: bool = False
-) -> None:
+def append_evals(experiment_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
     """Appends ``rows`` to ``evals.jsonl`` keeping one row per :data:`EVAL_KEY` in the file:
-    rows already there with the key of a new row (with ``whole_runs``, every row of the new
-    rows' runs: a run recorded anew after an interrupted attempt) and lines cut short by a
-    killed writer are removed in the same locked step (:func:`~toolkit.store.files.append_jsonl`;
-    the file is rewritten only when it holds a row of these runs or ends in a cut line)."""
+    rows already there with the key of a new row (a run recorded anew after an interrupted
+    attempt, a re-evaluated set) and lines cut short by a killed writer are removed in the
+    same locked step (:func:`~toolkit.store.files.append_jsonl`; the file is rewritten only
+    when it holds a row of these runs or ends in a cut line). Rows of other keys stay: a
+    run's rows added by re-evaluation survive its being recorded again."""
     ids = {str(row["run_id"]) for row in rows}
     keys = {row_key(row) for row in rows}
 
     def replaced(row: dict[str, Any]) -> bool:
-        if whole_runs:
-            return str(row.get("run_id")) in ids
         try:
             return row_key(row) in keys
         except (KeyError, TypeError, ValueError):

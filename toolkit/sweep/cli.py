@@ -170,26 +170,33 @@ def sweep_specs(config: Any, sweep_fn: Any) -> list[Mapping[str, Any]]:
     When its name is close to one of those (``config.exector``, ``config.evalz``) it is a
     misspelling, refused naming the closest; any other is warned about (a config file may
     hold fields that only some of its sweeps read). An unknown field of ``config.tune``
-    is refused. The reads are seen on a copy of a ConfigDict ``config`` whose lookups are
-    noted.
+    is refused. The reads are seen by giving a ConfigDict ``config``, while ``sweep_fn``
+    runs, a subclass whose lookups are noted (the object itself: what ``sweep_fn`` sets
+    stays set).
     """
     fields, read = runner_fields(), set()
-    view = config
-    if hasattr(config, "_fields") and hasattr(config, "keys"):  # a ConfigDict
+    original = type(config)
+    noted = hasattr(config, "_fields") and hasattr(config, "keys")  # a ConfigDict
+    if noted:
 
-        class Noted(type(config)):
+        class Noted(original):
+            __slots__ = ()  # the same layout, so the instance can take this class
+
             def __getitem__(self, key):
                 read.add(str(key).split(".")[0])
                 return super().__getitem__(key)
 
-        view = Noted(config)
+        object.__setattr__(config, "__class__", Noted)
     try:
-        specs = list(sweep_fn(view))
+        specs = list(sweep_fn(config))
     except Exception as error:
         code = getattr(sweep_fn, "__code__", None)
         filename = getattr(code, "co_filename", None)
         raise SweepConfigError(failure("sweep(config)", error, filename)) from None
-    if view is not config:
+    finally:
+        if noted:
+            object.__setattr__(config, "__class__", original)
+    if noted:
         valid = [*fields[""], *sorted(read)]
         for key in config.keys():
             if key not in valid:

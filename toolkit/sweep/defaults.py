@@ -30,7 +30,9 @@ def base_config(experiment: str, *, dataset: str) -> ml_collections.ConfigDict:
     (:mod:`toolkit.sweep.evals`). ``executor``: auto | inline | process | submitit |
     population; ``workers``: 0 = one per core; a run checkpoints at the end and, on the way,
     every ``checkpoint_every`` chunks but at most once per ``checkpoint_interval_s`` seconds
-    (0: every ``checkpoint_every`` chunks; :class:`~toolkit.sweep.execute.SaveSchedule`).
+    (0: every ``checkpoint_every`` chunks; :class:`~toolkit.sweep.recording.SaveSchedule`);
+    ``tensorboard``: also write each run's curve as TensorBoard event files in
+    ``runs/<run_id>/tensorboard`` (:class:`toolkit.writers.TensorBoardWriter`).
 
     ``tune`` (:mod:`toolkit.sweep.tuning`): with ``trials`` = T > 0, every cell (a trial of
     ``sweep(config)`` without its seed) first trains T tuning runs at seed ``tune.seed``
@@ -78,6 +80,7 @@ def base_config(experiment: str, *, dataset: str) -> ml_collections.ConfigDict:
     config.workers = 0
     config.checkpoint_every = CHECKPOINT_EVERY
     config.checkpoint_interval_s = CHECKPOINT_INTERVAL_S
+    config.tensorboard = False  # True: each run's curve also as TensorBoard events
     config.population_size = config_dict.placeholder(int)
     config.submitit = ml_collections.ConfigDict({"cluster": config_dict.placeholder(str)})
     config.tune = ml_collections.ConfigDict(

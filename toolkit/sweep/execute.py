@@ -42,6 +42,7 @@ from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.integrity import check_intact, intact_until
 from toolkit.sweep.provenance import provenance
+from toolkit.sweep.recording import Recorder, SaveSchedule
 from toolkit.sweep.records import evaluate_trial
 from toolkit.sweep.workers import WORKER_HINT
 from toolkit.training import TrainState, train_population
@@ -66,46 +67,10 @@ class Task:
     evals: dict[str, Any]
     checkpoint_every: int = CHECKPOINT_EVERY
     checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S
+    tensorboard: bool = False  # the curve also as TensorBoard events in runs/<id>/tensorboard
 
     def schedule(self) -> SaveSchedule:
         return SaveSchedule(self.checkpoint_every, self.checkpoint_interval_s)
-
-
-class SaveSchedule:
-    """Which chunks end with a checkpoint: every ``every``-th chunk that ends at least
-    ``interval_s`` seconds after the previous save began (or after training began, for the
-    first). ``interval_s=0`` checkpoints every ``every`` chunks exactly. A population shares
-    one schedule, so its members checkpoint at the same steps."""
-
-    def __init__(self, every: int, interval_s: float, *, clock=time.monotonic):
-        self.every, self.interval_s, self.clock = every, interval_s, clock
-        self.chunks = 0
-        self.last = clock()
-
-    def due(self) -> bool:
-        """Called once per finished chunk: whether to checkpoint now."""
-        self.chunks += 1
-        if self.chunks % self.every:
-            return False
-        now = self.clock()
-        if now - self.last < self.interval_s:
-            return False
-        self.last = now
-        return True
-
-
-class Recorder:
-    """Writes a run's curve rows and, when asked, its checkpoint."""
-
-    def __init__(self, run_dir: store.RunDir, checkpoints: Checkpoints):
-        self.run_dir, self.checkpoints = run_dir, checkpoints
-
-    def __call__(self, row: dict[str, float] | None, state: TrainState, *, save: bool) -> None:
-        if row is None:  # a population member that diverged in an earlier chunk
-            return
-        store.append_jsonl(self.run_dir.metrics, [row])
-        if save:
-            self.checkpoints.save(state)
 
 
 def summarize(trial: Trial, status: str, rows: list[dict] | None = None, **extra: Any) -> dict:
@@ -157,7 +122,7 @@ def record(
         diverged_step=diverged_step,
         curve=run_dir.read_metrics(),
     )
-    store.append_evals(run_dir.experiment_dir, rows, whole_runs=True)
+    store.append_evals(run_dir.experiment_dir, rows)
     finished = store.now()
     store.atomic_write_json(
         run_dir.provenance,
@@ -273,7 +238,7 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
     """Trains ``group`` as one population, saves every member's final state, then records
     each member: a member whose recording fails is the only one reported failed."""
     first = group[0]
-    recorders = [Recorder(m.run_dir, m.checkpoints) for m in group]
+    recorders = [Recorder(m.run_dir, m.checkpoints, m.trial, m.task.tensorboard) for m in group]
     schedule = first.task.schedule()  # one for all: the members save at the same steps
 
     def callback(rows, states) -> None:
@@ -289,17 +254,21 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
         not np.array_equal(m.validation.y, validation.y) for m in group
     )
     t0 = time.perf_counter()
-    runs = train_population(
-        first.split,
-        [m.trial.train_config() for m in group],
-        num_classes=first.dataset.num_classes,
-        train_labels=np.stack([m.labels for m in group]) if noisy else None,
-        callback=callback,
-        initial_states=None if first.state is None else [m.state for m in group],
-        shard=shard,
-        validation=validation,
-        validation_labels=np.stack([m.validation.y for m in group]) if noisy_val else None,
-    )
+    try:
+        runs = train_population(
+            first.split,
+            [m.trial.train_config() for m in group],
+            num_classes=first.dataset.num_classes,
+            train_labels=np.stack([m.labels for m in group]) if noisy else None,
+            callback=callback,
+            initial_states=None if first.state is None else [m.state for m in group],
+            shard=shard,
+            validation=validation,
+            validation_labels=np.stack([m.validation.y for m in group]) if noisy_val else None,
+        )
+    finally:
+        for recorder in recorders:
+            recorder.close()
     train_s = time.perf_counter() - t0
     for member, run in zip(group, runs, strict=True):
         member.checkpoints.save(run.state)  # before any evaluation: nothing trained is lost

@@ -228,7 +228,7 @@ def executor_numerics(name: str) -> dict[str, Any]:
         record = numerics(xla_flags=worker_flags(), threads=threads)
     else:
         record = numerics(xla_flags=os.environ.get("XLA_FLAGS", ""), threads=xla_cpu_threads())
-    return {"executor": name, **record}
+    return {"executor": name, "vmapped": name == "population", **record}
 
 
 def choose_executor(name: str, trials: Sequence[Trial] = (), out=None) -> str:

@@ -28,7 +28,16 @@ __all__ = [
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 # The entries of numerics() that change a run's bits (xla_flags is recorded, not compared).
-NUMERICS_KEYS = ("backend", "xla_cpu_threads", "xla_cpu_multi_thread_eigen", "jax", "jaxlib")
+# "vmapped": trained as members of vmapped populations (the population executor), whose
+# programs XLA fuses otherwise than a run alone's (last digits differ).
+NUMERICS_KEYS = (
+    "backend",
+    "xla_cpu_threads",
+    "xla_cpu_multi_thread_eigen",
+    "jax",
+    "jaxlib",
+    "vmapped",
+)
 
 
 @functools.cache
@@ -135,19 +144,22 @@ def provenance(
     }
 
 
-def check_numerics(experiment_dir: Path, record: dict[str, Any]) -> None:
+def check_numerics(experiment_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Refuses to add runs computed with numerics ``record`` to ``experiment_dir`` when
     its runs were computed with others (``sweep.json``'s ``"numerics"``): the directory
-    would hold numbers of two kinds, a resumed run both at once.
+    would hold numbers of two kinds, a resumed run both at once. Returns the record to
+    keep: the directory's own when it has runs (so it keeps naming the executor it was
+    begun with), else ``record``.
 
-    A directory without runs, or written before the record existed, is accepted.
+    A directory without runs, or written before the record existed, is accepted; a key
+    an older record lacks is not compared.
     """
     old = (store.read_json(experiment_dir / store.SWEEP) or {}).get("numerics")
     if not isinstance(old, dict) or next(store.run_dirs(experiment_dir), None) is None:
-        return
-    changed = [key for key in NUMERICS_KEYS if old.get(key) != record.get(key)]
+        return record
+    changed = [key for key in NUMERICS_KEYS if key in old and old[key] != record.get(key)]
     if not changed:
-        return
+        return old
     lines = "; ".join(f"{key} {old.get(key)!r} there, {record.get(key)!r} here" for key in changed)
     raise SweepConfigError(
         f"{experiment_dir}: its runs were computed with executor {old.get('executor')!r}, "

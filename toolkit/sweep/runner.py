@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -220,8 +218,7 @@ def run_sweep(
     out = out or sys.stderr
     name = choose_executor(config.get("executor", "auto"), trials, out)
     experiment_dir = _make_dir(Path(results_dir) / trials[0].experiment)
-    numerics = executor_numerics(name)
-    check_numerics(experiment_dir, numerics)
+    numerics = check_numerics(experiment_dir, executor_numerics(name))
     _write_sweep_json(experiment_dir, config, tuning, None, numerics)
     summaries = _execute(experiment_dir, trials, evals, config, sweep_fn, name, progress, out)
     if tuning is not None:
@@ -297,15 +294,12 @@ def check_writable(directory: str | Path) -> None:
     """Raises :class:`SweepConfigError` unless a file can be made in ``directory``, tried by
     making and removing one: the answer the writes that follow would get (permissions,
     ACLs, a read-only mount), where ``os.access`` says yes to root whatever the bits."""
-    try:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".write-check-")
-        os.close(fd)
-        os.unlink(name)
-    except OSError as error:
+    problem = store.why_not_writable(directory)
+    if problem is not None:
         raise SweepConfigError(
-            f"results directory {str(directory)!r} is not writable ({error.strerror}); "
+            f"results directory {str(directory)!r} is not writable ({problem}); "
             f"run on a writable copy or choose another results_dir"
-        ) from None
+        )
 
 
 def _execute(
@@ -330,6 +324,7 @@ def _execute(
     saves = {
         "checkpoint_every": int(config.get("checkpoint_every", CHECKPOINT_EVERY)),
         "checkpoint_interval_s": float(config.get("checkpoint_interval_s", CHECKPOINT_INTERVAL_S)),
+        "tensorboard": bool(config.get("tensorboard", False)),
     }
     tasks = [Task(str(experiment_dir), t.to_json(), evals, **saves) for t in pending]
     workers = int(config.get("workers", 0)) or default_workers()
