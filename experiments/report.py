@@ -74,5 +74,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return paths
 
 
-if __name__ == "__main__":
+def cli() -> int:
+    """The ``toolkit-report`` console script: :func:`main`, exit status 0 (errors exit 2)."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

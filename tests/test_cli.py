@@ -97,3 +97,17 @@ def test_the_report_refuses_an_output_it_cannot_write_before_building(tmp_path, 
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert f"'{tmp_path / 'taken'}' is a file" in err and "reading" not in err
+
+
+def test_console_scripts_run_the_commands():
+    """pyproject's scripts (installed with the package): each prints its usage."""
+    import importlib.metadata
+    import subprocess
+
+    scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts["toolkit-sweep"] == "experiments.sweep:main"
+    assert scripts["toolkit-evaluate"] == "experiments.evaluate:main"
+    assert scripts["toolkit-report"] == "experiments.report:cli"
+    for name in ("toolkit-sweep", "toolkit-evaluate", "toolkit-report"):
+        done = subprocess.run([name, "--help"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "usage:" in done.stdout, (name, done.stderr[-500:])

@@ -8,6 +8,12 @@ and the step adds ``jsd_weight`` times their Jensen-Shannon divergence to the lo
 clean view (:func:`jensen_shannon`). Augmentations draw from their own stream of the step
 key (``fold_in``), so a run without one keeps its dropout keys and numbers.
 
+Training draws and test shifts are kept apart twice over: augmentations draw from the
+training keys (the seed's step keys), test shifts from the evaluation key, so no augmented
+example is a test example's corruption; and a comparison that claims robustness to unseen
+corruptions evaluates on shift types the augmentation does not use (AugMix's protocol;
+``experiments/configs/augmentation.py`` holds its ops out of the evaluation).
+
 Entries (``names()``):
 
 * ``crop``: pad by ``padding`` with zeros and crop back at a random offset per example
