@@ -20,7 +20,7 @@ PATRINI = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
 def _split(counts):
     """Class c has counts[c] examples; x[:, 0] is the example's index, so rows are traceable."""
     y = np.repeat(np.arange(len(counts)), counts)
-    x = np.stack([np.arange(len(y)), y, -np.arange(len(y))], axis=1)
+    x = np.stack([np.arange(len(y)), y, -np.arange(len(y))], axis=1).astype(np.float32)
     return Split(x, y)
 
 

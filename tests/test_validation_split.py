@@ -12,7 +12,7 @@ from toolkit.data import Dataset, Split
 def _dataset(counts, *, validation=None):
     """Class c has counts[c] training examples; x[:, 0] is the row's index (traceable)."""
     y = np.repeat(np.arange(len(counts)), counts)
-    x = np.stack([np.arange(len(y)), y, 2 * np.arange(len(y))], axis=1)
+    x = np.stack([np.arange(len(y)), y, 2 * np.arange(len(y))], axis=1).astype(np.float32)
     test = Split(-np.ones((4, 3)), np.zeros(4, np.int32))
     return Dataset("toy", Split(x, y), test, len(counts), (), validation=validation)
 

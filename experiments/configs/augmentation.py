@@ -50,7 +50,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     )
     config.evals = {
         "shifts": {"names": unseen, "severities": (3,) if quick else (1, 2, 3, 4, 5)},
-        "seen": {"type": "shifts", "names": AUGMIX_OPS, "severities": (3,)},
+        "ood": {"names": ("sklearn_patches", "gaussian_noise", "uniform_noise")},
     }
     return config
 

@@ -349,10 +349,11 @@ def write_report(
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     command = command or f"python -m experiments.report {results_dir}"
-    # Checked before the report is built (seconds), not when it is written.
+    # Checked before the report is built (seconds), not when it is written; a results_dir
+    # that is no directory is named by the loader.
     existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
     problem = "a file" if not existing.is_dir() else store.why_not_writable(existing)
-    if problem is not None:
+    if problem is not None and results_dir.is_dir():
         raise ReportError(
             f"cannot write the report to {str(out_dir)!r}: {str(existing)!r} is "
             + (problem if problem == "a file" else f"not writable ({problem})")
