@@ -96,10 +96,6 @@ def evaluate_sets(
         metrics.ood_scores.entry(score)
     for spec in specs:
         spec.check(clean)
-    shapes = {"the evaluated split": clean.x.shape[1:]}
-    if calibration is not None:
-        shapes["the calibration split"] = calibration.x.shape[1:]
-    check_run(run, shapes)  # after the sets' checks, before any set is built or predicted
     if key is None and specs:  # only the sets use a key
         key = jax.random.key(0)
     ood = [(i, s) for i, s in enumerate(specs) if s.kind == "ood"]
@@ -108,6 +104,12 @@ def evaluate_sets(
     for group in _groups(ood, keep):
         built = _built(group, clean, key=key, cache=cache, keep=keep)
         ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
+    shapes = {"the evaluated split": clean.x.shape[1:]}
+    if calibration is not None:
+        shapes["the calibration split"] = calibration.x.shape[1:]
+    # After every set is checked and built (an OOD set's shape is known once it is), before
+    # the model runs.
+    check_run(run, shapes)
 
     clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
     if calibration is not None:
