@@ -179,3 +179,24 @@ def test_a_sweep_refuses_an_augmentation_for_other_data_before_writing(tmp_path)
     with pytest.raises(SweepConfigError, match=r"trial 1 of 2.*'mnist1d' applies to sequence"):
         run_sweep(config, trials, results_dir=tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_runs_with_different_augmentations_are_different_configurations(tmp_path):
+    """Their rows carry augment/augment_hparams and the report averages each alone."""
+    from toolkit import report
+    from toolkit.sweep.defaults import base_config
+    from toolkit.sweep.runner import run_sweep
+    from toolkit.sweep.search import product
+
+    config = base_config("aug", dataset="digits")
+    config.train.update({"model": "mlp", "steps": 20, "batch_size": 32, "log_every": 10})
+    config.executor = "inline"
+    config.evals = {}
+    augmentations = [{"augment": None}, {"augment": "crop", "augment_hparams": {"padding": 1}}]
+    trials = lambda c: product(augmentation=augmentations, seed=(0, 1))
+    run_sweep(config, trials, results_dir=tmp_path, progress=False)
+    groups = report.aggregate(report.per_run(report.load_results(tmp_path / "aug")))
+    assert sorted(groups["augment"]) == ["crop", "none"]
+    assert len(groups) == 2 and (groups["n_runs"] == 2).all()
+    crop = groups[groups["augment"] == "crop"].iloc[0]
+    assert crop["augment_hparams"] == '{"padding":1}'

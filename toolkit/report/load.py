@@ -66,13 +66,21 @@ CONFIG_KEYS = (
     "train_size",
     "imbalance",
     "validation_fraction",
+    "augment",
+    "augment_hparams",
 )
 """Row fields that (besides the seed) determine training; runs that agree on all of those
 present are seeds of one group. The labels ``group`` and ``variant`` are not among them: the
 runner derives them from the whole sweep, so a sweep extended later may label new seeds of
 the same configuration differently."""
 
-MAPPING_KEYS = ("dataset_kwargs", "model_hparams", "loss_hparams", "optimizer_hparams")
+MAPPING_KEYS = (
+    "dataset_kwargs",
+    "model_hparams",
+    "loss_hparams",
+    "optimizer_hparams",
+    "augment_hparams",
+)
 
 _PROTOCOL_METRICS = (
     "nll_ts",
@@ -228,6 +236,8 @@ def _normalize(df: pd.DataFrame, done: Mapping[str, Mapping[str, Any]]) -> pd.Da
             df[key] = "unknown"
     for key in MAPPING_KEYS:
         df[key] = df[key].map(_canonical) if key in df else "{}"
+    if "augment" in df:  # only rows of runs trained with an augmentation carry it
+        df["augment"] = df["augment"].astype(object).where(df["augment"].notna(), "none")
     df["loss_label"] = [
         loss_label(a, b) for a, b in zip(df["loss"], df["loss_hparams"], strict=True)
     ]

@@ -181,7 +181,15 @@ def _head(trial: Trial, diverged_step: int | None) -> dict[str, Any]:
         "role": tags.get("role"),
         "diverged": diverged_step is not None,
         "diverged_step": diverged_step,
-    }
+    } | _augmentation(train)
+
+
+def _augmentation(train: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's augmentation columns, only for a run trained with one (rows stay as slim
+    as before for the others, which read as augment None)."""
+    if train.get("augment") is None:
+        return {}
+    return {"augment": train["augment"], "augment_hparams": train.get("augment_hparams") or {}}
 
 
 def _rows(
