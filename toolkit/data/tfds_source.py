@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import logging
 import numbers
 import os
 import re
@@ -34,6 +33,7 @@ from toolkit.data import cache
 from toolkit.data.dataset import Dataset
 from toolkit.data.tfds_names import base_name, is_tfds_name, unknown_name_error
 from toolkit.data.tfds_read import choose_reader, feature_keys, input_scale, read_split
+from toolkit.quiet import absl_errors_only
 from toolkit.store.files import file_lock
 
 __all__ = [
@@ -308,19 +308,6 @@ def load(
 
 
 @contextlib.contextmanager
-def _absl_errors_only() -> Iterator[None]:
-    """absl's warnings off (TFDS logs a missing ``dataset_info.json`` and a missing OpenCV
-    through absl while it builds and reads the toolkit's own datasets)."""
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    absl_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        absl_logger.setLevel(level)
-
-
-@contextlib.contextmanager
 def _quietly() -> Iterator[None]:
     """Silences TFDS while it builds one of the toolkit's own datasets locally: its
     "Downloading and preparing dataset Unknown size" line and progress bars (raw cursor
@@ -328,7 +315,7 @@ def _quietly() -> Iterator[None]:
     downloaded. What was printed is shown after all if the build fails; Python warnings
     raised meanwhile are re-raised after it."""
     printed = io.StringIO()
-    with warnings.catch_warnings(record=True) as caught, _absl_errors_only():
+    with warnings.catch_warnings(record=True) as caught, absl_errors_only():
         warnings.simplefilter("always")
         try:
             with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
@@ -368,7 +355,7 @@ def load_toolkit_builder(
                 data_dir=root,
                 download=True,  # generated locally: nothing to download
             )
-        with _absl_errors_only():
+        with absl_errors_only():
             decoded = _decode(
                 builder, name=name, data_dir=root, max_examples=max_examples, extra_info=extra
             )

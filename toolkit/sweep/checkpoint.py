@@ -11,9 +11,7 @@ orbax reads JSON metadata and tensorstore arrays.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import os
 import shutil
 import warnings
@@ -24,22 +22,11 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from toolkit.quiet import absl_errors_only
 from toolkit.train_step import with_best
 from toolkit.training import TrainConfig, TrainState, build_model, build_optimizer, init_state
 
 __all__ = ["Checkpoints", "abstract_state"]
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Orbax logs every save through absl; a sweep saves thousands, so mute it meanwhile."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def abstract_state(
@@ -98,7 +85,7 @@ class Checkpoints:
         step = int(state.step)
         if step in self.steps():
             return
-        with _quiet():
+        with absl_errors_only():  # orbax logs every save
             self.manager.save(step, args=ocp.args.StandardSave(state))
             self.manager.wait_until_finished()
 
@@ -106,7 +93,7 @@ class Checkpoints:
         """Step ``step`` restored into the first of ``layouts`` it fits, else None."""
         for layout in layouts:
             try:
-                with _quiet():
+                with absl_errors_only():  # orbax logs every save
                     return self.manager.restore(step, args=ocp.args.StandardRestore(layout))
             except Exception as error:  # orbax/tensorstore raise several types for bad files
                 failure = error
