@@ -9,6 +9,7 @@ The expected counts and indices are those the test plants in clean data, worked 
 """
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -252,3 +253,15 @@ def test_signed_integer_and_boolean_inputs_and_labels_beyond_int32_are_refused()
             Split(x.astype(dtype), y)
     with pytest.raises(ValueError, match=r"y\[2\] = 4294967299 does not fit in int32"):
         Split(x, np.array([0, 1, 2**32 + 3, 1], np.int64))  # would wrap to class 3
+
+
+def test_non_square_two_dimensional_examples_say_how_an_image_model_reads_them(compiles):
+    """(H, W) examples that are not square may be images or multi-channel sequences: an
+    image-reading model trains on them as sequences, and says so."""
+    x, y = clean((8, 6))
+    with pytest.warns(UserWarning, match=r"\(8, 6\).*sequences of 8 steps with 6 channels"):
+        tk.data.check_split(Split(x, y), NUM_CLASSES, images=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a flattening model reads them the same either way
+        tk.data.check_split(Split(x, y), NUM_CLASSES, images=False)
+    assert compiles == []

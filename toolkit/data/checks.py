@@ -9,6 +9,8 @@ check is one vectorised pass over the arrays; the detail is computed only on fai
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from toolkit.data.dataset import Split
@@ -26,7 +28,9 @@ def check_split(
     (a mismatch when they exceed it); for ``role="training"``, labels of a single class
     (nothing to learn). ``images``: the model reads (H, W, C) examples as images (2-D
     kernels or patches), so square 2-D examples (H, W) lacking the channel axis, which it
-    would read as a sequence of H steps with W channels, are refused too.
+    would read as a sequence of H steps with W channels, are refused too; other 2-D
+    examples (multi-channel sequences, or non-square images) get a warning saying how they
+    are read.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
@@ -41,12 +45,16 @@ def check_split(
             f"needs at least 2 classes to learn from"
         )
     shape = split.x.shape[1:]
-    if images and len(shape) == 2 and shape[0] == shape[1]:
-        raise ValueError(
-            f"{role} examples have shape {shape}: images without a channel axis, which the "
-            f"model would read as sequences of {shape[0]} steps with {shape[1]} channels; "
-            f"add the channel axis with x[..., None] (shape {(*shape, 1)})"
+    if images and len(shape) == 2:
+        read_as = (
+            f"{role} examples have shape {shape}: the model reads them as sequences of "
+            f"{shape[0]} steps with {shape[1]} channels; images need the channel axis, "
+            f"x[..., None] (shape {(*shape, 1)})"
         )
+        if shape[0] == shape[1]:  # square: images without a channel axis
+            raise ValueError(read_as)
+        # Not square: multi-channel sequences or images; said, not refused.
+        warnings.warn(read_as, UserWarning, stacklevel=3)
 
 
 def check_finite(x: np.ndarray, role: str) -> None:
