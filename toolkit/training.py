@@ -33,9 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit import augment, models, shuffle
+from toolkit import shuffle
 from toolkit.data import Dataset, Split
-from toolkit.data.checks import check_split
 from toolkit.population import checks, sharding
 from toolkit.population.program import member_hyperparameters, member_keys, program_for
 from toolkit.progress import progress_printer
@@ -124,8 +123,7 @@ def train(
     cfg = TrainConfig(**config)
     split, num_classes = checks.split_and_classes(dataset, num_classes)
     validate(cfg, len(split))
-    check_split(split, num_classes, images=models.reads_images(cfg.model))
-    augment.check_config(cfg, split.x.shape[1:])
+    checks.check_training_data(split, num_classes, cfg)
     validation = checks.validation_of(dataset, validation, num_classes)
     validation_set = checks.validation_split(validation, None, 1, split, num_classes)
     devices = resolve_devices(devices, cfg.batch_size)
@@ -140,7 +138,7 @@ def train(
         )
     owned = None if logdir is None else TensorBoardWriter(check_logdir(logdir))
     writer = owned or writer
-    learning_rate = learning_rate_schedule(cfg)
+    learning_rate = None if writer is None else learning_rate_schedule(cfg)
 
     member_callback = None
     if callback is not None or writer is not None:
@@ -218,8 +216,7 @@ def train_population(
     configs = tuple(configs)
     split, num_classes = checks.split_and_classes(dataset, num_classes)
     checks.validate_members(configs, len(split))
-    check_split(split, num_classes, images=models.reads_images(configs[0].model))
-    augment.check_config(configs[0], split.x.shape[1:])  # members share it (population field)
+    checks.check_training_data(split, num_classes, configs[0])  # members share model, augment
     size = len(configs)
     labels = None
     if train_labels is not None:

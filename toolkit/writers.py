@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from toolkit import store
+
 __all__ = ["MetricWriter", "TensorBoardWriter", "check_logdir", "curve_scalars"]
 
 # Curve row column -> logged name (TensorBoard groups names by their prefix).
@@ -59,11 +61,9 @@ def check_logdir(logdir: str | Path) -> Path:
     """``logdir`` as a Path, refused (before anything is written) when it or a folder
     above it is a file."""
     path = Path(logdir)
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                raise ValueError(f"logdir {str(path)!r} cannot be made: {str(part)!r} is a file")
-            break
+    existing = store.nearest_existing(path)
+    if not existing.is_dir():
+        raise ValueError(f"logdir {str(path)!r} cannot be made: {str(existing)!r} is a file")
     return path
 
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toolkit import augment, models
 from toolkit.data import Dataset, Split
 from toolkit.data.checks import check_split
 from toolkit.population.grouping import check_population
@@ -17,6 +18,7 @@ from toolkit.train_step import TrainState
 
 __all__ = [
     "check_layout",
+    "check_training_data",
     "matching_layout",
     "member_labels",
     "split_and_classes",
@@ -161,3 +163,11 @@ def validate_members(configs: Sequence[TrainConfig], num_train: int) -> None:
         except (TypeError, ValueError) as error:
             raise type(error)(f"population member {index}: {error}") from error
     check_population(configs)
+
+
+def check_training_data(split: Split, num_classes: int, config: TrainConfig) -> None:
+    """The training split fit for ``config``: its values (:func:`toolkit.data.check_split`,
+    channel axis included for a model that reads images) and its examples' kind for the
+    config's augmentation."""
+    check_split(split, num_classes, images=models.reads_images(config.model))
+    augment.check_config(config, split.x.shape[1:])

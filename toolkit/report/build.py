@@ -351,7 +351,7 @@ def write_report(
     command = command or f"python -m experiments.report {results_dir}"
     # Checked before the report is built (seconds), not when it is written; a results_dir
     # that is no directory is named by the loader.
-    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    existing = store.nearest_existing(out_dir)
     problem = "a file" if not existing.is_dir() else store.why_not_writable(existing)
     if problem is not None and results_dir.is_dir():
         raise ReportError(

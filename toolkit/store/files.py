@@ -33,6 +33,7 @@ __all__ = [
     "atomic_write_text",
     "file_lock",
     "json_safe",
+    "nearest_existing",
     "now",
     "read_json",
     "read_jsonl",
@@ -380,3 +381,10 @@ def why_not_writable(directory: str | os.PathLike) -> str | None:
     except OSError as error:
         return error.strerror or str(error)
     return None
+
+
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` if it exists, else its nearest existing ancestor: where making ``path``
+    would start, and so what to check before writing (a file there: nothing can be made)."""
+    path = Path(path)
+    return next(p for p in (path, *path.parents) if p.exists())

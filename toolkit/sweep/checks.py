@@ -119,10 +119,7 @@ def check_trials(trials: Sequence[Trial], entries: Mapping[str, Any]) -> None:
             build_model(config, dataset.num_classes)
             build_loss(config)
             build_optimizer(config)
-            if config.augment is not None:
-                augment.check_applies(
-                    config.augment, dict(config.augment_hparams), dataset.input_shape
-                )
+            augment.check_config(config, dataset.input_shape)
         except (TypeError, ValueError) as error:
             raise SweepConfigError(f"{where}: {error}") from None
         if data_key not in checked_evals:

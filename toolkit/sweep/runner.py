@@ -277,7 +277,7 @@ def _make_dir(experiment_dir: Path) -> Path:
     try:
         experiment_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        file = next(p for p in (experiment_dir, *experiment_dir.parents) if p.exists())
+        file = store.nearest_existing(experiment_dir)
         raise SweepConfigError(
             f"results directory {str(experiment_dir)!r} cannot be made: {str(file)!r} is a "
             f"file, not a directory; choose another results_dir"
