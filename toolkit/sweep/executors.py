@@ -237,7 +237,7 @@ def choose_executor(name: str, trials: Sequence[Trial] = (), out=None) -> str:
     which worker processes and cluster jobs cannot import. Naming ``process`` or
     ``submitit`` for such trials is refused before anything runs."""
     local = registered_in_main(trials)
-    if local and name in ("process", "submitit"):
+    if local and name in executors and executors.entry(name).meta.get("workers"):
         raise SweepConfigError(
             f"{', '.join(local)} registered in __main__ (this notebook or script), which the "
             f"{name!r} executor's worker processes cannot import: register it in the config "
