@@ -145,6 +145,8 @@ def test_row_key_has_checkpoint_and_split_and_old_rows_and_markers_still_read(tm
         row(0.3, checkpoint="final", split="validation"),
         row(0.4, checkpoint="best", split="validation"),
         row(0.5, checkpoint="final", split="test"),  # re-evaluated: replaces the old row
+        # The MC-dropout average of the same run, set and checkpoint: a row of its own.
+        row(0.6, checkpoint="final", split="test", predictor="mc_dropout"),
     ]
     store.append_jsonl(tmp_path / "evals.jsonl", rows)
     run = store.RunDir(tmp_path, "r1")
@@ -155,11 +157,20 @@ def test_row_key_has_checkpoint_and_split_and_old_rows_and_markers_still_read(tm
         ["best", "test", "clean", 0],
         ["best", "validation", "clean", 0],
         ["final", "test", "clean", 0],
+        ["final", "test", "clean", 0, "mc_dropout"],
         ["final", "validation", "clean", 0],
     ]
     kept = store.read_evals(tmp_path)
-    assert sorted(r["accuracy"] for r in kept) == [0.2, 0.3, 0.4, 0.5]
-    assert store.EVAL_KEY == ("run_id", "checkpoint", "split", "eval_set", "severity")
+    assert sorted(r["accuracy"] for r in kept) == [0.2, 0.3, 0.4, 0.5, 0.6]
+    assert store.EVAL_KEY == (
+        "run_id", "checkpoint", "split", "eval_set", "severity", "predictor"
+    )  # fmt: skip
+    # The MC row's marker entry is not satisfied by the single model's row.
+    mc_marker = {"finished": "now", "evals": [["final", "test", "clean", 0, "mc_dropout"]]}
+    assert store.missing_evals(mc_marker, store.row_keys(rows[:5])["r1"]) == [
+        ["final", "test", "clean", 0, "mc_dropout"]
+    ]
+    assert store.missing_evals(mc_marker, store.row_keys(rows)["r1"]) == []
 
     # An old marker ([eval_set, severity]) is satisfied by an old row, and by a new one.
     old = {"finished": "then", "evals": [["clean", 0]]}

@@ -65,12 +65,14 @@ def load_results(
     *,
     split: str | None = "test",
     checkpoint: str | None = "final",
+    predictor: str | None = "single",
 ) -> pd.DataFrame:
     """The tidy table of an experiment's finished runs (the report's rows: one per run,
-    checkpoint, split, eval set and severity; ``split``/``checkpoint`` None for all), with
+    checkpoint, split, eval set and severity; ``split``/``checkpoint`` None for all;
+    ``predictor`` "single", "mc_dropout", "ensemble" or None for all), with
     each hyperparameter in its own column, ``loss_hparams.gamma`` beside ``loss_hparams``
     (sorted JSON, for grouping by the whole mapping)."""
-    df = load_rows(experiment_dir, split=split, checkpoint=checkpoint)
+    df = load_rows(experiment_dir, split=split, checkpoint=checkpoint, predictor=predictor)
     for column in MAPPING_KEYS:
         if column not in df:
             continue

@@ -13,6 +13,7 @@ its temperature-scaled metrics.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -25,10 +26,23 @@ from toolkit.data import Split
 from toolkit.data.checks import check_finite
 from toolkit.evaluation import inference
 from toolkit.evaluation.checks import check_run
-from toolkit.evaluation.scoring import classification_row, ood_row
+from toolkit.evaluation.methods import (
+    Fitted,
+    Methods,
+    Predictions,
+    check_reference,
+    fit_conformal,
+    fit_scorers,
+    labelled_columns,
+    ood_columns,
+)
+from toolkit.evaluation.scoring import classification_row
 from toolkit.evaluation.sets import EvalSet, FarOod, Given, Shifted
 
-__all__ = ["ID_COLUMNS", "evaluate", "evaluate_sets"]
+__all__ = ["ID_COLUMNS", "evaluate", "evaluate_sets", "fit_evaluation"]
+
+# The MC-dropout passes draw from the evaluation key folded with this (fixed: paired runs).
+MC_KEY = 7
 
 ID_COLUMNS = ("eval_set", "kind", "severity", "num_examples")
 # The run's identity in tk.evaluate's table: every TrainConfig field, the *_hparams as
@@ -49,32 +63,113 @@ def _built(group, clean: Split, *, key, cache: bool, keep: bool) -> list[Split]:
     return type(specs[0]).build_all(specs, clean, key=key, cache=cache, keep=keep)
 
 
+def _predict(run, x, methods: Methods, *, batch_size: int, mc_samples, key) -> Predictions:
+    """One set's predictions: logits, plus features and inputs when a scorer needs them."""
+    kwargs: dict[str, Any] = {"batch_size": batch_size}
+    if mc_samples is not None:
+        kwargs |= {"mc_samples": mc_samples, "key": jax.random.fold_in(key, MC_KEY)}
+    if methods.features:
+        logits, features = inference.predict(run, x, features=True, **kwargs)
+        return Predictions(logits, features, x)
+    logits = inference.predict(run, x, **kwargs)
+    return Predictions(logits, None, x if methods.inputs else None)
+
+
+def _logits_fn(run, mc_samples):
+    """The differentiable logits of ``run`` (for input-gradient scorers such as ODIN)."""
+    if mc_samples is not None or not hasattr(run, "model"):
+        return None
+    return lambda x: run.model.apply(run.variables, x, train=False)
+
+
+def fit_evaluation(
+    run,
+    methods: Methods | None = None,
+    *,
+    calibration: Split | None = None,
+    train: Split | None = None,
+    key: jax.Array | None = None,
+    batch_size: int = 1000,
+    cache: bool = True,
+    keep: bool = False,
+    mc_samples: int | None = None,
+) -> Fitted:
+    """What an evaluation of ``run`` fits before scoring any set (:class:`Fitted`): on the
+    ``calibration`` split (held-out ID data), the temperature (Guo et al. 2017) and each
+    conformal method's threshold; on the ``train`` split, the statistics of the feature
+    scorers; on the calibration split against ``methods.ood_validation`` (OOD sets disjoint
+    from the test ones), each scorer's hyperparameters."""
+    methods = methods or Methods()
+    key = jax.random.key(0) if key is None else key
+    temperature, thresholds, calibrated = None, {}, None
+    if calibration is not None:
+        calibrated = _predict(
+            run, calibration.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key
+        )
+        temperature = metrics.fit_temperature(calibrated.logits, calibration.y)
+        thresholds = fit_conformal(methods, calibrated.logits, calibration.y, temperature)
+    reference = head = None
+    if train is not None and methods.reference:
+        reference = _predict(
+            run, train.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key
+        )
+        head = inference.head_params(run)
+    validation_ood = []
+    if calibration is not None and methods.ood_validation and methods.tuned:
+        specs = list(enumerate(methods.ood_validation))
+        for group in _groups(specs, keep):
+            built = _built(group, calibration, key=key, cache=cache, keep=keep)
+            validation_ood += [
+                _predict(run, s.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key)
+                for s in built
+            ]
+    scorers = fit_scorers(
+        methods,
+        reference=reference,
+        train_labels=None if train is None else train.y,
+        head=head,
+        validation=calibrated,
+        validation_ood=validation_ood,
+        logits_fn=_logits_fn(run, mc_samples),
+    )
+    calibrated = None if calibrated is None else (calibration.x, calibrated)
+    return Fitted(temperature, thresholds, scorers, calibrated)
+
+
 def evaluate_sets(
     run,
     clean: Split,
     specs: Sequence[EvalSet],
     *,
     key: jax.Array | None = None,
-    ood_scores: Sequence[str] = metrics.OOD_SCORES,
+    methods: Methods | None = None,
     batch_size: int = 1000,
     cache: bool = True,
     keep: bool = False,
     calibration: Split | None = None,
-    temperature: float | None = None,
+    train: Split | None = None,
+    fitted: Fitted | None = None,
+    mc_samples: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per set: the clean row first, then one per spec in order.
 
     Rows hold ``eval_set, kind, severity, num_examples``, then the classification metrics,
     ``max_class_fraction`` and ``reliability`` (clean and labelled sets) or
-    ``<metric>_<score>`` for each of ``ood_scores`` (OOD sets). With ``calibration`` (a
-    labelled held-out split, e.g. the validation split; it may be ``clean`` itself, whose
-    logits then serve both), every row gets ``temperature`` fitted on its logits, and
-    labelled rows ``nll_ts``, ``ece_ts`` and ``brier_ts``; a ``temperature`` fitted before
-    (e.g. on the same split in an earlier call) may be given instead. Every
-    spec and score is checked, and every OOD set built (its shape checked), before the
-    model runs. ``cache`` reads and writes built sets on disk
-    (:mod:`toolkit.evaluation.cache`); ``keep`` also keeps them in this process.
+    ``<metric>_<scorer>`` (:data:`~toolkit.evaluation.methods.OOD_METRICS`) for each of
+    ``methods.scorers`` (OOD sets), with ``ood_hparams`` when a scorer has hyperparameters.
+    With ``calibration`` (a labelled held-out split, e.g. the validation split; it may be
+    ``clean`` itself, whose predictions then serve both), what :func:`fit_evaluation` fits
+    is fitted here: every row gets ``temperature``, labelled rows ``nll_ts``, ``ece_ts``,
+    ``brier_ts`` and, for ``methods.conformal``, ``coverage_<method>`` and
+    ``set_size_<method>``. ``fitted`` (from :func:`fit_evaluation` or an earlier call) may
+    be given instead. ``train`` (the run's training split) feeds the feature scorers'
+    statistics. ``mc_samples`` evaluates MC dropout: every prediction averages that many
+    stochastic passes (Gal & Ghahramani 2016). Every spec and scorer is checked, and every
+    OOD set built (its shape checked), before the model runs. ``cache`` reads and writes
+    built sets on disk (:mod:`toolkit.evaluation.cache`); ``keep`` also keeps them in this
+    process.
     """
+    methods = methods or Methods()
     if len(clean) == 0:
         raise ValueError("cannot evaluate on an empty split")
     if calibration is not None and (not isinstance(calibration, Split) or len(calibration) == 0):
@@ -82,21 +177,18 @@ def evaluate_sets(
             f"calibration must be a non-empty labelled Split (held-out data for the "
             f"temperature), got {calibration!r}"
         )
-    if temperature is not None and (
-        calibration is not None or not (np.isfinite(temperature) and temperature > 0)
-    ):
-        raise ValueError(
-            f"temperature must be a positive finite number and is exclusive with calibration, "
-            f"got temperature={temperature!r} with calibration={calibration!r}"
-        )
+    if fitted is not None and calibration is not None:
+        raise ValueError("fitted and calibration are exclusive: give one (fitted is fitted)")
+    check_mc_samples(mc_samples)
     check_finite(clean.x, "evaluated split")
     if calibration is not None:
         check_finite(calibration.x, "calibration split")
-    for score in ood_scores:
-        metrics.ood_scores.entry(score)
-    for spec in specs:
+    methods.check([s.name for s in specs if s.kind == "ood"])
+    if fitted is None:
+        check_reference(methods, train)
+    for spec in (*specs, *methods.ood_validation):
         spec.check(clean)
-    if key is None and specs:  # only the sets use a key
+    if key is None and (specs or methods.ood_validation):  # only the sets use a key
         key = jax.random.key(0)
     ood = [(i, s) for i, s in enumerate(specs) if s.kind == "ood"]
     labelled = [(i, s) for i, s in enumerate(specs) if s.kind != "ood"]
@@ -111,29 +203,55 @@ def evaluate_sets(
     # the model runs.
     check_run(run, shapes)
 
-    clean_logits = inference.predict(run, clean.x, batch_size=batch_size)
-    if calibration is not None:
-        logits = (
-            clean_logits
-            if calibration is clean
-            else inference.predict(run, calibration.x, batch_size=batch_size)
+    key = jax.random.key(0) if key is None else key
+    if fitted is None:
+        fitted = fit_evaluation(
+            run,
+            methods,
+            calibration=calibration,
+            train=train,
+            key=key,
+            batch_size=batch_size,
+            cache=cache,
+            keep=keep,
+            mc_samples=mc_samples,
         )
-        temperature = metrics.fit_temperature(logits, calibration.y)
+    predict = functools.partial(
+        _predict, run, methods=methods, batch_size=batch_size, mc_samples=mc_samples, key=key
+    )
+    clean_predictions = fitted.predictions_of(clean.x) or predict(clean.x)
+    temperature = fitted.temperature
     rows: dict[int, dict] = {}
     for group in _groups(labelled, keep):  # one group of sets held at a time
         built = _built(group, clean, key=key, cache=cache, keep=keep)
         for (i, spec), split in zip(group, built, strict=True):
-            logits = inference.predict(run, split.x, batch_size=batch_size)
-            rows[i] = _head(spec, len(split)) | classification_row(logits, split.y, temperature)
+            logits = predict(split.x).logits
+            rows[i] = (
+                _head(spec, len(split))
+                | classification_row(logits, split.y, temperature)
+                | labelled_columns(methods, fitted, logits, split.y)
+            )
+    clean_scores: dict = {}
+    logits_fn = _logits_fn(run, mc_samples)
     for i, spec in ood:
-        logits = inference.predict(run, ood_inputs[i], batch_size=batch_size)
-        scores = ood_row(clean_logits, logits, ood_scores)
+        out = predict(ood_inputs[i])
+        scores = ood_columns(fitted, clean_predictions, out, logits_fn, clean_scores)
         rows[i] = _head(spec, int(ood_inputs[i].shape[0])) | scores
         if temperature is not None:
             rows[i]["temperature"] = temperature
     clean_row = dict(zip(ID_COLUMNS, ("clean", "clean", 0, len(clean)), strict=True))
-    clean_row |= classification_row(clean_logits, clean.y, temperature)
+    clean_row |= classification_row(clean_predictions.logits, clean.y, temperature)
+    clean_row |= labelled_columns(methods, fitted, clean_predictions.logits, clean.y)
     return [clean_row] + [rows[i] for i in range(len(specs))]
+
+
+def check_mc_samples(mc_samples: Any) -> None:
+    if mc_samples is not None and (
+        isinstance(mc_samples, bool)
+        or not isinstance(mc_samples, int | np.integer)
+        or mc_samples < 1
+    ):
+        raise ValueError(f"mc_samples must be a positive int or None, got {mc_samples!r}")
 
 
 def _head(spec: EvalSet, num: int) -> dict[str, Any]:
@@ -177,6 +295,12 @@ def evaluate(
     cache: bool = True,
     reliability: bool = False,
     calibration: Split | None = None,
+    train: Split | None = None,
+    ood_validation: Sequence[str] | Mapping[str, Split | np.ndarray] | None = None,
+    conformal: Sequence[str] = (),
+    alpha: float = 0.1,
+    selective: Sequence[str] = (),
+    mc_samples: int | None = None,
 ):
     """Evaluates ``run`` on ``split`` and, optionally, on shifted, other and OOD sets.
 
@@ -191,7 +315,22 @@ def evaluate(
         detected against ``split``.
       sets: extra named evaluation splits (name -> Split), or eval-set specs of
         :mod:`toolkit.evaluation.sets` (e.g. ``Regenerated("iid_noise", 3)``).
-      ood_scores: OOD scores (``tk.metrics.ood_scores``) reported for each OOD set.
+      ood_scores: OOD scorers (``tk.ood.scorers``: logit scores such as ``msp`` and
+        ``energy``, feature scorers such as ``mds``, ``knn`` and ``vim``, and ``odin``)
+        reported for each OOD set; feature scorers fit their statistics on ``train``.
+      ood_validation: far-OOD sets (names or name -> inputs, as ``ood``; disjoint from
+        ``ood``) on which, against ``calibration``, each scorer's hyperparameters are
+        chosen (highest mean AUROC over its grid; OpenOOD v1.5). Without them scorers keep
+        their defaults.
+      train: the run's training split (ID statistics of the feature scorers).
+      conformal: split-conformal methods (``lac``, ``aps``, ``raps``) calibrated on
+        ``calibration`` at level ``1 - alpha``: labelled rows get ``coverage_<method>`` and
+        ``set_size_<method>``.
+      selective: logit scorers whose risk-coverage curve is summarised per labelled row as
+        ``aurc_<score>`` and ``e_aurc_<score>`` (Geifman et al. 2019).
+      mc_samples: MC dropout (Gal & Ghahramani 2016): every prediction averages this many
+        dropout passes (the model must have dropout > 0); feature and input scorers are
+        then not available.
       key: typed PRNG key for random shifts and generated OOD sets (default key 0).
       cache: keep the built sets on disk (:mod:`toolkit.evaluation.cache`, under
         ``$TOOLKIT_CACHE_DIR``), so that evaluating other runs on the same data, here or in
@@ -235,15 +374,33 @@ def evaluate(
     names = list(given_ood) if isinstance(ood, Mapping) else _names("ood", ood)
     data_kwargs = dict(data_kwargs or {})
     specs += [FarOod(name, given_ood.get(name), data_kwargs) for name in names]
+    given_val = dict(ood_validation) if isinstance(ood_validation, Mapping) else {}
+    val_names = (
+        list(given_val) if isinstance(ood_validation, Mapping) else _names("ood", ood_validation)
+    )
+    if (conformal or val_names) and calibration is None:
+        raise ValueError(
+            "conformal sets and scorer selection are fitted on held-out data: pass "
+            "calibration= (e.g. ds.validation from tk.data.with_validation)"
+        )
+    methods = Methods(
+        scorers=tuple(_names("ood_scores", ood_scores)),
+        ood_validation=tuple(FarOod(n, given_val.get(n), data_kwargs) for n in val_names),
+        conformal=tuple(_names("conformal", conformal)),
+        alpha=alpha,
+        selective=tuple(_names("selective", selective)),
+    )
     rows = evaluate_sets(
         run,
         split,
         specs,
         key=key,
-        ood_scores=ood_scores,
+        methods=methods,
         batch_size=batch_size,
         cache=cache,
         calibration=calibration,
+        train=train,
+        mc_samples=mc_samples,
     )
     table = pd.DataFrame([run_columns(run.config) | row for row in rows])
     return table if reliability else table.drop(columns="reliability")

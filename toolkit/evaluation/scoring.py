@@ -11,15 +11,13 @@ detection metrics of every requested score against the clean set's logits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from toolkit import metrics
 
-__all__ = ["classification_row", "ood_row"]
+__all__ = ["classification_row"]
 
 
 def classification_row(logits: jax.Array, labels, temperature: float | None = None) -> dict:
@@ -46,13 +44,4 @@ def classification_row(logits: jax.Array, labels, temperature: float | None = No
     row["reliability"] = {
         k: np.asarray(diagram[k]).tolist() for k in ("bin_confidence", "bin_accuracy", "bin_count")
     }
-    return row
-
-
-def ood_row(logits_in: jax.Array, logits_out: jax.Array, scores: Sequence[str]) -> dict:
-    """``<metric>_<score>`` of detecting ``logits_out`` against in-distribution ``logits_in``."""
-    row = {}
-    for score in scores:
-        for name, value in metrics.ood_metrics(logits_in, logits_out, score=score).items():
-            row[f"{name}_{score}"] = float(value)
     return row

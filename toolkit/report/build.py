@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from toolkit import selection, store
-from toolkit.report import plots, protocol, tables
+from toolkit.report import plots, protocol, tables, uncertainty
 from toolkit.report.blocks import fill_blocks, set_means_table
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
 from toolkit.report.load import CHECKPOINTS, ReportError, failed_runs, load_results, run_configs
@@ -126,7 +126,10 @@ def build_report(
         progress(f"reading {results_dir}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rows = load_results(results_dir, split=None, checkpoint=None)  # the rules score all
+        # The rules score all splits and checkpoints; MC-dropout and ensemble rows have a
+        # section of their own.
+        every = load_results(results_dir, split=None, checkpoint=None, predictor=None)
+        rows = every[every["predictor"] == "single"]
         failed = failed_runs(results_dir)
         configs = run_configs(results_dir)
     for w in caught:  # shown to the caller and listed in the report
@@ -194,6 +197,8 @@ def build_report(
     _per_set(report, md, df, runs)
     _label_noise(report, md, groups)
     _reliability(report, md, df, runs[runs["status"] == "finished"])
+    tested = every[(every["split"] == "test") & (every["checkpoint"] == checkpoint)]
+    uncertainty.sections(report, md, tested[tested["run_id"].isin(runs["run_id"])])
 
     if "corrupted_ece_ts_n" in groups and groups["corrupted_ece_ts_n"].sum() > 0:
         report.figure(

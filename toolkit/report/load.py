@@ -29,6 +29,7 @@ __all__ = [
     "CONFIG_KEYS",
     "MAPPING_KEYS",
     "METRICS",
+    "PREDICTORS",
     "SPLITS",
     "ReportError",
     "ReportWarning",
@@ -108,6 +109,7 @@ METRICS = (
 
 
 SPLITS = ("test", "validation")
+PREDICTORS = ("single", "mc_dropout", "ensemble")
 """Which data a row's set was built from."""
 CHECKPOINTS = {
     "final": "the weights at the last training step",
@@ -155,13 +157,19 @@ def _check_dir(results_dir: Path) -> None:
 
 
 def load_results(
-    results_dir: str | Path, *, split: str | None = "test", checkpoint: str | None = "final"
+    results_dir: str | Path,
+    *,
+    split: str | None = "test",
+    checkpoint: str | None = "final",
+    predictor: str | None = "single",
 ) -> pd.DataFrame:
     """Evaluation rows of the finished runs of one experiment, one row per key.
 
     By default the rows of the ``test`` split evaluated at the ``final`` checkpoint (what
     tables and figures show); ``checkpoint="best"`` gives the best-validation weights' rows,
-    ``split="validation"`` the validation rows, None every value.
+    ``split="validation"`` the validation rows, None every value. ``predictor`` is
+    "single" (the runs themselves), "mc_dropout" (their MC-dropout averages), "ensemble"
+    (the deep ensembles of a configuration's seeds) or None for all.
 
     Returns a DataFrame with the evals.jsonl fields (see the sweep spec): config fields,
     ``seed``, ``diverged``, ``eval_set``, ``kind``, ``severity``, the metric columns
@@ -180,7 +188,11 @@ def load_results(
       ReportError: the directory or its evals.jsonl is missing, or no row of ``split`` and
         ``checkpoint`` belongs to a finished run.
     """
-    for name, value, valid in (("split", split, SPLITS), ("checkpoint", checkpoint, CHECKPOINTS)):
+    for name, value, valid in (
+        ("split", split, SPLITS),
+        ("checkpoint", checkpoint, CHECKPOINTS),
+        ("predictor", predictor, PREDICTORS),
+    ):
         if value is not None and value not in valid:
             raise ValueError(f"{name} {value!r} is not one of {[*valid, None]}")
     results_dir = Path(results_dir)
@@ -200,7 +212,7 @@ def load_results(
         df[column] = df[column].fillna(default) if column in df else default
     df["severity"] = df["severity"].astype(int)
     df = _normalize(df, done)
-    for column, value in (("split", split), ("checkpoint", checkpoint)):
+    for column, value in (("split", split), ("checkpoint", checkpoint), ("predictor", predictor)):
         if value is not None:
             df = df[df[column] == value]
     if df.empty:

@@ -51,10 +51,11 @@ __all__ = [
 
 EVALS = "evals.jsonl"
 SWEEP = "sweep.json"
-EVAL_KEY = ("run_id", "checkpoint", "split", "eval_set", "severity")
+EVAL_KEY = ("run_id", "checkpoint", "split", "eval_set", "severity", "predictor")
 """A row's identity: a re-evaluation replaces the row with the same key. Rows without
-``checkpoint`` or ``split`` (written before they existed) are ``"final"`` and ``"test"``."""
-KEY_DEFAULTS = {"checkpoint": "final", "split": "test"}
+``checkpoint``, ``split`` or ``predictor`` (written before they existed) are ``"final"``,
+``"test"`` and ``"single"`` (the run itself, not its MC-dropout average or an ensemble)."""
+KEY_DEFAULTS = {"checkpoint": "final", "split": "test", "predictor": "single"}
 REQUIRED = ("run_id", "eval_set", "kind", "severity")
 """Fields without which an eval row is malformed and skipped."""
 
@@ -87,7 +88,7 @@ class RunDir:
         diverged_step: int | None,
         *,
         step: int | None = None,
-        evals: Iterable[tuple[str, str, str, int]] = (),
+        evals: Iterable[tuple] = (),
         status: str | None = None,
         best_step: int | None = None,
     ) -> None:
@@ -101,7 +102,7 @@ class RunDir:
             "step": step,
             "status": status,
             "best_step": best_step,
-            "evals": [[c, sp, name, int(severity)] for c, sp, name, severity in evals],
+            "evals": [_marker_entry(*key) for key in evals],
         }
         atomic_write_json(self.done, marker)
 
@@ -173,21 +174,31 @@ def done_markers(experiment_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
     return markers
 
 
-def _entry_key(entry: Any) -> tuple[str, str, str, int] | None:
-    """A done marker's entry as ``(checkpoint, split, eval_set, severity)``: markers list
-    ``[checkpoint, split, eval_set, severity]``, older ones ``[eval_set, severity]`` (the
-    final checkpoint on the test split); None for a malformed entry."""
-    if not isinstance(entry, list) or len(entry) not in (2, 4):
+def _marker_entry(checkpoint, split, eval_set, severity, predictor=None) -> list:
+    """A done marker's entry: ``[checkpoint, split, eval_set, severity]``, with the
+    predictor appended when it is not the run itself."""
+    entry = [checkpoint, split, eval_set, int(severity)]
+    return entry if predictor in (None, KEY_DEFAULTS["predictor"]) else [*entry, predictor]
+
+
+def _entry_key(entry: Any) -> tuple[str, str, str, int, str] | None:
+    """A done marker's entry as ``(checkpoint, split, eval_set, severity, predictor)``:
+    markers list ``[checkpoint, split, eval_set, severity(, predictor)]``, older ones
+    ``[eval_set, severity]`` (the final checkpoint on the test split); None for a
+    malformed entry."""
+    if not isinstance(entry, list) or len(entry) not in (2, 4, 5):
         return None
     if len(entry) == 2:
         entry = [KEY_DEFAULTS["checkpoint"], KEY_DEFAULTS["split"], *entry]
+    if len(entry) == 4:
+        entry = [*entry, KEY_DEFAULTS["predictor"]]
     try:
-        return str(entry[0]), str(entry[1]), str(entry[2]), int(entry[3])
+        return str(entry[0]), str(entry[1]), str(entry[2]), int(entry[3]), str(entry[4])
     except (TypeError, ValueError):
         return None
 
 
-def missing_evals(marker: Mapping[str, Any], keys: set[tuple[str, str, str, int]]) -> list[list]:
+def missing_evals(marker: Mapping[str, Any], keys: set[tuple]) -> list[list]:
     """The entries a done marker lists that are not among ``keys`` (:func:`row_keys`;
     markers written before the list existed list none)."""
     listed = marker.get("evals") or []
@@ -197,7 +208,7 @@ def missing_evals(marker: Mapping[str, Any], keys: set[tuple[str, str, str, int]
     return [entry for entry in listed if _entry_key(entry) not in keys]
 
 
-def row_key(row: Mapping[str, Any]) -> tuple[str, str, str, str, int]:
+def row_key(row: Mapping[str, Any]) -> tuple[str, str, str, str, int, str]:
     """The row's :data:`EVAL_KEY` (missing checkpoint/split as final/test, severity an int);
     raises KeyError, TypeError or ValueError for a row without a set or severity."""
     checkpoint = row.get("checkpoint") or KEY_DEFAULTS["checkpoint"]
@@ -208,12 +219,14 @@ def row_key(row: Mapping[str, Any]) -> tuple[str, str, str, str, int]:
         str(split),
         str(row["eval_set"]),
         int(row["severity"]),
+        str(row.get("predictor") or KEY_DEFAULTS["predictor"]),
     )
 
 
-def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple[str, str, str, int]]]:
-    """``{run_id: {(checkpoint, split, eval_set, severity), ...}}`` of well-formed rows."""
-    keys: dict[str, set[tuple[str, str, str, int]]] = {}
+def row_keys(rows: Iterable[Mapping[str, Any]]) -> dict[str, set[tuple]]:
+    """``{run_id: {(checkpoint, split, eval_set, severity, predictor), ...}}`` of
+    well-formed rows."""
+    keys: dict[str, set[tuple]] = {}
     for row in rows:
         try:
             key = row_key(row)

@@ -23,10 +23,12 @@ from typing import Any
 
 from toolkit import data, ood, shifts
 from toolkit.data import Dataset
+from toolkit.evaluation.methods import Methods
 from toolkit.evaluation.sets import EvalSet, FarOod, LabelShifted, Regenerated, Shifted
 from toolkit.ood.base import check_request
 from toolkit.registry import Registry
 from toolkit.sweep.config import SweepConfigError, Trial
+from toolkit.sweep.eval_methods import Conformal, Ensemble, McDropout, Selective
 
 __all__ = ["check_evals", "evaluations", "parse_evals"]
 
@@ -70,18 +72,46 @@ class Shifts:
 
 @dataclasses.dataclass(frozen=True)
 class Ood:
-    """Far-OOD detection against the test split: ``tk.ood`` sets or other datasets."""
+    """Far-OOD detection against the test split: ``tk.ood`` sets or other datasets, scored
+    by ``scorers`` (``tk.ood.scorers`` names or "all"; default the four logit scores), whose
+    hyperparameters are chosen on the ``validation`` OOD sets (disjoint from ``names``)."""
 
     names: Any = "all"
+    scorers: Any = None
+    validation: Any = ()
+
+    def scorer_names(self) -> tuple[str, ...]:
+        from toolkit.metrics import OOD_SCORES
+        from toolkit.ood import scorers
+
+        if self.scorers is None:
+            return OOD_SCORES
+        return tuple(scorers.names()) if self.scorers == "all" else tuple(_names(self.scorers))
 
     def resolve(self, dataset: Dataset) -> list[str]:
+        """The test OOD sets: "all" is every registered set of the data's kind but the
+        ``validation`` ones."""
         kind = _kind_of(dataset)
         if self.names == "all":
-            return [n for n in ood.names() if kind in ood.ood_sets.entry(n).meta["applies_to"]]
+            held = set(_names(self.validation))
+            return [
+                n
+                for n in ood.names()
+                if kind in ood.ood_sets.entry(n).meta["applies_to"] and n not in held
+            ]
         return _names(self.names)
 
     def check(self, dataset: Dataset, trial: Trial) -> None:
-        for name in self.resolve(dataset):
+        validation = _names(self.validation)
+        Methods(
+            scorers=self.scorer_names(), ood_validation=tuple(FarOod(n) for n in validation)
+        ).check(self.resolve(dataset))
+        if validation and not trial.data_axes.get("validation_fraction"):
+            raise ValueError(
+                "scorer hyperparameters are chosen on the validation split against the "
+                "validation OOD sets; this trial has validation_fraction 0"
+            )
+        for name in (*self.resolve(dataset), *validation):
             if name in ood.names():
                 check_request(name, dataset.input_shape, len(dataset.test))
             elif name in data.names():
@@ -173,6 +203,10 @@ evaluations.add("shifts", Shifts, description=Shifts.__doc__)
 evaluations.add("ood", Ood, description=Ood.__doc__)
 evaluations.add("mnist1d_regenerated", Mnist1dRegenerated, description=Mnist1dRegenerated.__doc__)
 evaluations.add("label_shift", LabelShift, description=LabelShift.__doc__)
+evaluations.add("conformal", Conformal, description=Conformal.__doc__)
+evaluations.add("selective", Selective, description=Selective.__doc__)
+evaluations.add("mc_dropout", McDropout, description=McDropout.__doc__)
+evaluations.add("ensemble", Ensemble, description=Ensemble.__doc__)
 
 
 def parse_evals(evals: Mapping[str, Any] | None) -> dict[str, Any]:

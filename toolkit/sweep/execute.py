@@ -101,6 +101,7 @@ def record(
     started: str,
     *,
     validation: Split | None = None,
+    train: Split | None = None,
     **extra: Any,
 ) -> list[dict]:
     """Evaluates a trained run (its final state, and its best-validation state when training
@@ -119,6 +120,7 @@ def record(
         trial,
         parse_evals(evals),
         validation=validation,
+        train=train,
         diverged_step=diverged_step,
         curve=run_dir.read_metrics(),
     )
@@ -282,6 +284,7 @@ def _train_group(group: list[_Member], shard: str) -> Iterator[dict[str, Any]]:
                 member.task.evals,
                 member.started,
                 validation=member.validation,
+                train=Split(member.split.x, member.labels),
                 resumed_from_step=member.resumed_from,
                 num_train=len(member.split),
                 label_noise_realised=member.noise,

@@ -17,15 +17,18 @@ Every row of a run also carries the run's ``status`` (:func:`run_status`),
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 
 from toolkit.data import Dataset, Split
-from toolkit.evaluation.core import ID_COLUMNS, evaluate_sets
+from toolkit.evaluation.core import ID_COLUMNS, evaluate_sets, fit_evaluation
+from toolkit.evaluation.methods import OOD_METRICS, Methods
 from toolkit.evaluation.sets import EvalSet, Shifted
 from toolkit.sweep.config import Trial
+from toolkit.sweep.eval_methods import mc_samples, trial_methods
 
 __all__ = [
     "COLLAPSE_MARGIN",
@@ -93,6 +96,7 @@ def evaluate_trial(
     entries: Mapping[str, Any],
     *,
     validation: Split | None = None,
+    train: Split | None = None,
     diverged_step: int | None = None,
     curve: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict]:
@@ -107,36 +111,46 @@ def evaluate_trial(
     (:func:`toolkit.sweep.data.training_data`), or None. Every row carries the union of
     metric columns (missing or NaN -> null). A diverged run is not evaluated (its weights
     may overflow): its rows keep their sets but have null metrics. Clean and shifted rows
-    carry their reliability-diagram bins.
+    carry their reliability-diagram bins. The config's method entries
+    (:mod:`toolkit.sweep.eval_methods`) add OOD scorers (statistics on ``train``, the trial's
+    training split with its labels; hyperparameters chosen on the validation split),
+    conformal and selective columns, and, with ``mc_dropout``, a second set of rows per
+    checkpoint with ``predictor = "mc_dropout"``.
     """
     diverged = diverged_step is not None
     key = jax.random.key(EVAL_KEY_SEED)
     specs = trial_sets(dataset, trial, entries)
     shifted = [s for s in specs if isinstance(s, Shifted)]
+    methods = trial_methods(entries, specs)
+    predictors = {"single": None}
+    if mc_samples(entries) is not None:
+        predictors["mc_dropout"] = mc_samples(entries)
     best_step = runs["final"].info.get("best_step")
     # The training accuracy of each checkpoint's state: the curve row at its step.
     train_at = {row.get("step"): row.get("accuracy") for row in curve}
     steps = {"final": curve[-1].get("step") if curve else None, "best": best_step}
     results = []
     by_step: dict[int, tuple[list[dict], list[dict]]] = {}
-    for checkpoint, run in runs.items():
+    for (checkpoint, run), (predictor, samples) in itertools.product(
+        runs.items(), predictors.items()
+    ):
         step = int(run.state.step)
-        if not diverged and step in by_step:  # the best state is the final one: same rows
-            test, held = by_step[step]
+        if not diverged and (step, predictor) in by_step:  # best state = final: same rows
+            test, held = by_step[step, predictor]
         elif diverged:
             test = _skeleton(dataset.test, specs, key)
             held = [] if validation is None else _skeleton(validation, shifted, key)
-        else:  # the validation split first: its logits give the temperature
-            held, temperature = [], None
-            if validation is not None:
-                held = evaluate_sets(
-                    run, validation, shifted, key=key, keep=True, calibration=validation
-                )
-                temperature = held[0]["temperature"]
-            test = evaluate_sets(
-                run, dataset.test, specs, key=key, keep=True, temperature=temperature
+        else:
+            test, held = evaluate_checkpoint(
+                run,
+                dataset.test,
+                specs,
+                methods if samples is None else methods.logit_only,
+                validation=validation,
+                train=train,
+                mc_samples=samples,
             )
-            by_step[step] = test, held
+            by_step[step, predictor] = test, held
         # The one-class check reads the clean validation row (the clean test row without a
         # validation split): a status excludes runs from selection, and the test set makes
         # no choice. Both lists start with their clean row.
@@ -148,10 +162,36 @@ def evaluate_trial(
         )
         for split, rows in (("test", test), ("validation", held)):
             results += [
-                {"checkpoint": checkpoint, "split": split, "status": status, **row} for row in rows
+                {"checkpoint": checkpoint, "split": split, "status": status, **row}
+                | ({} if samples is None else {"predictor": predictor, "mc_samples": samples})
+                for row in rows
             ]
     run = {"train_accuracy": train_at.get(steps["final"]), "best_step": best_step}
-    return _rows(trial, results, diverged_step, run)
+    return trial_rows(trial, results, diverged_step, run)
+
+
+def evaluate_checkpoint(
+    run,
+    test: Split,
+    specs: Sequence[EvalSet],
+    methods: Methods,
+    *,
+    validation: Split | None,
+    train: Split | None,
+    mc_samples: int | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """The test rows and validation rows of one checkpoint (a run or an ensemble). What is
+    fitted (temperature, conformal thresholds, scorers) is fitted once, on the validation
+    split (and the training split), and applied to both."""
+    key = jax.random.key(EVAL_KEY_SEED)
+    shifted = [s for s in specs if isinstance(s, Shifted)]
+    kwargs = {"key": key, "keep": True, "methods": methods, "mc_samples": mc_samples}
+    fitted = fit_evaluation(run, calibration=validation, train=train, **kwargs)
+    held = []
+    if validation is not None:
+        held = evaluate_sets(run, validation, shifted, fitted=fitted, **kwargs)
+    test_rows = evaluate_sets(run, test, specs, fitted=fitted, **kwargs)
+    return test_rows, held
 
 
 def _head(trial: Trial, diverged_step: int | None) -> dict[str, Any]:
@@ -192,7 +232,7 @@ def _augmentation(train: Mapping[str, Any]) -> dict[str, Any]:
     return {"augment": train["augment"], "augment_hparams": train.get("augment_hparams") or {}}
 
 
-def _rows(
+def trial_rows(
     trial: Trial, rows: Sequence[dict], diverged_step: int | None, run: Mapping[str, Any]
 ) -> list[dict]:
     head = _head(trial, diverged_step) | dict(run)
@@ -200,11 +240,7 @@ def _rows(
     if any(row["kind"] == "ood" for row in rows):
         from toolkit.metrics import OOD_SCORES
 
-        columns += [
-            f"{m}_{s}"
-            for s in OOD_SCORES
-            for m in ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr")
-        ]
+        columns += [f"{m}_{s}" for s in OOD_SCORES for m in OOD_METRICS]
     fixed = ("checkpoint", "split", "status", *ID_COLUMNS, "reliability")
     for row in rows:
         columns += [c for c in row if c not in (*fixed, *columns)]

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import store
+from toolkit.data import Split
 from toolkit.sweep.config import SweepConfigError, Trial, trial_from_record
 from toolkit.sweep.data import load_dataset
+from toolkit.sweep.ensembles import evaluate_ensembles
 from toolkit.sweep.evals import check_evals, parse_evals
 from toolkit.sweep.loading import RunUnavailableError, restore_finished
 from toolkit.sweep.records import evaluate_trial
@@ -94,13 +96,19 @@ def reevaluate(
             trial,
             entries,
             validation=finished.data.validation,
+            train=Split(finished.data.split.x, finished.data.labels),
             diverged_step=diverged_step,
             curve=run.curve,
         )
         store.append_evals(experiment_dir, rows)  # replacing the rows with their keys
         written += len(rows)
         evaluated += 1
+    ensembles = evaluate_ensembles(
+        experiment_dir, [trial for _, trial, _ in runs], evals, again=True
+    )
     line = f"{experiment_dir}: wrote {written} rows for {evaluated} runs"
+    if ensembles:
+        line += f" and {ensembles} ensemble(s)"
     if skipped:
         line += f"; skipped {len(skipped)} finished run(s): " + "; ".join(
             f"{run_id}: {why}" for run_id, why in sorted(skipped.items())

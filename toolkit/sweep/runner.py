@@ -31,6 +31,7 @@ from toolkit.sweep.checks import check_options, check_trials
 from toolkit.sweep.cli import config_file_of, sweep_specs
 from toolkit.sweep.config import SweepConfigError, Trial, expand, trial_from_record
 from toolkit.sweep.defaults import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
+from toolkit.sweep.ensembles import evaluate_ensembles
 from toolkit.sweep.evals import parse_evals
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import (
@@ -242,6 +243,7 @@ def run_sweep(
                 experiment_dir, seeds.trials, evals, config, sweep_fn, name, progress, out
             )
         trials = [*trials, *seeds.trials]
+    evaluate_ensembles(experiment_dir, trials, evals, out=out)
     result = SweepResult(experiment_dir, trials, name, summaries)
     print(
         f"{experiment_dir}: {len(trials)} runs; trained {result.count('trained')}, "
