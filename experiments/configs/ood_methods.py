@@ -17,6 +17,10 @@ calibrated on the validation split) and AURC per confidence score on every label
 
     python -m experiments.sweep --config experiments/configs/ood_methods.py
     python -m experiments.sweep --config experiments/configs/ood_methods.py:quick
+
+Variants ``baseline`` (the four logit scores only, no MC dropout, conformal sets, AURC or
+ensembles) and ``scorers`` (baseline plus every scorer) measure what the methods cost
+(``python -m benchmarks.ood_cost``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import ml_collections
 from toolkit.sweep.defaults import base_config
 from toolkit.sweep.search import product
 
-VARIANTS = ("", "quick")
+VARIANTS = ("", "quick", "baseline", "scorers")
 MODELS = {"mnist1d": ("mlp", "cnn", "gru"), "digits": ("mlp", "cnn", "lenet5")}
 STEPS = {"mnist1d": 2000, "digits": 600}
 LEARNING_RATES = {"mnist1d": 1e-2, "digits": 3e-3}
@@ -37,7 +41,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(map(repr, VARIANTS))}")
     quick = variant == "quick"
-    config = base_config("ood_methods" + ("_quick" if quick else ""), dataset="mnist1d")
+    config = base_config("_".join(filter(None, ("ood_methods", variant))), dataset="mnist1d")
     config.train.batch_size = 100
     config.datasets = ("mnist1d", "digits")
     config.models = ml_collections.ConfigDict({d: m[:2] if quick else m for d, m in MODELS.items()})
@@ -58,6 +62,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         "mc_dropout": {"type": "mc_dropout", "samples": 4 if quick else 10},
         "ensemble": {"type": "ensemble"},
     }
+    if variant in ("baseline", "scorers"):
+        del config.evals["conformal"], config.evals["selective"]
+        del config.evals["mc_dropout"], config.evals["ensemble"]
+        if variant == "baseline":
+            del config.evals["ood"]["scorers"]
     return config
 
 
