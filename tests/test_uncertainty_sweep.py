@@ -104,7 +104,7 @@ def test_conformal_and_selective_columns_match_numpy(swept, tmp_path):
 
     # LAC coverage from the run's own logits: threshold from the validation split's
     # temperature-scaled softmax at the (n+1)(1-alpha)/n quantile (Sadinle et al. 2019).
-    row = [r for r in clean if r["seed"] == 0][0]
+    row = next(r for r in clean if r["seed"] == 0)
     run_dir = result.experiment_dir / "runs" / row["run_id"]
     run = tk.load_run(run_dir)
     from toolkit.sweep.config import trial_from_record
@@ -176,10 +176,8 @@ def test_reevaluation_adds_scorers_to_finished_runs_without_training(tmp_path, m
         raise AssertionError("re-evaluation trained")
 
     monkeypatch.setattr(toolkit.training, "train_population", no_training)
-    evals = {
-        "ood": {"names": ("gaussian_noise",), "scorers": ("knn", "mds"), "validation": ("uniform_noise",)},
-        "ensemble": {"type": "ensemble"},
-    }  # fmt: skip
+    ood = {"names": ("gaussian_noise",), "scorers": ("knn", "mds")}
+    evals = {"ood": ood | {"validation": ("uniform_noise",)}, "ensemble": {"type": "ensemble"}}
     written = reevaluate(result.experiment_dir, evals, progress=False, out=io.StringIO())
     assert written > 0
     rows = store.read_evals(result.experiment_dir)
