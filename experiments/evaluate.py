@@ -4,6 +4,9 @@
         --severities 1 3 5 --ood gaussian_noise
     python -m experiments.evaluate results/loss_comparison \
         --config experiments/configs/loss_comparison.py
+    python -m experiments.evaluate results/loss_comparison --ood gaussian_noise \
+        --scorers all --ood_validation uniform_noise --conformal lac aps raps \
+        --selective msp energy --mc_samples 10 --ensemble
 
 Each finished run's final checkpoint is restored and its rows (on the test split and, for
 runs trained with one, the validation split) are appended to ``evals.jsonl`` (rows with an
@@ -33,6 +36,19 @@ def evals_from_args(args: argparse.Namespace) -> dict:
         }
     if args.ood:
         evals["ood_cli"] = {"type": "ood", "names": args.ood}
+        if args.scorers:
+            evals["ood_cli"]["scorers"] = "all" if args.scorers == ["all"] else args.scorers
+        if args.ood_validation:
+            evals["ood_cli"]["validation"] = args.ood_validation
+    if args.conformal:
+        evals["conformal_cli"] = {"type": "conformal", "methods": args.conformal,
+                                  "alpha": args.alpha}  # fmt: skip
+    if args.selective:
+        evals["selective_cli"] = {"type": "selective", "scores": args.selective}
+    if args.mc_samples is not None:
+        evals["mc_dropout_cli"] = {"type": "mc_dropout", "samples": args.mc_samples}
+    if args.ensemble:
+        evals["ensemble_cli"] = {"type": "ensemble"}
     return evals
 
 
@@ -46,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shifts", nargs="+", default=[], help="tk.shifts names")
     parser.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--ood", nargs="+", default=[], help="tk.ood names or dataset names")
+    parser.add_argument("--scorers", nargs="+", default=[],
+                        help="tk.ood.scorers names (or all) for the --ood sets")  # fmt: skip
+    parser.add_argument("--ood_validation", nargs="+", default=[],
+                        help="OOD sets (not among --ood) choosing scorer hyperparameters")  # fmt: skip
+    parser.add_argument("--conformal", nargs="+", default=[], help="lac, aps, raps")
+    parser.add_argument("--alpha", type=float, default=0.1, help="conformal miscoverage")
+    parser.add_argument("--selective", nargs="+", default=[], help="logit scores for AURC")
+    parser.add_argument("--mc_samples", type=int, help="MC-dropout passes")
+    parser.add_argument("--ensemble", action="store_true", help="ensembles of the seeds")
     parser.add_argument("--config", help="take the evals of this config file[:variant]")
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
