@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorers", nargs="+", default=[],
                         help="tk.ood.scorers names (or all) for the --ood sets")  # fmt: skip
     parser.add_argument("--ood_validation", nargs="+", default=[],
-                        help="OOD sets (not among --ood) choosing scorer hyperparameters")  # fmt: skip
+                        help="OOD sets (not in --ood) that choose scorer hparams")  # fmt: skip
     parser.add_argument("--conformal", nargs="+", default=[], help="lac, aps, raps")
     parser.add_argument("--alpha", type=float, default=0.1, help="conformal miscoverage")
     parser.add_argument("--selective", nargs="+", default=[], help="logit scores for AURC")
