@@ -108,12 +108,12 @@ def fit_evaluation(
         )
         temperature = metrics.fit_temperature(calibrated.logits, calibration.y)
         thresholds = fit_conformal(methods, calibrated.logits, calibration.y, temperature)
-    reference = head = None
+    reference = None
     if train is not None and methods.reference:
         reference = _predict(
             run, train.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key
         )
-        head = inference.head_params(run)
+    head = inference.head_params(run) if methods.head else None
     validation_ood = []
     if calibration is not None and methods.ood_validation and methods.tuned:
         specs = list(enumerate(methods.ood_validation))

@@ -112,8 +112,13 @@ class Methods:
 
     @property
     def reference(self) -> bool:
-        """Whether any scorer fits statistics on the training split or reads the head."""
-        return any({"train", "head"} & set(needs(n)) for n in self.scorers)
+        """Whether any scorer fits statistics on the training split."""
+        return any("train" in needs(n) for n in self.scorers)
+
+    @property
+    def head(self) -> bool:
+        """Whether any scorer reads the classifier head (W, b)."""
+        return any("head" in needs(n) for n in self.scorers)
 
     @property
     def tuned(self) -> bool:
@@ -198,9 +203,10 @@ def labelled_columns(
             row[f"coverage_{method}"] = float(jnp.mean(covered))
             row[f"set_size_{method}"] = float(jnp.mean(jnp.sum(sets, axis=1)))
     correct = jnp.argmax(logits, axis=-1) == labels
-    registry = _scorers()
+    from toolkit.ood import Batch, fit_scorer
+
     for name in methods.selective:
-        confidence = registry.get(name)(logits)
+        confidence = fit_scorer(name, None)(Batch(logits=logits))
         row[f"aurc_{name}"] = float(metrics.aurc(confidence, correct))
         row[f"e_aurc_{name}"] = float(metrics.e_aurc(confidence, correct))
     return row
@@ -234,11 +240,11 @@ def fit_scorers(
 
     registry = _scorers()
     ref = None
-    if reference is not None:
+    if reference is not None or head is not None:
         ref = Reference(
-            features=reference.features,
-            logits=reference.logits,
-            labels=jnp.asarray(train_labels),
+            features=None if reference is None else reference.features,
+            logits=None if reference is None else reference.logits,
+            labels=None if train_labels is None else jnp.asarray(train_labels),
             head=head,
         )
     fitted = {}
@@ -292,7 +298,7 @@ def _plain(value: Any) -> Any:
 
 def check_reference(methods: Methods, train: Split | None) -> None:
     """Scorers fitted on training statistics need the training split."""
-    wanting = [n for n in methods.scorers if {"train", "head"} & set(needs(n))]
+    wanting = [n for n in methods.scorers if "train" in needs(n)]
     if wanting and train is None:
         raise ValueError(
             f"OOD scorer(s) {', '.join(wanting)} fit statistics on the ID training split: "
