@@ -12,6 +12,7 @@ import toolkit as tk
 from toolkit.data import Split
 from toolkit.evaluation import core, inference
 from toolkit.evaluation.core import evaluate_sets
+from toolkit.evaluation.methods import Fitted
 from toolkit.evaluation.scoring import classification_row
 from toolkit.evaluation.sets import FarOod, Given
 
@@ -95,15 +96,14 @@ def test_temperature_scaled_metrics_match_numpy_at_the_scipy_temperature(fixed_l
     assert "nll_ts" not in rows[2]
 
     # A temperature fitted before gives the same rows as its calibration split.
-    given = evaluate_sets(None, test, [Given("other", other)], temperature=rows[0]["temperature"])
+    fitted = Fitted(temperature=rows[0]["temperature"])
+    given = evaluate_sets(None, test, [Given("other", other)], fitted=fitted)
     for row, expected in zip(given, rows, strict=False):
         assert {k: row[k] for k in ("nll_ts", "ece_ts", "brier_ts")} == {
             k: expected[k] for k in ("nll_ts", "ece_ts", "brier_ts")
         }
-    with pytest.raises(ValueError, match="temperature must be a positive finite number"):
-        evaluate_sets(None, test, [], temperature=-1.0)
-    with pytest.raises(ValueError, match="exclusive with calibration"):
-        evaluate_sets(None, test, [], temperature=2.0, calibration=calibration)
+    with pytest.raises(ValueError, match="exclusive"):
+        evaluate_sets(None, test, [], fitted=fitted, calibration=calibration)
 
     plain = evaluate_sets(None, test, [Given("other", other)])
     assert not {"temperature", "nll_ts", "ece_ts", "brier_ts"} & set(plain[0])
