@@ -43,8 +43,9 @@ class _Method:
 
 @dataclasses.dataclass(frozen=True)
 class Conformal(_Method):
-    """Split conformal prediction sets (LAC, APS, RAPS) calibrated on the validation split:
-    ``coverage_<method>`` and ``set_size_<method>`` on every labelled row."""
+    """Split conformal prediction sets (LAC, APS, RAPS) calibrated on the validation split.
+
+    Every labelled row gets ``coverage_<method>`` and ``set_size_<method>``."""
 
     methods: Any = CONFORMAL_METHODS
     alpha: float = 0.1
@@ -60,8 +61,10 @@ class Conformal(_Method):
 
 @dataclasses.dataclass(frozen=True)
 class Selective(_Method):
-    """Selective classification: ``aurc_<score>`` and ``e_aurc_<score>`` on every labelled
-    row (Geifman et al. 2019), for logit scores of ``tk.ood.scorers``."""
+    """Selective classification: AURC per confidence score (Geifman et al. 2019).
+
+    Every labelled row gets ``aurc_<score>`` and ``e_aurc_<score>`` for logit scores of
+    ``tk.ood.scorers``."""
 
     scores: Any = ("msp", "max_logit", "energy", "entropy")
 

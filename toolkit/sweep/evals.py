@@ -72,8 +72,9 @@ class Shifts:
 
 @dataclasses.dataclass(frozen=True)
 class Ood:
-    """Far-OOD detection against the test split: ``tk.ood`` sets or other datasets, scored
-    by ``scorers`` (``tk.ood.scorers`` names or "all"; default the four logit scores), whose
+    """Far-OOD detection against the test split: ``tk.ood`` sets or other datasets.
+
+    ``scorers``: ``tk.ood.scorers`` names or "all" (default: the four logit scores); their
     hyperparameters are chosen on the ``validation`` OOD sets (disjoint from ``names``)."""
 
     names: Any = "all"
@@ -200,13 +201,13 @@ class LabelShift:
 
 
 evaluations.add("shifts", Shifts, description=Shifts.__doc__)
-evaluations.add("ood", Ood, description=Ood.__doc__)
+evaluations.add("ood", Ood, description=Ood.__doc__.split("\n")[0])
 evaluations.add("mnist1d_regenerated", Mnist1dRegenerated, description=Mnist1dRegenerated.__doc__)
 evaluations.add("label_shift", LabelShift, description=LabelShift.__doc__)
-evaluations.add("conformal", Conformal, description=Conformal.__doc__)
-evaluations.add("selective", Selective, description=Selective.__doc__)
-evaluations.add("mc_dropout", McDropout, description=McDropout.__doc__)
-evaluations.add("ensemble", Ensemble, description=Ensemble.__doc__)
+evaluations.add("conformal", Conformal, description=Conformal.__doc__.split("\n")[0])
+evaluations.add("selective", Selective, description=Selective.__doc__.split("\n")[0])
+evaluations.add("mc_dropout", McDropout, description=McDropout.__doc__.split("\n")[0])
+evaluations.add("ensemble", Ensemble, description=Ensemble.__doc__.split("\n")[0])
 
 
 def parse_evals(evals: Mapping[str, Any] | None) -> dict[str, Any]:
