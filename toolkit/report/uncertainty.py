@@ -2,7 +2,8 @@
 conformal coverage under shift and selective classification.
 
 Each section appears when the rows hold its columns (a config's ``ood`` entry with
-``scorers``, ``mc_dropout``, ``ensemble``, ``conformal``, ``selective``;
+``scorers`` beyond the four logit scores, ``mc_dropout``, ``ensemble``, ``conformal``,
+``selective``;
 :mod:`toolkit.sweep.eval_methods`). Values are means with standard errors over seeds (over
 runs), per dataset and architecture; an ensemble row is one per configuration.
 """
@@ -14,6 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from toolkit.metrics import OOD_SCORES
 from toolkit.report.tables import markdown_table
 
 __all__ = ["sections"]
@@ -50,7 +52,8 @@ def _scorers(df: pd.DataFrame) -> list[str]:
 def _ood_table(df: pd.DataFrame, metric: str) -> pd.DataFrame | None:
     ood = df[(df["kind"] == "ood") & (df["predictor"] == "single")]
     scorers = _scorers(ood)
-    if ood.empty or not scorers:
+    # The four logit scores every sweep reports are in the summary tables already.
+    if ood.empty or set(scorers) <= set(OOD_SCORES):
         return None
     keys, sets = _keys(ood), sorted(ood["eval_set"].unique())
     table = []

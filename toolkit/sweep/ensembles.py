@@ -62,13 +62,14 @@ def evaluate_ensembles(
 ) -> int:
     """Evaluates the ensembles of ``trials`` not yet evaluated (every one with ``again``,
     as re-evaluation on new sets does); returns how many."""
-    from toolkit.ensemble import ensemble
     from toolkit.sweep.evals import parse_evals
-    from toolkit.sweep.records import evaluate_checkpoint, trial_rows, trial_sets
 
     entries = parse_evals(evals)
     if not ensemble_requested(entries):
         return 0
+    from toolkit.ensemble import ensemble
+    from toolkit.sweep.records import evaluate_checkpoint, trial_rows, trial_sets
+
     markers = store.done_markers(experiment_dir)
     usable = {i for i, m in markers.items() if m.get("diverged_step") is None}
     existing = _existing(store.read_evals(experiment_dir, done_only=False))
