@@ -113,7 +113,9 @@ def fit_evaluation(
         reference = _predict(
             run, train.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key
         )
-    head = inference.head_params(run) if methods.head else None
+    # Host copies: the head is tiny, and uncommitted arrays follow the predictions, which
+    # live on every device when predict is data-parallel.
+    head = tuple(np.asarray(a) for a in inference.head_params(run)) if methods.head else None
     validation_ood = []
     if calibration is not None and methods.ood_validation and methods.tuned:
         specs = list(enumerate(methods.ood_validation))
