@@ -97,7 +97,7 @@ def test_conformal_and_selective_columns_match_numpy(swept, tmp_path):
     for row in clean:
         for method in ("lac", "aps", "raps"):
             assert 0.0 <= row[f"coverage_{method}"] <= 1.0
-            assert row[f"set_size_{method}"] >= (1.0 if method != "lac" else 0.0)
+            assert row[f"set_size_{method}"] > 0.0
         for score in ("msp", "energy"):
             assert 0.0 <= row[f"aurc_{score}"] <= 1.0
             assert row[f"e_aurc_{score}"] <= row[f"aurc_{score}"] + 1e-9
@@ -236,7 +236,8 @@ def test_tk_evaluate_takes_the_methods(tmp_path):
         selective=["msp"],
     )
     clean, ood = table.iloc[0], table.iloc[1]
-    assert 0.0 <= clean["coverage_aps"] <= 1 and clean["set_size_aps"] >= 1
+    # Randomized APS (the default) may give an empty set; its coverage is near 1 - alpha.
+    assert 0.8 <= clean["coverage_aps"] <= 1 and clean["set_size_aps"] > 0.5
     assert ood["auroc_knn"] > 0.5 and ood["auroc_vim"] > 0.5
     with pytest.raises(ValueError, match="calibration"):
         tk.evaluate(run, ds.test, conformal=["lac"])
