@@ -169,9 +169,15 @@ def probabilities(logits: jax.Array, temperature: float | None) -> jax.Array:
     return jax.nn.softmax(scaled, axis=-1)
 
 
-def conformal_key(method: str) -> jax.Array:
-    """One fixed key per method: randomized sets are the same for every run (paired)."""
-    return jax.random.fold_in(jax.random.key(0), CONFORMAL_METHODS.index(method))
+def conformal_key(method: str, role: str) -> jax.Array:
+    """Fixed keys per method (randomized sets are the same for every run: paired), one for
+    the calibration split and one for the evaluated sets: the same key would give the i-th
+    calibration and the i-th test example the same uniform draw, breaking the
+    exchangeability coverage rests on."""
+    calibrate, evaluate = jax.random.split(
+        jax.random.fold_in(jax.random.key(0), CONFORMAL_METHODS.index(method))
+    )
+    return calibrate if role == "calibration" else evaluate
 
 
 def fit_conformal(
@@ -182,7 +188,7 @@ def fit_conformal(
     return {
         m: float(
             metrics.conformal_threshold(
-                probs, labels, method=m, alpha=methods.alpha, key=conformal_key(m)
+                probs, labels, method=m, alpha=methods.alpha, key=conformal_key(m, "calibration")
             )
         )
         for m in methods.conformal
@@ -198,7 +204,8 @@ def labelled_columns(
     if fitted.thresholds:
         probs = probabilities(logits, fitted.temperature)
         for method, qhat in fitted.thresholds.items():
-            sets = metrics.prediction_sets(probs, qhat, method=method, key=conformal_key(method))
+            key = conformal_key(method, "evaluation")
+            sets = metrics.prediction_sets(probs, qhat, method=method, key=key)
             covered = jnp.take_along_axis(sets, labels[:, None], axis=1)[:, 0]
             row[f"coverage_{method}"] = float(jnp.mean(covered))
             row[f"set_size_{method}"] = float(jnp.mean(jnp.sum(sets, axis=1)))
