@@ -145,6 +145,16 @@ def test_knn_matches_sklearn(data, monkeypatch, k, chunk):
     np.testing.assert_allclose(_score("knn", data, k=k), -dist[:, -1], rtol=1e-4, atol=1e-4)
 
 
+def test_knn_memory_is_bounded_by_the_query_block():
+    """4096 queries against a 50k x 512 reference: the compiled program's scratch memory
+    is about one KNN_CHUNK x 50k distance block (51 MB), not the 819 MB full matrix."""
+    queries = jax.ShapeDtypeStruct((4096, 512), jnp.float32)
+    bank = jax.ShapeDtypeStruct((50_000, 512), jnp.float32)
+    chunk = feature_scorers.KNN_CHUNK
+    compiled = feature_scorers._knn_distance.lower(queries, bank, k=1000, chunk=chunk).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes < 2 * chunk * 50_000 * 4
+
+
 @pytest.mark.parametrize("dim", [None, 2, 5])
 def test_vim_matches_numpy(data, dim):
     """Wang et al. 2022, written as the paper (virtual logit's softmax probability p0,
@@ -361,6 +371,21 @@ def test_select_scorer_mean_over_ood_sets_and_skips_inapplicable(data):
         np.testing.assert_allclose(row["auroc"], np.mean(aurocs), rtol=1e-5)
     best = max(table[:3], key=lambda r: r["auroc"])
     assert hparams == {"k": best["k"]}
+
+
+def test_select_scorer_without_grid_and_with_a_feature_size_dependent_grid(toy):
+    """msp has nothing to tune: one row. ViM on 8-d features: only dim=None (4) applies."""
+    ref, id_batch, ood_batch = toy
+    hparams, fitted, table = select_scorer("msp", None, id_batch, [ood_batch])
+    labels = np.r_[np.ones(200), np.zeros(200)]
+    want = roc_auc_score(labels, softmax(np.r_[id_batch.logits, ood_batch.logits], 1).max(1))
+    assert hparams == {} and fitted.name == "msp"
+    assert len(table) == 1 and table[0]["skipped"] is None
+    np.testing.assert_allclose(table[0]["auroc"], want, rtol=1e-6)
+    hparams, _, table = select_scorer("vim", ref, id_batch, [ood_batch])
+    assert hparams == {"dim": None}
+    assert [row["skipped"] is None for row in table] == [True] + [False] * 6
+    assert "dim=8 must be below the feature size 8" in table[1]["skipped"]
 
 
 # -- bad input --------------------------------------------------------------------------

@@ -103,7 +103,8 @@ def fit_dice(reference, *, p: float = 90.0):
     detection"): contributions ``V = mean_train(h)[:, None] * W`` (D, C); the head keeps
     the weights whose contribution is above V's ``p``-th percentile (sparsity p %: the top
     (100 - p) % of contributions stay), ``W' = W * [V > pct_p(V)]``; score
-    ``logsumexp(W'^T h + b)``."""
+    ``logsumexp(W'^T h + b)``. OpenOOD v1.5 fixes p = 90 (its search is off); the grid
+    searches the sparsity, which matters more for the toolkit's small feature sizes."""
     check_range("dice", "p", p, 0.0, 100.0, closed="low")
     arrays = reference_arrays("dice", reference, ("features", "head"))
     w, b = arrays["head"]

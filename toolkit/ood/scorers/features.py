@@ -147,8 +147,9 @@ def _knn_distance(queries: jax.Array, bank: jax.Array, k: int, chunk: int) -> ja
 def fit_knn(reference, *, k: int = 50):
     """Deep nearest neighbours (Sun et al. 2022, "Out-of-distribution detection with deep
     nearest neighbors"): ``-||z - z_(k)||_2`` with ``z = x / ||x||`` and ``z_(k)`` the k-th
-    nearest of the normalised training features. Queries go in blocks of KNN_CHUNK
-    (memory bounded for ~50k x 512 references)."""
+    nearest of the normalised training features (OpenOOD's faiss index returns the squared
+    distance: the same ranking). Queries go in blocks of KNN_CHUNK (memory bounded for
+    ~50k x 512 references). Grid: OpenOOD v1.5's K sweep."""
     feats = reference_arrays("knn", reference, ("features",))["features"]
     if k > feats.shape[0]:
         raise InapplicableError(
@@ -185,7 +186,7 @@ def _vim_score(feats, logits, origin, residual, alpha):
 @register(
     "vim",
     needs=("features", "head", "train"),
-    grid={"dim": (8, 16, 32, 64, 128, 256)},
+    grid={"dim": (None, 8, 16, 32, 64, 128, 256)},
     description="Virtual-logit matching: energy minus scaled residual norm (Wang et al. 2022).",
 )
 def fit_vim(reference, *, dim: int | None = None):
@@ -197,12 +198,14 @@ def fit_vim(reference, *, dim: int | None = None):
     ``alpha = mean max_c z_c / mean ||x^{P perp}||`` on the training data. The paper's
     score is the virtual class's softmax probability ``p_0 = 1 / (1 + exp(E - v))`` (E =
     logsumexp z, v the virtual logit), higher = OOD; we return ``E - v`` (OpenOOD's form),
-    a strictly increasing function of ``-p_0``, so rankings are the same.
+    a strictly increasing function of ``-p_0``, so rankings are the same. OpenOOD v1.5
+    sweeps dim in {256, 1000} for 512- to 2048-d features; for the toolkit's smaller ones
+    the grid is None (D/2) and powers of two, skipping those not below D.
     """
     arrays = reference_arrays("vim", reference, ("features", "logits", "head"))
     feats = arrays["features"]
     d = feats.shape[1]
-    dim = d // 2 if dim is None else dim
+    dim = max(d // 2, 1) if dim is None else dim
     if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
         raise ValueError(f"ood scorer 'vim': dim={dim!r} must be a positive int or None")
     if dim >= d:

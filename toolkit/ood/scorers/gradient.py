@@ -53,7 +53,8 @@ def fit_odin(reference, *, temperature: float = 1000.0, noise: float = 0.0014):
     S_yhat(x; T))`` with ``S_yhat(x; T) = max_c softmax(f(x) / T)_c`` and yhat the predicted
     class; score ``S_yhat(x_tilde; T)``. Needs the inputs and a differentiable
     ``logits_fn`` (in the model's input space; unlike OpenOOD the step is not divided by
-    the image normalisation's std, as the toolkit's models read unnormalised inputs)."""
+    the image normalisation's std, as the toolkit's models read unnormalised inputs, and a
+    zero gradient leaves its coordinate unmoved, sign(0) = 0). Grid: OpenOOD v1.5's."""
     check_range("odin", "temperature", temperature, 0.0, float("inf"))
     check_range("odin", "noise", noise, 0.0, float("inf"), closed="low")
 

@@ -40,7 +40,8 @@ def fit_max_logit(reference):
     description="Negative free energy T*logsumexp(z/T) (Liu et al. 2020).",
 )
 def fit_energy(reference, *, temperature: float = 1.0):
-    """``T logsumexp_c(z_c / T)`` (Liu et al. 2020); :func:`toolkit.metrics.energy`."""
+    """``T logsumexp_c(z_c / T)`` (Liu et al. 2020); :func:`toolkit.metrics.energy`. The
+    grid is OpenOOD's temperature sweep before v1.5 (and ODIN's); v1.5 fixes T = 1."""
     check_range("energy", "temperature", temperature, 0.0, float("inf"))
     return lambda batch: logit_scores.energy(batch.logits, temperature=temperature)
 
