@@ -468,6 +468,19 @@ def test_select_scorer_bad_metric_and_empty_ood(data):
         select_scorer("energy", None, batch, batch)
 
 
+def test_register_checks_needs_and_grid():
+    def fit_demo(reference, *, k: int = 3):
+        return lambda batch: batch.logits[:, 0]
+
+    with pytest.raises(ValueError, match=r"needs \['labels'\] not among"):
+        tk.ood.scorers.register("demo", needs=("labels",), grid={}, description="x")
+    with pytest.raises(ValueError, match=r"grid key must be a hyperparameter.*'K'"):
+        tk.ood.scorers.register("demo", needs=(), grid={"K": (1,)}, description="x")(fit_demo)
+    with pytest.raises(ValueError, match=r"at least one value.*'k': \(\)"):
+        tk.ood.scorers.register("demo", needs=(), grid={"k": ()}, description="x")(fit_demo)
+    assert "demo" not in tk.ood.scorers
+
+
 def test_exports():
     assert tk.ood.fit_scorer is fit_scorer and tk.ood.select_scorer is select_scorer
     assert tk.ood.Reference is Reference and tk.ood.Batch is Batch

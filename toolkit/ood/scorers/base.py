@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ __all__ = [
     "Fitted",
     "InapplicableError",
     "Reference",
+    "ScorerRegistry",
     "fit_scorer",
     "register",
     "scorers",
@@ -42,8 +44,6 @@ NEEDS = ("features", "head", "train", "inputs")
 """What a scorer may need beyond logits: penultimate ``features``, the classifier ``head``
 (W, b), ``train`` statistics fitted on ID training features/labels, or the ``inputs`` with a
 differentiable ``logits_fn``."""
-
-scorers = Registry("ood scorer", build=functools.partial, typed=True)
 
 
 class InapplicableError(ValueError):
@@ -92,35 +92,43 @@ class Fitted:
         return self.score_fn(batch)
 
 
-def register(name: str, *, needs: tuple[str, ...], grid: Mapping[str, tuple], description: str):
-    """Registers ``fit(reference, *, **hparams) -> score_fn`` under ``name``; ``needs`` is a
-    subset of :data:`NEEDS`, ``grid`` maps hyperparameters to the values search tries."""
-    bad = sorted(set(needs) - set(NEEDS))
-    if bad:
-        raise ValueError(f"ood scorer {name!r}: needs {bad} not among {NEEDS}")
+class ScorerRegistry(Registry):
+    """A Registry whose ``register`` also takes what a scorer ``needs`` and its ``grid``."""
 
-    def decorator(factory):
-        entry = scorers.add(
-            name,
-            factory,
-            description=description,
-            meta={"needs": tuple(needs), "grid": {k: tuple(v) for k, v in grid.items()}},
-        )
-        unknown = sorted(set(grid) - set(entry.defaults))
-        if unknown:
-            raise ValueError(
-                f"ood scorer {name!r}: grid names {unknown}, which are not among its "
-                f"hyperparameters {sorted(entry.defaults)}"
+    def register(
+        self, name: str, *, needs: tuple[str, ...], grid: Mapping[str, tuple], description: str
+    ):
+        """Registers ``fit(reference, *, **hparams) -> score_fn`` under ``name``; ``needs``
+        is a subset of :data:`NEEDS`, ``grid`` maps hyperparameters to the values
+        validation search tries (all checked before anything is registered)."""
+        bad = sorted(set(needs) - set(NEEDS))
+        if bad:
+            raise ValueError(f"ood scorer {name!r}: needs {bad} not among {NEEDS}")
+
+        def decorator(factory):
+            params = inspect.signature(factory).parameters
+            unknown = [k for k in grid if k not in params or params[k].default is params[k].empty]
+            if unknown or any(not values for values in grid.values()):
+                raise ValueError(
+                    f"ood scorer {name!r}: every grid key must be a hyperparameter (a keyword "
+                    f"with a default) with at least one value; got grid {dict(grid)!r}"
+                )
+            self.add(
+                name,
+                factory,
+                description=description,
+                meta={"needs": tuple(needs), "grid": {k: tuple(v) for k, v in grid.items()}},
             )
-        for key, values in grid.items():
-            if not values:
-                raise ValueError(f"ood scorer {name!r}: grid for {key!r} is empty")
-            for value in values:
-                scorers.hparams(name, **{key: value})
-        return factory
+            for key, values in grid.items():
+                for value in values:
+                    self.hparams(name, **{key: value})
+            return factory
 
-    return decorator
+        return decorator
 
+
+scorers = ScorerRegistry("ood scorer", build=functools.partial, typed=True)
+register = scorers.register
 
 # -- checks ---------------------------------------------------------------------------
 
