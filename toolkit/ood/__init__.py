@@ -5,10 +5,19 @@
 Registered: ``uniform_noise``, ``gaussian_noise`` (images and sequences),
 ``mnist1d_unseen_templates`` (sequences), ``sklearn_patches`` (images). Each builder is
 ``fn(shape, *, key, num, **hparams) -> (num, *shape) float32`` (see ``base``).
+
+Post-hoc OOD scorers (MSP ... ODIN, MDS, KNN, ViM, ...) fitted on ID training features are
+in the registry ``tk.ood.scorers``, with ``fit_scorer`` / ``select_scorer`` and the
+``Reference`` / ``Batch`` containers (:mod:`toolkit.ood.scorers`).
 """
 
 from toolkit.ood import noise, patches, templates  # noqa: F401  (registers the OOD sets)
 from toolkit.ood.base import APPLIES_TO, example_shape, load_ood, ood_sets, register
+
+# The scorer registry is ``tk.ood.scorers``: it shadows the subpackage's name on purpose, so
+# import the subpackage's modules with ``from toolkit.ood.scorers import base`` (``import
+# toolkit.ood.scorers.base as b`` would look ``base`` up on the registry).
+from toolkit.ood.scorers import Batch, Fitted, Reference, fit_scorer, scorers, select_scorer
 
 names = ood_sets.names
 entry = ood_sets.entry
@@ -18,13 +27,19 @@ get = ood_sets.get
 
 __all__ = [
     "APPLIES_TO",
+    "Batch",
+    "Fitted",
+    "Reference",
     "describe",
     "entry",
     "example_shape",
+    "fit_scorer",
     "get",
     "hparams",
     "load_ood",
     "names",
     "ood_sets",
     "register",
+    "scorers",
+    "select_scorer",
 ]
