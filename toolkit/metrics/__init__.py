@@ -8,7 +8,8 @@
 
 Conventions: logits are (N, C) floats, labels (N,) integer class indices, OOD scores are
 higher = more in-distribution, and in-distribution (or correct) examples are the
-positive class. Array metrics return 0-d JAX arrays and are jit-able; checks on values
+positive class (AUPR-Out and ``fpr_at_95_tpr_ood``, OpenOOD's convention, take OOD as
+positive). Array metrics return 0-d JAX arrays and are jit-able; checks on values
 (labels in range, NaN, degenerate splits) run whenever the inputs are concrete.
 """
 
@@ -24,7 +25,14 @@ from toolkit.metrics.ood import (
     ood_metrics,
     ood_scores,
 )
-from toolkit.metrics.ranking import aupr_in, aupr_out, auroc, fpr_at_95_tpr, fpr_at_tpr
+from toolkit.metrics.ranking import (
+    aupr_in,
+    aupr_out,
+    auroc,
+    fpr_at_95_tpr,
+    fpr_at_95_tpr_ood,
+    fpr_at_tpr,
+)
 from toolkit.metrics.robustness import (
     PROBIT_EPS,
     accuracy_on_the_line,
@@ -51,6 +59,7 @@ __all__ = [
     "entropy",
     "fit_temperature",
     "fpr_at_95_tpr",
+    "fpr_at_95_tpr_ood",
     "fpr_at_tpr",
     "max_logit",
     "mce",
