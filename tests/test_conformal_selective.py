@@ -3,10 +3,14 @@ independent references: scikit-learn's roc_curve, numpy loops, scipy.stats.binom
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
+import scipy.stats
 import sklearn.metrics
 
 from toolkit import metrics
@@ -69,3 +73,213 @@ def test_fpr_at_95_tpr_ood_jits_and_checks_input():
         metrics.fpr_at_95_tpr_ood(s_in, jnp.zeros(0))
     with pytest.raises(ValueError, match="scores_in contain NaN"):
         metrics.fpr_at_95_tpr_ood(jnp.array([0.0, jnp.nan]), s_out)
+
+
+# ---------------------------------------------------------------------------------------
+# conformal: independent numpy reference (per-example loops, float64)
+
+
+def np_score(p, y, method, u, k_reg, lam):
+    """Conformity score of class y for one probability vector p."""
+    if method == "lac":
+        return 1.0 - p[y]
+    order = list(np.argsort(-p, kind="stable"))
+    rank = order.index(y)  # 0-based
+    above = sum(p[c] for c in order[:rank])
+    return above + u * p[y] + lam * max(rank + 1 - k_reg, 0)
+
+
+def np_qhat(probs, labels, method, alpha, u, k_reg=0, lam=0.0):
+    n = len(labels)
+    scores = np.array([np_score(probs[i], labels[i], method, u[i], k_reg, lam) for i in range(n)])
+    level = np.ceil((n + 1) * (1 - alpha)) / n
+    return np.inf if level > 1 else np.quantile(scores, level, method="inverted_cdf")
+
+
+def np_sets(probs, qhat, method, u, randomized, k_reg=0, lam=0.0):
+    m, c = probs.shape
+    sets = np.zeros((m, c), bool)
+    for i in range(m):
+        if method == "lac" or randomized:
+            for y in range(c):
+                sets[i, y] = np_score(probs[i], y, method, u[i], k_reg, lam) <= qhat
+        else:  # walk the ranking: include classes until one scores above qhat
+            for y in np.argsort(-probs[i], kind="stable"):
+                sets[i, y] = True
+                if np_score(probs[i], y, method, 1.0, k_reg, lam) > qhat:
+                    break
+    return sets
+
+
+def synthetic(rng, n, c=6, scale=2.0):
+    """Softmax probabilities and labels drawn from them (float32)."""
+    probs = scipy.special.softmax(rng.normal(size=(n, c)) * scale, axis=1).astype(np.float32)
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(c, p=q / q.sum()) for q in probs.astype(np.float64)])
+    return probs, labels
+
+
+CASES = [
+    ("lac", {}),
+    ("aps", {}),
+    ("aps", {"randomized": False}),
+    ("raps", {"k_reg": 2, "lam": 0.05}),
+    ("raps", {"k_reg": 1, "lam": 0.2, "randomized": False}),
+]
+
+
+@pytest.mark.parametrize("method,options", CASES)
+def test_conformal_matches_numpy_reference(method, options):
+    rng = np.random.default_rng(1)
+    probs_cal, labels_cal = synthetic(rng, 150)
+    probs, labels = synthetic(rng, 80)
+    randomized = options.get("randomized", method != "lac")
+    k_reg, lam = options.get("k_reg", 1), options.get("lam", 0.01)
+    if method != "raps":
+        k_reg, lam = 0, 0.0
+    key_cal, key_test = jax.random.key(3), jax.random.key(4)
+    u_cal = np.asarray(jax.random.uniform(key_cal, (150,))) if randomized else np.ones(150)
+    u = np.asarray(jax.random.uniform(key_test, (80,))) if randomized else np.ones(80)
+    for alpha in (0.05, 0.1, 0.3):
+        qhat = metrics.conformal_threshold(
+            probs_cal, labels_cal, method=method, alpha=alpha, key=key_cal, **options
+        )
+        ref_q = np_qhat(probs_cal.astype(np.float64), labels_cal, method, alpha, u_cal, k_reg, lam)
+        assert qhat.shape == ()
+        assert float(qhat) == pytest.approx(ref_q, abs=2e-6)
+        sets = metrics.prediction_sets(probs, qhat, method=method, key=key_test, **options)
+        ref_sets = np_sets(probs.astype(np.float64), ref_q, method, u, randomized, k_reg, lam)
+        assert sets.shape == (80, 6) and sets.dtype == jnp.bool_
+        np.testing.assert_array_equal(np.asarray(sets), ref_sets)
+    # conformal_metrics splits its key into a calibration and a test key.
+    key_cal, key_test = jax.random.split(jax.random.key(7))
+    u_cal = np.asarray(jax.random.uniform(key_cal, (150,))) if randomized else np.ones(150)
+    u = np.asarray(jax.random.uniform(key_test, (80,))) if randomized else np.ones(80)
+    ref_q = np_qhat(probs_cal.astype(np.float64), labels_cal, method, 0.1, u_cal, k_reg, lam)
+    ref_sets = np_sets(probs.astype(np.float64), ref_q, method, u, randomized, k_reg, lam)
+    result = metrics.conformal_metrics(
+        probs_cal, labels_cal, probs, labels, method=method, key=jax.random.key(7), **options
+    )
+    assert set(result) == {"coverage", "set_size"}
+    assert result["coverage"].shape == () and result["set_size"].shape == ()
+    assert float(result["coverage"]) == pytest.approx(ref_sets[np.arange(80), labels].mean())
+    assert float(result["set_size"]) == pytest.approx(ref_sets.sum(axis=1).mean())
+
+
+def test_conformal_hand_cases():
+    # LAC: scores 1 - p_y = 0.1, 0.3, 0.5, 0.7; alpha 0.4 -> k = ceil(5 * 0.6) = 3 -> 0.5.
+    probs_cal = np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.7, 0.3]], np.float32)
+    labels_cal = np.array([0, 1, 0, 1])
+    qhat = metrics.conformal_threshold(probs_cal, labels_cal, method="lac", alpha=0.4)
+    assert float(qhat) == pytest.approx(0.5)
+    # alpha 0.1 -> k = ceil(4.5) = 5 > n = 4: qhat is +inf, every set is full.
+    full = metrics.conformal_threshold(probs_cal, labels_cal, method="lac", alpha=0.1)
+    assert float(full) == math.inf
+    test = np.array([[0.6, 0.3, 0.1], [0.45, 0.5, 0.05]], np.float32)
+    sets = metrics.prediction_sets(test, qhat, method="lac")  # 1 - p <= 0.5
+    np.testing.assert_array_equal(np.asarray(sets), [[True, False, False], [False, True, False]])
+    # APS, not randomized: scores 0.5, 0.8, 1.0 for [0.5, 0.3, 0.2]; with qhat 0.7 class 1
+    # is the first whose score passes qhat and is included; class 2 is not.
+    p = np.array([[0.5, 0.3, 0.2]], np.float32)
+    aps = metrics.prediction_sets(p, 0.7, method="aps", randomized=False)
+    np.testing.assert_array_equal(np.asarray(aps), [[True, True, False]])
+    # RAPS, k_reg 1, lam 0.1: scores 0.5, 0.9, 1.2; qhat 0.85 -> {0, 1}; qhat 0.4 -> {0}.
+    raps = dict(method="raps", k_reg=1, lam=0.1, randomized=False)
+    np.testing.assert_array_equal(
+        np.asarray(metrics.prediction_sets(p, 0.85, **raps)), [[True, True, False]]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(metrics.prediction_sets(p, 0.4, **raps)), [[True, False, False]]
+    )
+
+
+@pytest.mark.parametrize("method,options", CASES)
+def test_conformal_coverage_within_binomial_tolerance(method, options):
+    # One test example per calibration split, R independent splits: the number covered is
+    # Binomial(R, P) with P >= k / (n + 1) >= 1 - alpha, k = ceil((n + 1)(1 - alpha)); with
+    # continuous scores (LAC, randomized APS/RAPS) P = k / (n + 1) exactly, so the count
+    # is also bounded above. n = 19, alpha = 0.1: P = 0.9 (0.95 if qhat were one rank
+    # higher, as np.quantile(method="higher") gives).
+    reps, n, c, alpha = 3000, 19, 5, 0.1
+    rng = np.random.default_rng(2)
+    probs, labels = synthetic(rng, reps * (n + 1), c=c, scale=1.5)
+    probs, labels = probs.reshape(reps, n + 1, c), labels.reshape(reps, n + 1)
+    keys = jax.random.split(jax.random.key(0), reps)
+
+    def covered(p, y, key):
+        k_cal, k_test = jax.random.split(key)
+        qhat = metrics.conformal_threshold(
+            p[:n], y[:n], method=method, alpha=alpha, key=k_cal, **options
+        )
+        sets = metrics.prediction_sets(p[n:], qhat, method=method, key=k_test, **options)
+        return sets[0, y[n]], sets.sum()
+
+    hits, sizes = jax.vmap(covered)(jnp.asarray(probs), jnp.asarray(labels), keys)
+    count = int(np.asarray(hits).sum())
+    exact = math.ceil((n + 1) * (1 - alpha)) / (n + 1)
+    assert count >= scipy.stats.binom.ppf(1e-4, reps, 1 - alpha)
+    assert count >= scipy.stats.binom.ppf(1e-4, reps, exact)
+    if method == "lac" or options.get("randomized", True):
+        assert count <= scipy.stats.binom.isf(1e-4, reps, exact)
+    else:
+        assert int(np.asarray(sizes).min()) >= 1  # never empty
+
+
+@pytest.mark.parametrize("method", ["aps", "raps"])
+def test_non_randomized_sets_are_never_empty(method):
+    rng = np.random.default_rng(3)
+    probs_cal, labels_cal = synthetic(rng, 200, c=10, scale=3.0)
+    probs, _ = synthetic(rng, 300, c=10, scale=3.0)
+    for alpha in (0.5, 0.9, 0.99):
+        qhat = metrics.conformal_threshold(
+            probs_cal, labels_cal, method=method, alpha=alpha, randomized=False
+        )
+        sets = metrics.prediction_sets(probs, qhat, method=method, randomized=False)
+        assert int(np.asarray(sets).sum(axis=1).min()) == 1  # some sets are singletons
+    empty = metrics.prediction_sets(probs, -1.0, method=method, randomized=False)
+    np.testing.assert_array_equal(np.asarray(empty).sum(axis=1), 1)
+    np.testing.assert_array_equal(np.asarray(empty).argmax(axis=1), probs.argmax(axis=1))
+
+
+def _bad_input_arrays():
+    """Device arrays made at import, so the test below counts only the checks' compiles."""
+    probs, labels = synthetic(np.random.default_rng(4), 20)
+    five = probs[:, :5] / probs[:, :5].sum(axis=1, keepdims=True)
+    qhat2 = np.array([0.5, 0.5])
+    arrays = (probs, labels, np.log(probs) + 1.0, probs * 0.5, labels + 6, five, labels % 5, qhat2)
+    return tuple(jnp.asarray(a) for a in arrays)
+
+
+BAD_INPUT_ARRAYS = _bad_input_arrays()
+
+
+def test_conformal_bad_input_names_the_value_before_any_compute(compiles):
+    probs, labels, logits, half, labels_high, probs5, labels5, qhat2 = BAD_INPUT_ARRAYS
+    cases = [
+        (dict(method="thr", alpha=0.1), r"method must be one of \('lac', 'aps', 'raps'\).*'thr'"),
+        (dict(method="aps", alpha=0.0), r"alpha must be a number in \(0, 1\).*0\.0"),
+        (dict(method="aps", alpha=1.5), r"alpha .* got 1\.5"),
+        (dict(method="aps", alpha=True), r"alpha .* got True"),
+        (dict(method="lac", alpha=0.1, k_reg=2), r"k_reg=2 applies to method 'raps' only"),
+        (dict(method="aps", alpha=0.1, lam=0.1), r"lam=0\.1 applies to method 'raps' only"),
+        (dict(method="raps", alpha=0.1, k_reg=-1), r"k_reg must be an int >= 0, got -1"),
+        (dict(method="raps", alpha=0.1, lam=-0.5), r"lam must be .* >= 0, got -0\.5"),
+        (dict(method="lac", alpha=0.1, randomized=True), r"randomized=True applies to"),
+        (dict(method="aps", alpha=0.1, key=np.zeros(2, np.uint32)), r"typed PRNG key"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            metrics.conformal_threshold(probs, labels, **kwargs)
+    with pytest.raises(ValueError, match=r"probs_cal must be probabilities in \[0, 1\]"):
+        metrics.conformal_threshold(logits, labels, method="lac", alpha=0.1)
+    with pytest.raises(ValueError, match=r"probs_cal rows must sum to 1.*row 0 sums to 0\.5"):
+        metrics.conformal_threshold(half, labels, method="lac", alpha=0.1)
+    with pytest.raises(ValueError, match=r"labels_cal must lie in \[0, 6\)"):
+        metrics.conformal_threshold(probs, labels_high, method="lac", alpha=0.1)
+    with pytest.raises(ValueError, match=r"unknown conformal option\(s\) \['lamda'\]"):
+        metrics.conformal_metrics(probs, labels, probs, labels, method="raps", lamda=0.1)
+    with pytest.raises(ValueError, match=r"probs has 5 classes but probs_cal has 6"):
+        metrics.conformal_metrics(probs, labels, probs5, labels5, method="lac")
+    with pytest.raises(ValueError, match=r"qhat must be a 0-d float"):
+        metrics.prediction_sets(probs, qhat2, method="lac")
+    assert compiles == []

@@ -5,6 +5,7 @@
     tk.metrics.ood_metrics(logits_in, logits_out, score="energy")
     t = tk.metrics.fit_temperature(val_logits, val_labels)
     tk.metrics.ece(tk.metrics.apply_temperature(test_logits, t), test_labels)
+    tk.metrics.conformal_metrics(val_probs, val_labels, test_probs, test_labels, method="aps")
 
 Conventions: logits are (N, C) floats, labels (N,) integer class indices, OOD scores are
 higher = more in-distribution, and in-distribution (or correct) examples are the
@@ -15,6 +16,12 @@ positive). Array metrics return 0-d JAX arrays and are jit-able; checks on value
 
 from toolkit.metrics.calibration import apply_temperature, ece, fit_temperature, reliability_diagram
 from toolkit.metrics.classification import accuracy, brier, nll, summary
+from toolkit.metrics.conformal import (
+    CONFORMAL_METHODS,
+    conformal_metrics,
+    conformal_threshold,
+    prediction_sets,
+)
 from toolkit.metrics.ood import (
     OOD_SCORES,
     energy,
@@ -43,6 +50,7 @@ from toolkit.metrics.robustness import (
 )
 
 __all__ = [
+    "CONFORMAL_METHODS",
     "OOD_SCORES",
     "PROBIT_EPS",
     "accuracy",
@@ -52,6 +60,8 @@ __all__ = [
     "aupr_out",
     "auroc",
     "brier",
+    "conformal_metrics",
+    "conformal_threshold",
     "corruption_errors",
     "ece",
     "effective_robustness",
@@ -68,6 +78,7 @@ __all__ = [
     "nll",
     "ood_metrics",
     "ood_scores",
+    "prediction_sets",
     "relative_mce",
     "reliability_diagram",
     "summary",
