@@ -283,3 +283,76 @@ def test_conformal_bad_input_names_the_value_before_any_compute(compiles):
     with pytest.raises(ValueError, match=r"qhat must be a 0-d float"):
         metrics.prediction_sets(probs, qhat2, method="lac")
     assert compiles == []
+
+
+# ---------------------------------------------------------------------------------------
+# selective classification
+
+
+def np_risk_coverage(confidence, correct):
+    """Accepting every example with confidence >= c, for each example's c (sorted desc)."""
+    conf = np.asarray(confidence, np.float64)
+    coverage, risk = [], []
+    for c in np.sort(conf)[::-1]:
+        accepted = conf >= c
+        coverage.append(accepted.mean())
+        risk.append((~correct[accepted]).mean())
+    return np.array(coverage), np.array(risk)
+
+
+def test_risk_coverage_and_aurc_match_numpy_with_ties():
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n = [1, 17, 50][trial % 3]
+        conf = rng.integers(0, 6 if trial % 2 else 1000, n).astype(np.float32)
+        correct = rng.random(n) < 0.7
+        coverage, risk = metrics.risk_coverage(conf, correct)
+        ref_cov, ref_risk = np_risk_coverage(conf, correct)
+        np.testing.assert_allclose(np.asarray(coverage), ref_cov, rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(risk), ref_risk, rtol=1e-6, atol=1e-7)
+        assert float(metrics.aurc(conf, correct)) == pytest.approx(ref_risk.mean(), abs=1e-6)
+        perm = rng.permutation(n)  # the input order does not matter
+        assert float(metrics.aurc(conf[perm], correct[perm])) == pytest.approx(
+            ref_risk.mean(), abs=1e-6
+        )
+
+
+def test_aurc_and_e_aurc_hand_cases():
+    # Sorted: 0.9 (right) | 0.8, 0.8 (one wrong) | 0.3 (wrong). Points: (1/4, 0),
+    # (3/4, 1/3) twice, (1, 1/2): AURC = (0 + 1/3 + 1/3 + 1/2) / 4 = 7/24. Oracle with 2
+    # errors in 4: risks 0, 0, 1/3, 1/2 -> 5/24; E-AURC = 2/24.
+    conf = np.array([0.8, 0.9, 0.3, 0.8], np.float32)
+    correct = np.array([False, True, False, True])
+    coverage, risk = metrics.risk_coverage(conf, correct)
+    np.testing.assert_allclose(np.asarray(coverage), [0.25, 0.75, 0.75, 1.0])
+    np.testing.assert_allclose(np.asarray(risk), [0.0, 1 / 3, 1 / 3, 0.5], rtol=1e-6)
+    assert float(metrics.aurc(conf, correct)) == pytest.approx(7 / 24)
+    assert float(metrics.e_aurc(conf, correct)) == pytest.approx(2 / 24)
+    # Perfect ranking: E-AURC 0. Reversed: every error first, the worst AURC.
+    correct = np.array([True] * 7 + [False] * 3)
+    conf = np.linspace(1.0, 0.0, 10).astype(np.float32)
+    assert float(metrics.e_aurc(conf, correct)) == pytest.approx(0.0, abs=1e-7)
+    worst = np.mean([min(k, 3) / k for k in range(1, 11)])
+    assert float(metrics.aurc(-conf, correct)) == pytest.approx(worst)
+    # All tied: one operating point, AURC = the error rate.
+    assert float(metrics.aurc(np.zeros(10), correct)) == pytest.approx(0.3)
+    assert float(metrics.e_aurc(np.ones(10), np.ones(10, bool))) == 0.0
+
+
+def test_optimal_aurc_tends_to_geifmans_closed_form():
+    n, r = 200_000, 0.15
+    correct = np.arange(n) >= int(r * n)  # the first 15% are errors
+    conf = np.arange(n, dtype=np.float32)  # ... and least confident: a perfect ranking
+    optimal = float(metrics.aurc(conf, correct))
+    assert optimal == pytest.approx(r + (1 - r) * math.log(1 - r), abs=1e-4)
+
+
+def test_selective_jits_and_checks_input():
+    conf, correct = jnp.array([0.2, 0.9, 0.5]), jnp.array([False, True, True])
+    assert float(jax.jit(metrics.e_aurc)(conf, correct)) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match=r"correct must be a bool array .* got dtype int"):
+        metrics.aurc(conf, jnp.array([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"correct must have the shape of confidence \(3,\)"):
+        metrics.risk_coverage(conf, jnp.array([True, False]))
+    with pytest.raises(ValueError, match="confidence contain NaN"):
+        metrics.e_aurc(jnp.array([0.1, jnp.nan, 0.3]), correct)

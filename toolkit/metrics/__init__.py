@@ -6,6 +6,7 @@
     t = tk.metrics.fit_temperature(val_logits, val_labels)
     tk.metrics.ece(tk.metrics.apply_temperature(test_logits, t), test_labels)
     tk.metrics.conformal_metrics(val_probs, val_labels, test_probs, test_labels, method="aps")
+    tk.metrics.aurc(confidence, predictions == labels)
 
 Conventions: logits are (N, C) floats, labels (N,) integer class indices, OOD scores are
 higher = more in-distribution, and in-distribution (or correct) examples are the
@@ -48,6 +49,7 @@ from toolkit.metrics.robustness import (
     mce,
     relative_mce,
 )
+from toolkit.metrics.selective import aurc, e_aurc, risk_coverage
 
 __all__ = [
     "CONFORMAL_METHODS",
@@ -58,11 +60,13 @@ __all__ = [
     "apply_temperature",
     "aupr_in",
     "aupr_out",
+    "aurc",
     "auroc",
     "brier",
     "conformal_metrics",
     "conformal_threshold",
     "corruption_errors",
+    "e_aurc",
     "ece",
     "effective_robustness",
     "energy",
@@ -81,5 +85,6 @@ __all__ = [
     "prediction_sets",
     "relative_mce",
     "reliability_diagram",
+    "risk_coverage",
     "summary",
 ]
