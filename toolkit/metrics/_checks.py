@@ -62,24 +62,27 @@ def check_logits(logits: Any, *, name: str = "logits") -> jax.Array:
     return _cast(logits, _compute_dtype(logits.dtype))
 
 
-def check_logits_labels(logits: Any, labels: Any) -> tuple[jax.Array, jax.Array]:
+def check_logits_labels(
+    logits: Any, labels: Any, *, names: tuple[str, str] = ("logits", "labels")
+) -> tuple[jax.Array, jax.Array]:
     """Checks (N, C) float logits against (N,) integer labels in [0, C)."""
-    logits = check_logits(logits)
+    logits = check_logits(logits, name=names[0])
     labels = jnp.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
         raise ValueError(
-            f"labels must have shape (N,) = ({logits.shape[0]},) to match logits of shape "
-            f"{logits.shape}, got labels of shape {labels.shape}"
+            f"{names[1]} must have shape (N,) = ({logits.shape[0]},) to match {names[0]} of "
+            f"shape {logits.shape}, got {names[1]} of shape {labels.shape}"
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+        raise ValueError(f"{names[1]} must be integer class indices, got dtype {labels.dtype}")
     if is_concrete(labels):
         host = np.asarray(labels)
         num_classes = logits.shape[1]
         bad = (host < 0) | (host >= num_classes)
         if bad.any():
             raise ValueError(
-                f"labels must lie in [0, {num_classes}) for logits with {num_classes} classes; "
+                f"{names[1]} must lie in [0, {num_classes}) for {names[0]} with {num_classes} "
+                f"classes; "
                 f"got {int(bad.sum())} out of range, e.g. {int(host[bad][0])}"
             )
     return logits, _cast(labels, jnp.dtype(jnp.int32))

@@ -1,6 +1,8 @@
 """Threshold-free detection metrics on two 1-D score sets (higher = more in-distribution).
 
-The in-distribution (or "correct") scores are the positive class. All metrics are
+The in-distribution (or "correct") scores are the positive class, except where a name
+says otherwise: :func:`aupr_out` and :func:`fpr_at_95_tpr_ood` (OpenOOD v1.5's
+convention) take OOD as the positive class. All metrics are
 computed with sorts and ``searchsorted``, so they are exact under ties, O(n log n), and
 jit-able (output shapes are static). Empty inputs raise ``ValueError``; NaN scores raise
 when the input is concrete.
@@ -18,7 +20,7 @@ from jax.typing import ArrayLike
 
 from toolkit.metrics._checks import check_scores_pair
 
-__all__ = ["aupr_in", "aupr_out", "auroc", "fpr_at_95_tpr", "fpr_at_tpr"]
+__all__ = ["aupr_in", "aupr_out", "auroc", "fpr_at_95_tpr", "fpr_at_95_tpr_ood", "fpr_at_tpr"]
 
 
 @jax.jit
@@ -120,10 +122,60 @@ def fpr_at_tpr(scores_in: ArrayLike, scores_out: ArrayLike, tpr: float = 0.95) -
 
 
 def fpr_at_95_tpr(scores_in: ArrayLike, scores_out: ArrayLike) -> jax.Array:
-    """FPR on OOD when 95% of in-distribution is retained (FPR@95%TPR).
+    """FPR@95%TPR with in-distribution positive: the fraction of OOD accepted at 95% ID recall.
 
-    :func:`fpr_at_tpr` with ``tpr=0.95``; see it for the threshold convention.
-    Hendrycks et al. (2019), "Deep anomaly detection with outlier exposure"; Liu et al.
-    (2020).
+    :func:`fpr_at_tpr` with ``tpr=0.95``: the threshold keeps 95% of the in-distribution
+    scores and the result is the fraction of OOD scores at or above it. This is the
+    convention of Liang et al. (2018), "Enhancing the reliability of out-of-distribution
+    image detection in neural networks" (ODIN), Hendrycks et al. (2019) and Liu et al.
+    (2020). OpenOOD v1.5 reports the mirrored quantity, :func:`fpr_at_95_tpr_ood`.
     """
     return fpr_at_tpr(scores_in, scores_out, 0.95)
+
+
+@functools.partial(jax.jit, static_argnames="count")
+def _fpr_at_count_ood(scores_in: jax.Array, scores_out: jax.Array, count: int) -> jax.Array:
+    # sklearn's roc_curve with OOD positive on -score: sort -score descending, one ROC point
+    # per distinct value (its group end), then drop_intermediate drops interior points whose
+    # incoming and outgoing steps (d fp, d tp) are equal (collinear). The answer is the fp
+    # rate of the first kept point with tp >= count; no compaction needed, all arrays (N,).
+    scores = jnp.concatenate([scores_out, scores_in])
+    is_ood = jnp.arange(scores.shape[0]) < scores_out.shape[0]
+    order = jnp.argsort(scores, stable=True)  # ascending score = descending -score
+    s, positive = scores[order], is_ood[order]
+    n = s.shape[0]
+    idx = jnp.arange(n)
+    tp = jnp.cumsum(positive.astype(jnp.int32))
+    fp = jnp.cumsum((~positive).astype(jnp.int32))
+    differs = s[1:] != s[:-1]
+    is_end = jnp.concatenate([differs, jnp.array([True])])
+    is_start = jnp.concatenate([jnp.array([True]), differs])
+    start = jax.lax.cummax(jnp.where(is_start, idx, 0))
+    end = jax.lax.cummin(jnp.where(is_end, idx, n - 1), reverse=True)
+    prev = start - 1  # previous group's end, -1 for the first group
+    nxt = end[jnp.minimum(idx + 1, n - 1)]  # next group's end (for a group end)
+    tp_prev = jnp.where(prev >= 0, tp[jnp.maximum(prev, 0)], 0)
+    fp_prev = jnp.where(prev >= 0, fp[jnp.maximum(prev, 0)], 0)
+    collinear = (tp - tp_prev == tp[nxt] - tp) & (fp - fp_prev == fp[nxt] - fp)
+    kept = is_end & ((prev < 0) | (idx == n - 1) | ~collinear)
+    first = jnp.argmax(kept & (tp >= count))
+    return fp[first].astype(scores.dtype) / scores_in.shape[0]
+
+
+def fpr_at_95_tpr_ood(scores_in: ArrayLike, scores_out: ArrayLike) -> jax.Array:
+    """FPR@95%TPR with OOD positive (OpenOOD v1.5): fraction of ID flagged OOD at 95% OOD recall.
+
+    OpenOOD v1.5's ``auc_and_fpr_recall`` (``openood/evaluators/metrics.py``): with OOD
+    labelled 1 and ``conf`` higher = in-distribution, ``fpr, tpr, _ =
+    sklearn.metrics.roc_curve(is_ood, -conf)`` and the result is ``fpr[argmax(tpr >=
+    0.95)]``: the first ROC point (scanning thresholds on ``-conf`` downwards) that flags
+    at least 95% of the OOD examples, and the fraction of in-distribution examples flagged
+    there (examples with ``conf <= tau``; ties at ``tau`` are flagged). Matched exactly,
+    including sklearn's default ``drop_intermediate=True``: with tied scores, a point
+    collinear with its neighbours is dropped and the lookup lands on the next kept point.
+    Without ties this equals the smallest such FPR. Yang et al. (2022), "OpenOOD";
+    Zhang et al. (2023), "OpenOOD v1.5". Not the same number as :func:`fpr_at_95_tpr`.
+    """
+    scores_in, scores_out = check_scores_pair(scores_in, scores_out)
+    count = _required_count(0.95, scores_out.shape[0])
+    return _fpr_at_count_ood(scores_in, scores_out, count)
