@@ -245,5 +245,8 @@ def evaluate(
         cache=cache,
         calibration=calibration,
     )
-    table = pd.DataFrame([run_columns(run.config) | row for row in rows])
+    columns = run_columns(run.config)
+    if hasattr(run, "members"):  # an ensemble (toolkit.ensemble)
+        columns["ensemble_size"] = len(run.members)
+    table = pd.DataFrame([columns | row for row in rows])
     return table if reliability else table.drop(columns="reliability")
