@@ -184,9 +184,10 @@ def _check(run, x, *, features: bool, mc: bool) -> None:
             f"of a module named {HEAD!r}); features are {HEAD_CONVENTION}"
         )
     if mc and not probe["rates"]:
+        rate = getattr(run.model, "dropout", dict(getattr(run.model, "hparams", ())).get("dropout"))
         raise ValueError(
             f"mc_samples: model {name!r} has no dropout layer with a rate > 0 (dropout="
-            f"{getattr(run.model, 'dropout', None)!r}), so its passes would all be the same; "
+            f"{rate!r}), so its passes would all be the same; "
             f"MC dropout needs a model trained with dropout > 0 (model_hparams={{'dropout': "
             f"0.1}})"
         )
