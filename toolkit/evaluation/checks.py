@@ -66,7 +66,16 @@ def check_run(run, sets: dict[str, tuple[int, ...]]) -> None:
     """Raises ValueError unless ``run`` is a trained model (it did not diverge; its
     parameters are finite) that takes examples of each shape in ``sets`` (set name ->
     example shape): the shape it was trained on (``run.info["input_shape"]``), or, where
-    that is not recorded, one its model traces on."""
+    that is not recorded, one its model traces on. An ensemble is checked member by member
+    (the error names the member)."""
+    members = getattr(run, "members", None)
+    if members is not None:
+        for index, member in enumerate(members):
+            try:
+                check_run(member, sets)
+            except ValueError as error:
+                raise ValueError(f"ensemble member {index}: {error}") from None
+        return
     _diverged(run)
     for name, shape in sets.items():
         _shape_fits(run, name, shape)

@@ -404,5 +404,8 @@ def evaluate(
         train=train,
         mc_samples=mc_samples,
     )
-    table = pd.DataFrame([run_columns(run.config) | row for row in rows])
+    columns = run_columns(run.config)
+    if hasattr(run, "members"):  # an ensemble (toolkit.ensemble)
+        columns["ensemble_size"] = len(run.members)
+    table = pd.DataFrame([columns | row for row in rows])
     return table if reliability else table.drop(columns="reliability")

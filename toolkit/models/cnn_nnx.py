@@ -16,7 +16,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from toolkit.models.base import IMAGES, register
-from toolkit.models.layers import CONV_IMPLS, check_choice, conv_im2col, conv_xla, resolve_padding
+from toolkit.models.layers import (
+    CONV_IMPLS,
+    check_choice,
+    check_dropout,
+    conv_im2col,
+    conv_xla,
+    resolve_padding,
+)
 
 __all__ = ["CNNNNX"]
 
@@ -63,7 +70,8 @@ class CNNNNX(nnx.Module):
     Greydanus 2020's ``ConvBase`` with ``channels=25`` (see :class:`toolkit.models.conv.CNN`).
 
     ``input_shape`` is one example's shape, (L,) or (L, C) for sequences and (H, W, C) for
-    images: NNX layers are built with their input sizes.
+    images: NNX layers are built with their input sizes. ``dropout`` drops the head's input
+    units (Srivastava et al. 2014), train only, as ``cnn``'s.
     """
 
     def __init__(
@@ -71,11 +79,13 @@ class CNNNNX(nnx.Module):
         num_classes: int = 10,
         channels: int = 25,
         conv_impl: str = "auto",
+        dropout: float = 0.0,
         *,
         input_shape: Sequence[int],
         rngs: nnx.Rngs,
     ):
         check_choice("conv_impl", conv_impl, CONV_IMPLS)
+        check_dropout(dropout)
         if not 1 <= len(input_shape) <= 3:
             raise ValueError(
                 f"expected examples that are sequences (L,) or (L, C) or images (H, W, C); "
@@ -94,11 +104,13 @@ class CNNNNX(nnx.Module):
             ]
             setattr(self, f"conv{index}", conv)  # string names: checkpoint paths
             width = channels
+        # The bridge gives a 'dropout' stream only when the Linen call has a dropout rng.
+        self.dropout = nnx.Dropout(dropout, rngs=rngs if "dropout" in rngs else None)
         self.head = nnx.Linear(width * math.prod(spatial), num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        del train
         h = x[..., None] if x.ndim == 2 else x
         for conv in (self.conv0, self.conv1, self.conv2):
             h = nnx.relu(conv(h))
-        return self.head(h.reshape(h.shape[0], -1))
+        h = self.dropout(h.reshape(h.shape[0], -1), deterministic=not train)
+        return self.head(h)

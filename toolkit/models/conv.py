@@ -10,7 +10,15 @@ import flax.linen as nn
 import jax
 
 from toolkit.models.base import IMAGES, register
-from toolkit.models.layers import CONV_IMPLS, Conv, activation, check_choice, pool, with_channels
+from toolkit.models.layers import (
+    CONV_IMPLS,
+    Conv,
+    activation,
+    check_choice,
+    check_dropout,
+    pool,
+    with_channels,
+)
 
 __all__ = ["CNN", "AlexNet", "LeNet5"]
 
@@ -37,23 +45,26 @@ class CNN(nn.Module):
     Attributes:
       channels: channels of every conv layer.
       conv_impl: 'auto', 'im2col' or 'xla' (see :class:`~toolkit.models.layers.Conv`).
+      dropout: drop rate on the head's input (Srivastava et al. 2014), train only.
     """
 
     num_classes: int = 10
     channels: int = 25
     conv_impl: str = "auto"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
+        check_dropout(self.dropout)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        del train
         h = with_channels(x)
         for kernel in (5, 3, 3):
             h = nn.relu(Conv(self.channels, kernel, strides=2, padding=1, impl=self.conv_impl)(h))
-        return nn.Dense(self.num_classes, name="head")(_flatten(h))
+        h = nn.Dropout(self.dropout, deterministic=not train)(_flatten(h))
+        return nn.Dense(self.num_classes, name="head")(h)
 
 
 @register(
@@ -79,6 +90,7 @@ class LeNet5(nn.Module):
       pool: 'avg' (the original subsampling) or 'max'.
       padding: 'same' or 'valid' (see above).
       conv_impl: 'auto', 'im2col' or 'xla'.
+      dropout: drop rate on the head's input (Srivastava et al. 2014), train only.
     """
 
     num_classes: int = 10
@@ -86,17 +98,18 @@ class LeNet5(nn.Module):
     pool: str = "avg"
     padding: str = "same"
     conv_impl: str = "auto"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         activation(self.activation)
         check_choice("pool", self.pool, ("avg", "max"))
         check_choice("padding", self.padding, ("same", "valid"))
         check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
+        check_dropout(self.dropout)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        del train
         act = activation(self.activation)
         h = with_channels(x)
         for channels in (6, 16):
@@ -105,6 +118,7 @@ class LeNet5(nn.Module):
         h = _flatten(h)
         for width in (120, 84):
             h = act(nn.Dense(width)(h))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes, name="head")(h)
 
 
@@ -140,8 +154,7 @@ class AlexNet(nn.Module):
 
     def __post_init__(self) -> None:
         check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         super().__post_init__()
 
     @nn.compact

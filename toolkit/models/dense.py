@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 
 from toolkit.models.base import register
-from toolkit.models.layers import activation, with_channels
+from toolkit.models.layers import activation, check_dropout, with_channels
 
 __all__ = ["MLP", "Linear"]
 
@@ -22,14 +22,22 @@ class Linear(nn.Module):
     """Multinomial logistic regression: ``logits = W vec(x) + b``.
 
     On MNIST-1D (B, 40) this is the reference ``Linear(40, 10)``: 40 * 10 + 10 = 410 params.
+
+    Attributes:
+      dropout: drop rate on the input (Srivastava et al. 2014), train only.
     """
 
     num_classes: int = 10
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_dropout(self.dropout)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        del train  # no train-time behaviour
-        return nn.Dense(self.num_classes, name="head")(_flatten(x))
+        h = nn.Dropout(self.dropout, deterministic=not train)(_flatten(x))
+        return nn.Dense(self.num_classes, name="head")(h)
 
 
 @register(
@@ -61,8 +69,7 @@ class MLP(nn.Module):
 
     def __post_init__(self) -> None:
         activation(self.activation)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         super().__post_init__()
 
     @nn.compact

@@ -68,6 +68,12 @@ def check_choice(what: str, value: Any, choices: Sequence[Any]) -> None:
         raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(map(str, choices))}")
 
 
+def check_dropout(rate: float) -> None:
+    """Raises ``ValueError`` naming ``rate`` unless it is a drop rate in [0, 1)."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {rate!r}")
+
+
 def with_channels(x: jax.Array) -> jax.Array:
     """Adds a channel axis to a batch of scalar sequences: (B, L) -> (B, L, 1).
 

@@ -11,13 +11,17 @@ The registry builds :class:`FromNNX`, a Linen module that constructs the NNX mod
 collection ``params`` and ``BatchStat`` variables ``batch_stats``, and the module draws
 dropout from the Linen ``dropout`` rng, so training, populations, checkpoints,
 evaluation, attributions and sweeps use an NNX model exactly as a Linen one. The module's
-``__call__`` takes ``(x, *, train: bool)`` like every registered model.
+``__call__`` takes ``(x, *, train: bool)`` like every registered model; its final layer is
+``self.head = nnx.Linear(..., num_classes)``, the NNX form of Linen's ``nn.Dense(name="head")``
+(:mod:`toolkit.evaluation.inference` reads the head's input as the penultimate features).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -56,6 +60,43 @@ def nnx_hparams(cls: type[nnx.Module]) -> dict[str, Any]:
     return hparams
 
 
+@contextlib.contextmanager
+def _swapped(module: nnx.Module, wrap: Callable[[tuple, nnx.Module], Any]) -> Iterator[None]:
+    """Within the block, every submodule for which ``wrap(path, submodule)`` is not None is
+    replaced by that callable; the originals are put back after (so the module's state is
+    untouched)."""
+    replaced = []
+    for path, sub in list(nnx.iter_modules(module)):
+        wrapper = wrap(path, sub) if path else None
+        if wrapper is not None:
+            parent = functools.reduce(getattr, path[:-1], module)
+            replaced.append((parent, path[-1], sub))
+            setattr(parent, path[-1], wrapper)
+    try:
+        yield
+    finally:
+        for parent, attribute, sub in reversed(replaced):
+            setattr(parent, attribute, sub)
+
+
+def _probed_call(module, x, *, train, head_inputs, mc_dropout):
+    """``module(x, train=train)``, recording the input of ``module.head`` in ``head_inputs``
+    and, with ``mc_dropout``, running every ``nnx.Dropout`` with ``deterministic=False``
+    (its rate recorded in ``mc_dropout``)."""
+
+    def wrap(path, sub):
+        if head_inputs is not None and path == ("head",):
+            return lambda h, **kw: (head_inputs.append(h), sub(h, **kw))[1]
+        if mc_dropout is not None and isinstance(sub, nnx.Dropout):
+            if sub.rate > 0:
+                mc_dropout.append(sub.rate)
+            return lambda h, **kw: sub(h, **{**kw, "deterministic": False})
+        return None
+
+    with _swapped(module, wrap):
+        return module(x, train=train)
+
+
 class FromNNX(nn.Module):
     """A Linen module that builds and calls the NNX module ``nnx_class(**hparams)``.
 
@@ -68,11 +109,26 @@ class FromNNX(nn.Module):
     hparams: tuple[tuple[str, Any], ...] = ()
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        head_inputs: list | None = None,
+        mc_dropout: list | None = None,
+    ) -> jax.Array:
+        """Logits of the NNX module. ``head_inputs`` (a list) receives the input of its
+        ``head``; with ``mc_dropout`` (a list, receiving the rates) its dropout layers run
+        stochastically whatever ``train`` is: the hooks of
+        :mod:`toolkit.evaluation.inference`, which a Linen model gets by interception."""
         kwargs = dict(self.hparams)
         if "input_shape" in _parameters(self.nnx_class):
             kwargs["input_shape"] = tuple(x.shape[1:])
-        return bridge.to_linen(self.nnx_class, name="nnx", **kwargs)(x, train=train)
+        module = bridge.to_linen(self.nnx_class, name="nnx", **kwargs)
+        if head_inputs is None and mc_dropout is None:
+            return module(x, train=train)
+        probed = functools.partial(_probed_call, head_inputs=head_inputs, mc_dropout=mc_dropout)
+        return module(x, train=train, nnx_method=probed)
 
 
 def nnx_factory(nnx_class: type[nnx.Module]) -> Callable[..., FromNNX]:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from toolkit.models.base import register
-from toolkit.models.layers import check_choice, with_channels
+from toolkit.models.layers import check_choice, check_dropout, with_channels
 
 __all__ = ["GRU", "LSTM", "READOUTS", "RNN", "TorchGRUCell"]
 
@@ -104,13 +104,15 @@ class _Recurrent(nn.Module):
     Readouts: 'flatten' concatenates the outputs of all steps (the MNIST-1D reference;
     the head then has L * D inputs, D = hidden or 2 * hidden); 'last' takes the forward
     direction's last output and the backward direction's output at step 0 (each the state
-    after reading the whole sequence); 'mean' averages the outputs over steps.
+    after reading the whole sequence); 'mean' averages the outputs over steps. ``dropout``
+    drops the readout's units before the head (Srivastava et al. 2014), train only.
     """
 
     num_classes: int = 10
     hidden: int = 6
     bidirectional: bool = True
     readout: str = "flatten"
+    dropout: float = 0.0
 
     cell_type: ClassVar[Callable[..., nn.RNNCellBase]]
 
@@ -118,11 +120,11 @@ class _Recurrent(nn.Module):
         check_choice("readout", self.readout, READOUTS)
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {self.hidden!r}")
+        check_dropout(self.dropout)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        del train
         x = _as_steps(x)
         # Cells made here belong to this module, so their params sit under 'forward' and
         # 'backward' ('backward' outputs re-reversed into input order by keep_order).
@@ -135,6 +137,7 @@ class _Recurrent(nn.Module):
         else:
             y = jnp.concatenate(outputs, axis=-1)  # (B, L, D): forward then backward features
             h = y.reshape(y.shape[0], -1) if self.readout == "flatten" else jnp.mean(y, axis=1)
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes, name="head")(h)
 
 

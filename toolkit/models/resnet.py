@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from toolkit.models.base import IMAGES, register
-from toolkit.models.layers import CONV_IMPLS, Conv, check_choice, with_channels
+from toolkit.models.layers import CONV_IMPLS, Conv, check_choice, check_dropout, with_channels
 
 __all__ = ["BasicBlock", "ResNet"]
 
@@ -66,12 +66,15 @@ class ResNet(nn.Module):
       depth: 6n + 2 for n >= 1 (8, 14, 20, 26, 32, 44, 56, 110, ...).
       width: channel multiplier; stage channels are round(16 * width) * (1, 2, 4).
       conv_impl: 'auto', 'im2col' or 'xla'.
+      dropout: drop rate on the pooled features before the head (Srivastava et al. 2014),
+        train only.
     """
 
     num_classes: int = 10
     depth: int = 20
     width: float = 1.0
     conv_impl: str = "auto"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.depth < 8 or (self.depth - 2) % 6:
@@ -81,6 +84,7 @@ class ResNet(nn.Module):
         if round(16 * self.width) < 1:
             raise ValueError(f"resnet width {self.width!r} gives fewer than 1 channel")
         check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
+        check_dropout(self.dropout)
         super().__post_init__()
 
     @nn.compact
@@ -94,4 +98,5 @@ class ResNet(nn.Module):
                 strides = 2 if stage > 0 and block == 0 else 1
                 h = BasicBlock(base * mult, strides, self.conv_impl)(h, train=train)
         h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(self.num_classes, name="head")(h)

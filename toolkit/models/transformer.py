@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from toolkit.models.base import IMAGES, register
-from toolkit.models.layers import with_channels
+from toolkit.models.layers import check_dropout, with_channels
 
 __all__ = ["EncoderBlock", "Transformer", "patchify"]
 
@@ -90,8 +90,7 @@ class Transformer(nn.Module):
                 raise ValueError(f"{field} must be >= {low}, got {value!r}")
         if round(self.mlp_ratio * self.d_model) < 1:
             raise ValueError(f"mlp_ratio {self.mlp_ratio!r} gives an empty MLP")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         super().__post_init__()
 
     @nn.compact
