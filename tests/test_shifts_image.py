@@ -176,6 +176,11 @@ def test_distance_to_clean_grows_with_severity(name, size):
     x, sweep = (digits8(), r.sweep8) if size == 8 else (digits28(), r.sweep28)
     dist = [multiscale_distance(out, np.asarray(x)) for out in sweep]
     assert dist[0] > 1e-3, dist
+    if name == "pixelate" and size == 28:
+        # MNIST-C's int(28 * .6) = 16 pixels: its 1.75-pixel blocks alias more than the
+        # whole 2-pixel blocks of severity 2 (14 pixels); the rest still grows
+        assert dist[1] < dist[0] < dist[2], dist
+        dist = dist[1:]
     assert all(a < b for a, b in itertools.pairwise(dist)), dist
 
 
@@ -370,8 +375,8 @@ def test_pixelate_matches_pil_box_down_and_up(shape):
 
 def test_pixelate_sizes_fall_every_severity():
     assert blur.pixelate_sizes(8) == (5, 4, 3, 2, 1)
-    assert blur.pixelate_sizes(28) == (17, 14, 11, 8, 6)
-    assert blur.pixelate_sizes(32) == (19, 16, 13, 10, 6)
+    assert blur.pixelate_sizes(28) == (16, 14, 11, 8, 5)
+    assert blur.pixelate_sizes(32) == (19, 16, 12, 9, 6)
 
 
 # -- filters, noise, overlays -----------------------------------------------------------

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from toolkit import selection, store
-from toolkit.report import plots, protocol, tables, uncertainty
+from toolkit.report import plots, protocol, tables, uncertainty, validity
 from toolkit.report.blocks import fill_blocks, set_means_table
 from toolkit.report.curves import LineFit, accuracy_line, set_accuracy, severity_curves
 from toolkit.report.load import CHECKPOINTS, ReportError, failed_runs, load_results, run_configs
@@ -140,6 +140,9 @@ def build_report(
     if baseline is not None and baseline not in set(df["loss"]):
         losses = sorted(set(df["loss"].astype(str)))
         raise ValueError(f"baseline loss {baseline!r} is not in {results_dir}; losses: {losses}")
+    every_cell, cells = df, _invalid_cells(df, configs)
+    if cells is not None:
+        every, rows, df = (validity.drop_cells(r, cells[0]) for r in (every, rows, df))
     all_runs = per_run(df)
     views = rule_runs(rows, all_runs, store.read_json(results_dir / store.SWEEP), configs)
     report = Report(figures=figures, progress=progress)
@@ -157,6 +160,11 @@ def build_report(
     if caught:
         md.append("Skipped while reading:\n\n" + "".join(f"- {w.message}\n" for w in caught))
     md.append(DEFINITIONS)
+    if cells is not None:
+        report.blocks["invalid_cells"] = validity.invalid_cells_text(*cells)
+        md.append(f"## Shift cells left out of the means\n\n{report.blocks['invalid_cells']}")
+        if not cells[0].empty:
+            report.add("invalid_cells.csv", cells[0], "shift cells no run classifies above chance")
     tuned = not all(view.picks.empty and not view.notes for view in views)
     report.add("runs.csv", all_runs.drop(columns="group_id"),
                "per run: config, status, raw and temperature-scaled metrics")  # fmt: skip
@@ -194,7 +202,7 @@ def build_report(
             md.append(f"### {tables.METRIC_SPECS[metric].header}\n\n{pivot[0]}")
 
     _robustness(report, md, df, runs)
-    _per_set(report, md, df, runs)
+    _per_set(report, md, every_cell[every_cell["run_id"].isin(runs["run_id"])], runs)
     _label_noise(report, md, groups)
     _reliability(report, md, df, runs[runs["status"] == "finished"])
     tested = every[(every["split"] == "test") & (every["checkpoint"] == checkpoint)]
@@ -220,6 +228,17 @@ def build_report(
         "all tables as Markdown, with the definitions and the figures linked",
     )
     return report
+
+
+def _invalid_cells(df: pd.DataFrame, configs: dict) -> tuple[pd.DataFrame, str] | None:
+    """The shift cells no run classifies above chance (:mod:`toolkit.report.validity`) and
+    a note saying why none were checked; None without shift rows."""
+    if not (df["kind"] == "shift").any():
+        return None
+    num_classes, note = validity.class_count(configs)
+    if num_classes is None:
+        return validity.invalid_cells(df.iloc[:0], 2), note
+    return validity.invalid_cells(df, num_classes), ""
 
 
 def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFrame) -> None:

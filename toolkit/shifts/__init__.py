@@ -10,6 +10,7 @@ from toolkit.shifts.base import (
     register,
     shifts,
 )
+from toolkit.shifts.mnist_c import MNIST_C
 
 names = shifts.names
 entry = shifts.entry
@@ -19,6 +20,7 @@ get = shifts.get
 
 __all__ = [
     "APPLIES_TO",
+    "MNIST_C",
     "SEVERITIES",
     "apply",
     "check_applies",

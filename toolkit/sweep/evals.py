@@ -7,6 +7,7 @@
         "ood": {"type": "ood", "names": ("gaussian_noise", "uniform_noise")},
         "regenerated": {"type": "mnist1d_regenerated", "kinds": "all"},
         "label_shift": {"type": "label_shift", "kind": "dirichlet", "alpha": 1.0, "draws": 3},
+        "mnist_c": {"type": "mnist_c"},  # MNIST-C's 15 corruptions at its own severities
     }
 
 ``type`` defaults to the entry's name; ``names="all"`` takes every registered shift or OOD
@@ -21,8 +22,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
+import numpy as np
+
 from toolkit import data, ood, shifts
-from toolkit.data import Dataset
+from toolkit.data import Dataset, Split
+from toolkit.evaluation import cache as setcache
 from toolkit.evaluation.methods import Methods
 from toolkit.evaluation.sets import EvalSet, FarOod, LabelShifted, Regenerated, Shifted
 from toolkit.ood.base import check_request
@@ -30,7 +35,7 @@ from toolkit.registry import Registry
 from toolkit.sweep.config import SweepConfigError, Trial
 from toolkit.sweep.eval_methods import Conformal, Ensemble, McDropout, Selective
 
-__all__ = ["check_evals", "evaluations", "parse_evals"]
+__all__ = ["MnistC", "MnistCShifted", "check_evals", "evaluations", "parse_evals"]
 
 evaluations = Registry("evaluation type")
 
@@ -229,3 +234,70 @@ def check_evals(entries: Mapping[str, Any], dataset: Dataset, trial: Trial) -> N
             evaluation.check(dataset, trial)
         except (TypeError, ValueError) as error:
             raise SweepConfigError(f"evals[{entry!r}] on {trial.dataset!r}: {error}") from None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MnistCShifted(Shifted):
+    """One MNIST-C corruption at its fixed severity (``tk.shifts.MNIST_C``), named
+    ``<entry>/<shift>``; kind "set", so it stays out of the means over the 1-5 levels."""
+
+    entry: str = "mnist_c"
+    hparams: tuple[tuple[str, Any], ...] = ()
+    kind = "set"
+
+    @property
+    def name(self) -> str:
+        return f"{self.entry}/{self.shift}"
+
+    @classmethod
+    def build_all(cls, specs, clean, *, key, cache, keep):
+        # Same key as the 1-5 levels: a setting they share gives the very same examples.
+        # Settings with hyperparameters (fog, spatter) are built in memory: the disk
+        # cache's key has no hyperparameters.
+        plain = [s for s in specs if not s.hparams]
+        sets = Shifted.build_all(plain, clean, key=key, cache=cache, keep=keep)
+        built = dict(zip(map(id, plain), sets, strict=True))
+        for s in specs:
+            if s.hparams:
+                x = shifts.apply(
+                    s.shift,
+                    jnp.asarray(clean.x),
+                    key=setcache.set_key(key, s.shift),
+                    severity=s.severity,
+                    **dict(s.hparams),
+                )
+                built[id(s)] = Split(np.asarray(x), clean.y)
+        return [built[id(s)] for s in specs]
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistC:
+    """MNIST-C (Mu & Gilmer 2019): its 15 corruptions of the test split at MNIST-C's own
+    fixed severity each (``tk.shifts.MNIST_C``), rows ``<entry>/<corruption>``, beside
+    the 1-5 levels of the ``shifts`` evaluation."""
+
+    names: Any = "all"
+
+    def resolve(self) -> list[str]:
+        names = list(shifts.MNIST_C) if self.names == "all" else _names(self.names)
+        for name in names:
+            if name not in shifts.MNIST_C:
+                raise ValueError(
+                    f"unknown MNIST-C corruption {name!r}; valid: {', '.join(shifts.MNIST_C)}"
+                )
+        return names
+
+    def check(self, dataset: Dataset, trial: Trial) -> None:
+        for name in self.resolve():
+            shifts.check_applies(name, dataset.test.x.shape)
+
+    def specs(self, dataset: Dataset, trial: Trial, entry: str) -> list[EvalSet]:
+        settings = [(n, shifts.MNIST_C[n]) for n in self.resolve()]
+        return [MnistCShifted(n, s.severity, entry, s.hparams) for n, s in settings]
+
+
+evaluations.add(
+    "mnist_c",
+    MnistC,
+    description="MNIST-C's 15 corruptions, each at its own fixed severity (tk.shifts.MNIST_C).",
+)

@@ -220,14 +220,22 @@ def filter2d(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
     return jnp.einsum("ij,...jkc,lk->...ilc", mh, x, mw, precision=_HIGHEST)
 
 
-def gaussian_blur(x: jax.Array, sigma: float, mode: str = "nearest") -> jax.Array:
+def gaussian_blur(
+    x: jax.Array, sigma: float | tuple[float, float], mode: str = "nearest"
+) -> jax.Array:
     """``scipy.ndimage.gaussian_filter(x, sigma, mode=mode, truncate=4)`` over H and W.
 
-    ``mode="nearest"`` is skimage.filters.gaussian's default, used by MNIST-C.
+    ``sigma`` is one value for both axes or ``(sigma_h, sigma_w)``; 0 leaves that axis
+    alone, as in scipy. ``mode="nearest"`` is skimage.filters.gaussian's default, used by
+    MNIST-C.
     """
     h, w = x.shape[-3], x.shape[-2]
-    weights = gaussian_weights(float(sigma))
-    return filter2d(x, filter_matrix(h, weights, mode), filter_matrix(w, weights, mode))
+    sigma_h, sigma_w = (sigma, sigma) if isinstance(sigma, int | float) else sigma
+
+    def matrix(n: int, s: float) -> np.ndarray:
+        return filter_matrix(n, gaussian_weights(float(s)), mode) if s > 0 else np.eye(n)
+
+    return filter2d(x, matrix(h, sigma_h), matrix(w, sigma_w))
 
 
 # -- resampling -----------------------------------------------------------------------

@@ -14,6 +14,12 @@ pixelate     resolution fraction f (PIL BOX down, BOX up),      .6 .5 .4 .3 .2
              MNIST-C / ImageNet-C's with .2 for .25             [CIFAR-10-C .95 .9 .85 .75 .65]
 ===========  =================================================  ============================
 
+glass_blur blurs gray images (C = 1) along the row axis (axis 0 of an image) only, as
+MNIST-C does: it calls ``skimage.filters.gaussian(x, sigma, multichannel=True)`` on a 2-D
+(28, 28) image, so skimage takes the last axis (columns) for channels and blurs each
+column: the jitter is smoothed only vertically and stays sharp along each row. Colour
+images are blurred along both axes, what the same call does on an (H, W, 3) image.
+
 Adaptations. glass_blur: MNIST-C swaps pixels one after another in a Python loop with
 integer offsets in [-d, d); here, in each iteration, every pixel independently (with
 probability 1/2, MNIST-C's coin) takes the value of the pixel at a uniform offset in
@@ -24,9 +30,13 @@ iteration counts (2, 1, 3, 2, 2) are replaced by their running maximum, as its s
 steps is dropped. motion_blur: ImageMagick sums ``width = 2 radius + 1`` taps at rounded
 offsets ``round(i (cos a, sin a))`` with weights ``exp(-i^2 / (2 sigma^2))``; here tap i
 sits at ``i S (cos a, sin a)`` and is read bilinearly with edge clamping (ImageMagick's
-default edge virtual pixels). pixelate: the output side is ``n_s = round(f_s H)``, forced to
-fall by at least one pixel per severity (``n_s <= n_{s-1} - 1``, at least 1) so that
-small images still get five distinct levels (8x8: 5, 4, 3, 2, 1; 28x28: 17, 14, 11, 8, 6).
+default edge virtual pixels). pixelate: the output side is ``n_s = int(f_s H)`` (truncated,
+as MNIST-C and ImageNet-C do: 16 pixels at 28x28 for f = .6), forced to fall by at least
+one pixel per severity (``n_s <= n_{s-1} - 1``) and to leave room for one size per
+remaining severity (``n_s >= 6 - s``, at least 1), so that small images still get five
+distinct levels (8x8: 5, 4, 3, 2, 1; 28x28: 16, 14, 11, 8, 5; 32x32: 19, 16, 12, 9, 6).
+As in MNIST-C, severity 1 at 28x28 (blocks of 1.75 pixels) is then farther from the clean
+digit in mean absolute difference than severity 2 (whole 2-pixel blocks).
 Severity 5 uses f = .2 rather than .25: at 28x28 that would be 7 pixels, whose whole
 4-pixel blocks alias less than the 3.5-pixel blocks of severity 4 (8 pixels), so the
 distance to the clean digit fell from severity 4 to 5 on about 1 batch of 8 digits in 5.
@@ -67,7 +77,8 @@ PIXELATE_FRACTION = (0.6, 0.5, 0.4, 0.3, 0.2)
 
 @image_shift("glass_blur", "Blur, jitter pixels locally, blur again (MNIST-C glass blur).")
 def glass_blur(x: jax.Array, *, key: jax.Array, severity: int) -> jax.Array:
-    """Gaussian blur (sigma S), random local pixel jitter up to d S, Gaussian blur again."""
+    """Gaussian blur (sigma S; gray images along rows only), local pixel jitter up to d S,
+    the same blur again (MNIST-C's glass blur)."""
     sigma, delta, iterations = GLASS[severity - 1]
     s = pixel_scale(x)
     h, w = x.shape[1], x.shape[2]
@@ -85,8 +96,10 @@ def glass_blur(x: jax.Array, *, key: jax.Array, severity: int) -> jax.Array:
             img = sample(img, rows + d_row, cols + d_col, mode="nearest")
         return img
 
-    blurred = gaussian_blur(x, sigma * s)
-    return gaussian_blur(per_example(jitter, blurred, key), sigma * s)
+    # gray: MNIST-C's 2-D image read as (rows, channels) by multichannel=True, see above
+    sigmas = (sigma * s, sigma * s if x.shape[3] > 1 else 0.0)
+    blurred = gaussian_blur(x, sigmas)
+    return gaussian_blur(per_example(jitter, blurred, key), sigmas)
 
 
 def _motion_taps(radius: int, sigma: float) -> np.ndarray:
@@ -144,8 +157,9 @@ def box_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
 def pixelate_sizes(n: int) -> tuple[int, ...]:
     """The side after downsampling at severities 1..5 for a side of ``n`` pixels."""
     sizes, prev = [], n
-    for f in PIXELATE_FRACTION:
-        prev = max(1, min(round(f * n), prev - 1))
+    for severity, f in enumerate(PIXELATE_FRACTION, start=1):
+        room = len(PIXELATE_FRACTION) + 1 - severity  # one size left per remaining severity
+        prev = max(1, min(max(int(f * n), room), prev - 1))
         sizes.append(prev)
     return tuple(sizes)
 

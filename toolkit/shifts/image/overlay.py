@@ -18,11 +18,13 @@ the segment (2.3 scaled by S, at least 1 pixel), only in the columns
 ``[floor(c0), ceil(c1))``, added to the image and clipped. dotted_line: endpoints at
 columns 0 and W - 1, rows uniform in [0, H - 1), every other dash of 2 S pixels (at
 least 1) left blank, the first one blank. zigzag: from column 2 S to W - 3 S, start row
-uniform in [0, H - 1), end row within +-5 S of it, teeth of half-period and amplitude
-2 S (six teeth); MNIST-C's last vertex sits at an odd offset from the centre line, here
-the zigzag ends on the centre line. occlusion (not in MNIST-C; cf. Cutout, DeVries & Taylor 2017): a
-square of side f min(H, W) at a uniform position inside the image, filled with ``fill``
-(default 0.5, gray), with partially covered edge pixels mixed by their covered area.
+uniform in [0, H - 1), end row within +-5 S of it (MNIST-C draws integer rows 0..26 and
+an integer rise in [-5, 5); continuous draws here scale to any size), teeth of
+half-period and amplitude 2 S (six teeth); MNIST-C's last vertex sits at an odd
+offset from the centre line, here the zigzag ends on the centre line. occlusion (not in
+MNIST-C; cf. Cutout, DeVries & Taylor 2017): a square of side f min(H, W) at a uniform
+position inside the image, filled with ``fill`` (default 0.5, gray), with partially
+covered edge pixels mixed by their covered area.
 """
 
 from __future__ import annotations

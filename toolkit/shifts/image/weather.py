@@ -25,10 +25,19 @@ CIFAR-10-C's mud brown (63, 42, 20)/255 for RGB. Adapted: the blurred noise is d
 its exact per-pixel std, so the threshold is a z-score and the mud covers the same share
 of the image at every size (MNIST-C's ``nearest`` padding inflates the variance near the
 border of small images: 34% mud at 8x8 against 8% at 28x28 for severity 1). Severities
-1-3 are MNIST-C's (z = (threshold - loc) / (std sum(w^2)), w the 1-D Gaussian weights,
-with its loc .65, std .3 and thresholds .69, .68, .68); MNIST-C's severities 4-5 (sigma
-1, mask sigma 1.5) cover less of a 28x28 image than its severity 3 (12% and 18% against
-23%), so here 4-5 continue the first three. Mean mud share at 28x28: 2.4, 12, 22, 30, 39%.
+1-3 take MNIST-C's blur and mask sigmas and its interior z-scores (z = (threshold - loc) /
+(std sum(w^2)), w the 1-D Gaussian weights, with its loc .65, std .3 and thresholds .69,
+.68, .68); MNIST-C's severities 4-5 (sigma 1, mask sigma 1.5) cover less of a 28x28
+image than its severity 3, so here 4-5 continue the first three. Mean mud share at 28x28
+(400 images): here 2.5, 12, 23, 32, 41%; MNIST-C's code 8.7, 17, 26, 13.5, 20% (its
+severities 1-3 are higher than here because of the border variance).
+
+``levels="mnist_c"`` (fog and spatter) uses MNIST-C's own five settings unchanged instead:
+fog (1.5, 2) (2, 2) (2.5, 1.7) (2.5, 1.5) (3, 1.4); spatter (loc, std, sigma, threshold,
+mask sigma) (.65,.3,4,.69,.6) (.65,.3,3,.68,.6) (.65,.3,2,.68,.5) (.65,.3,1,.65,1.5)
+(.67,.4,1,.65,1.5), thresholding the blurred N(loc, std^2) noise as MNIST-C does (no
+per-pixel normalisation; lengths still scale by S). At 28x28 these are MNIST-C's
+corruptions in distribution; the MNIST-C family (``tk.shifts.MNIST_C``) uses them.
 """
 
 from __future__ import annotations
@@ -49,10 +58,31 @@ from toolkit.shifts.image._ops import (
     uniform,
 )
 
-__all__ = ["FOG", "SPATTER", "fog", "plasma_fractal", "plasma_from_uniforms", "spatter"]
+__all__ = [
+    "FOG",
+    "FOG_MNIST_C",
+    "LEVELS",
+    "SPATTER",
+    "SPATTER_MNIST_C",
+    "fog",
+    "plasma_fractal",
+    "plasma_from_uniforms",
+    "spatter",
+]
 
 FOG = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (3.0, 1.5), (3.5, 1.4))
 SPATTER = ((4.0, 1.89, 0.6), (3.0, 1.06, 0.6), (2.0, 0.71, 0.5), (2.0, 0.45, 0.5), (2.0, 0.20, 0.5))
+# MNIST-C's corruptions.py, verbatim: fog (strength, wibble decay); spatter (loc, std,
+# blur sigma, threshold, mask sigma)
+FOG_MNIST_C = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))
+SPATTER_MNIST_C = (
+    (0.65, 0.3, 4.0, 0.69, 0.6),
+    (0.65, 0.3, 3.0, 0.68, 0.6),
+    (0.65, 0.3, 2.0, 0.68, 0.5),
+    (0.65, 0.3, 1.0, 0.65, 1.5),
+    (0.67, 0.4, 1.0, 0.65, 1.5),
+)
+LEVELS = ("toolkit", "mnist_c")
 _MUD_RGB = (63 / 255, 42 / 255, 20 / 255)
 _FOG_CHUNK = 64  # images per chunk: bounds the (chunk, map, map) intermediates of fog
 
@@ -103,10 +133,16 @@ def plasma_from_uniforms(u: jax.Array, wibbledecay: float) -> jax.Array:
     return heights / heights.max()
 
 
+def _check_levels(name: str, levels: str) -> None:
+    if levels not in LEVELS:
+        raise ValueError(f"{name} levels must be one of {LEVELS}, got {levels!r}")
+
+
 @image_shift("fog", "Add diamond-square plasma fog and rescale (MNIST-C fog).")
-def fog(x: jax.Array, *, key: jax.Array, severity: int) -> jax.Array:
+def fog(x: jax.Array, *, key: jax.Array, severity: int, levels: str = "toolkit") -> jax.Array:
     """``(x + t P) m / (m + t)`` with P a fresh plasma map per image and m = max(x)."""
-    strength, decay = FOG[severity - 1]
+    _check_levels("fog", levels)
+    strength, decay = (FOG if levels == "toolkit" else FOG_MNIST_C)[severity - 1]
     h, w = x.shape[1], x.shape[2]
     mapsize = 8 * next_pow2(max(h, w))
 
@@ -124,13 +160,18 @@ def _noise_std(n: int, sigma: float) -> np.ndarray:
 
 
 @image_shift("spatter", "Mud blobs from thresholded blurred noise (MNIST-C spatter).")
-def spatter(x: jax.Array, *, key: jax.Array, severity: int) -> jax.Array:
+def spatter(x: jax.Array, *, key: jax.Array, severity: int, levels: str = "toolkit") -> jax.Array:
     """Covers blobs where blurred unit-variance noise exceeds z with mud colour."""
-    sigma, z, mask_sigma = SPATTER[severity - 1]
+    _check_levels("spatter", levels)
     s = pixel_scale(x)
     h, w, c = x.shape[1:]
+    if levels == "toolkit":
+        sigma, z, mask_sigma = SPATTER[severity - 1]
+        std = np.outer(_noise_std(h, sigma * s), _noise_std(w, sigma * s))[..., None]
+    else:  # blurred N(loc, std^2) > threshold  <=>  blurred N(0, 1) > (threshold - loc) / std
+        loc, spread, sigma, threshold, mask_sigma = SPATTER_MNIST_C[severity - 1]
+        z, std = (threshold - loc) / spread, np.ones((h, w, 1))
     colour = jnp.asarray(_MUD_RGB if c == 3 else (63 / 255,) * c, jnp.float32)
-    std = np.outer(_noise_std(h, sigma * s), _noise_std(w, sigma * s))[..., None]
     inv_std = jnp.asarray(1.0 / std, jnp.float32)
 
     def one(k, img):
