@@ -120,6 +120,29 @@ def _l2_normalise(x: jax.Array) -> jax.Array:
     return x / (jnp.linalg.norm(x, axis=-1, keepdims=True) + 1e-10)
 
 
+def _kth_smallest(values: jax.Array, k: int) -> jax.Array:
+    """The k-th smallest of each row of float32 ``values`` clipped at 0, exactly (squared
+    distances: rounding can make a zero slightly negative).
+
+    Non-negative IEEE floats order as their int32 bit patterns, so 32 rounds of bisection
+    on the bit pattern, each counting the row's values at or below the midpoint, find the
+    k-th smallest value itself (0 when it is negative). XLA's CPU sort and top_k take ~0.5 s for a 1000 x 3600
+    block; the counting rounds take ~0.05 s (on accelerators both are fast).
+    """
+    lo = jnp.zeros(values.shape[:1], jnp.int32)
+    hi = jnp.full(values.shape[:1], 0x7F800000, jnp.int32)  # +inf's pattern
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        at_most = jax.lax.bitcast_convert_type(mid, jnp.float32)[:, None]
+        enough = jnp.sum(values <= at_most, axis=1) >= k
+        return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+    lo, _ = jax.lax.fori_loop(0, 32, halve, (lo, hi))
+    return jax.lax.bitcast_convert_type(lo, jnp.float32)
+
+
 @functools.partial(jax.jit, static_argnames=("k", "chunk"))
 def _knn_distance(queries: jax.Array, bank: jax.Array, k: int, chunk: int) -> jax.Array:
     """Euclidean distance of each normalised query to its k-th nearest row of ``bank``,
@@ -131,8 +154,7 @@ def _knn_distance(queries: jax.Array, bank: jax.Array, k: int, chunk: int) -> ja
 
     def block(qb):
         sq = jnp.sum(qb * qb, axis=1)[:, None] + bank_sq[None, :] - 2.0 * qb @ bank.T
-        kth = -jax.lax.top_k(-sq, k)[0][:, -1]
-        return jnp.sqrt(jnp.maximum(kth, 0.0))
+        return jnp.sqrt(_kth_smallest(sq, k))
 
     out = jax.lax.map(block, q.reshape(-1, chunk, q.shape[1]))
     return out.reshape(-1)[:m]
