@@ -1,5 +1,5 @@
 """Penultimate features, head parameters, MC dropout and deep ensembles
-(toolkit.evaluation.inference, toolkit.ensemble), checked against numpy computations of
+(toolkit.evaluation.inference, toolkit.ensembles), checked against numpy computations of
 the same quantities from independent forward passes (``model.apply``)."""
 
 import re

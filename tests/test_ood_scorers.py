@@ -1,6 +1,6 @@
-"""Post-hoc OOD scorers (toolkit.ood.scorers) against independently written numpy / scipy /
-sklearn versions of each paper's formula, a toy case every registered scorer must solve,
-validation grid search, and bad-input errors."""
+"""Post-hoc OOD scorers (toolkit.ood.scoring; the registry tk.ood.scorers) against
+independently written numpy / scipy / sklearn versions of each paper's formula, a toy case
+every registered scorer must solve, validation grid search, and bad-input errors."""
 
 import itertools
 
@@ -15,9 +15,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 import toolkit as tk
-from toolkit.ood.scorers import Batch, InapplicableError, Reference, fit_scorer, select_scorer
-from toolkit.ood.scorers import features as feature_scorers
-from toolkit.ood.scorers import gradient as gradient_scorers
+from toolkit.ood.scoring import Batch, InapplicableError, Reference, fit_scorer, select_scorer
+from toolkit.ood.scoring import features as feature_scorers
+from toolkit.ood.scoring import gradient as gradient_scorers
 from toolkit.registry import InvalidHyperparameterError, UnknownNameError
 
 D, C, N = 8, 3, 300

@@ -48,7 +48,7 @@ _ATTRS = {
     "Run": ("toolkit.training", "Run"),
     "TrainConfig": ("toolkit.training", "TrainConfig"),
     "evaluate": ("toolkit.evaluation", "evaluate"),
-    "ensemble": ("toolkit.ensemble", "ensemble"),
+    "ensemble": ("toolkit.ensembles", "ensemble"),
     "train_population": ("toolkit.training", "train_population"),
     "predict": ("toolkit.evaluation", "predict"),
     "load_run": ("toolkit.results", "load_run"),

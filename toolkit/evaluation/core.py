@@ -405,7 +405,7 @@ def evaluate(
         mc_samples=mc_samples,
     )
     columns = run_columns(run.config)
-    if hasattr(run, "members"):  # an ensemble (toolkit.ensemble)
+    if hasattr(run, "members"):  # an ensemble (toolkit.ensembles)
         columns["ensemble_size"] = len(run.members)
     table = pd.DataFrame([columns | row for row in rows])
     return table if reliability else table.drop(columns="reliability")

@@ -210,7 +210,7 @@ def predict(
 ):
     """Logits (N, C) of ``run`` on ``x`` (inference mode), computed on device in batches.
 
-    ``run`` is a :class:`~toolkit.training.Run` or a :class:`~toolkit.ensemble.Ensemble`
+    ``run`` is a :class:`~toolkit.training.Run` or a :class:`~toolkit.ensembles.Ensemble`
     (log of its members' mean probability). ``features=True`` returns ``(logits, features)``,
     the features (N, D) float32 being the input of the model's head from the same pass
     (not for an ensemble: score each member). ``mc_samples=N`` averages N passes with

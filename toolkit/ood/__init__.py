@@ -8,16 +8,12 @@ Registered: ``uniform_noise``, ``gaussian_noise`` (images and sequences),
 
 Post-hoc OOD scorers (MSP ... ODIN, MDS, KNN, ViM, ...) fitted on ID training features are
 in the registry ``tk.ood.scorers``, with ``fit_scorer`` / ``select_scorer`` and the
-``Reference`` / ``Batch`` containers (:mod:`toolkit.ood.scorers`).
+``Reference`` / ``Batch`` containers (:mod:`toolkit.ood.scoring`).
 """
 
 from toolkit.ood import noise, patches, templates  # noqa: F401  (registers the OOD sets)
 from toolkit.ood.base import APPLIES_TO, example_shape, load_ood, ood_sets, register
-
-# The scorer registry is ``tk.ood.scorers``: it shadows the subpackage's name on purpose, so
-# import the subpackage's modules with ``from toolkit.ood.scorers import base`` (``import
-# toolkit.ood.scorers.base as b`` would look ``base`` up on the registry).
-from toolkit.ood.scorers import Batch, Fitted, Reference, fit_scorer, scorers, select_scorer
+from toolkit.ood.scoring import Batch, Fitted, Reference, fit_scorer, scorers, select_scorer
 
 names = ood_sets.names
 entry = ood_sets.entry

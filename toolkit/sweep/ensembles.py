@@ -67,7 +67,7 @@ def evaluate_ensembles(
     entries = parse_evals(evals)
     if not ensemble_requested(entries):
         return 0
-    from toolkit.ensemble import ensemble
+    from toolkit.ensembles import ensemble
     from toolkit.sweep.records import evaluate_checkpoint, trial_rows, trial_sets
 
     markers = store.done_markers(experiment_dir)

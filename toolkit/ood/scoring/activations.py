@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit.ood.scorers.base import (
+from toolkit.ood.scoring.base import (
     Batch,
     InapplicableError,
     as_matrix,

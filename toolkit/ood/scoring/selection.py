@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.metrics.ranking import aupr_in, aupr_out, auroc, fpr_at_95_tpr
-from toolkit.ood.scorers.base import (
+from toolkit.ood.scoring.base import (
     Batch,
     Fitted,
     InapplicableError,

@@ -9,9 +9,9 @@ The registry ``scorers`` lists them; each entry's meta says what it ``needs`` be
 logits and the ``grid`` its hyperparameters are searched over on validation OOD data.
 """
 
-from toolkit.ood.scorers import logit  # noqa: I001, F401  (registers: logit scores first)
-from toolkit.ood.scorers import activations, features, gradient  # noqa: F401
-from toolkit.ood.scorers.base import (
+from toolkit.ood.scoring import logit  # noqa: I001, F401  (registers: logit scores first)
+from toolkit.ood.scoring import activations, features, gradient  # noqa: F401
+from toolkit.ood.scoring.base import (
     NEEDS,
     Batch,
     Fitted,
@@ -21,7 +21,7 @@ from toolkit.ood.scorers.base import (
     register,
     scorers,
 )
-from toolkit.ood.scorers.selection import SELECTION_METRICS, select_scorer
+from toolkit.ood.scoring.selection import SELECTION_METRICS, select_scorer
 
 __all__ = [
     "NEEDS",

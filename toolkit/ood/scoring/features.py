@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from toolkit.ood.scorers.base import (
+from toolkit.ood.scoring.base import (
     Batch,
     InapplicableError,
     as_matrix,
@@ -126,8 +126,8 @@ def _kth_smallest(values: jax.Array, k: int) -> jax.Array:
 
     Non-negative IEEE floats order as their int32 bit patterns, so 32 rounds of bisection
     on the bit pattern, each counting the row's values at or below the midpoint, find the
-    k-th smallest value itself (0 when it is negative). XLA's CPU sort and top_k take ~0.5 s for a 1000 x 3600
-    block; the counting rounds take ~0.05 s (on accelerators both are fast).
+    k-th smallest value itself (0 when it is negative). XLA's CPU sort and top_k take
+    ~0.5 s for a 1000 x 3600 block; the counting rounds take ~0.05 s.
     """
     lo = jnp.zeros(values.shape[:1], jnp.int32)
     hi = jnp.full(values.shape[:1], 0x7F800000, jnp.int32)  # +inf's pattern

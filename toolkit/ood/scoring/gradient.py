@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from toolkit.ood.scorers.base import Batch, check_range, register
+from toolkit.ood.scoring.base import Batch, check_range, register
 
 __all__ = ["ODIN_CHUNK", "odin_perturb"]
 

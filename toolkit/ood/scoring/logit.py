@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from toolkit.metrics import ood as logit_scores
 from toolkit.metrics._checks import check_logits
-from toolkit.ood.scorers.base import Batch, check_range, register
+from toolkit.ood.scoring.base import Batch, check_range, register
 
 __all__ = ["generalized_entropy"]
 

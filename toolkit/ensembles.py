@@ -10,8 +10,6 @@ members' stacked variables, and ``tk.evaluate`` reports it with an ``ensemble_si
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,15 +72,3 @@ def ensemble(runs: Iterable[Any]) -> Ensemble:
                     f"model, its hyperparameters and the input shape"
                 )
     return Ensemble(members)
-
-
-class _CallableModule(types.ModuleType):
-    """``tk.ensemble`` is the function :func:`ensemble`, and importing this module binds
-    ``toolkit.ensemble`` to the module: calling the module calls the function, so
-    ``tk.ensemble(runs)`` works either way."""
-
-    def __call__(self, runs: Iterable[Any]) -> Ensemble:
-        return ensemble(runs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
