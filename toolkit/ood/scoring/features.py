@@ -224,12 +224,14 @@ def fit_vim(reference, *, dim: int | None = None):
     sweeps dim in {256, 1000} for 512- to 2048-d features; for the toolkit's smaller ones
     the grid is None (D/2) and powers of two, skipping those not below D.
     """
+    if dim is not None and (
+        isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1
+    ):  # before the reference is read: no compute for a bad value
+        raise ValueError(f"ood scorer 'vim': dim={dim!r} must be a positive int or None")
     arrays = reference_arrays("vim", reference, ("features", "logits", "head"))
     feats = arrays["features"]
     d = feats.shape[1]
     dim = max(d // 2, 1) if dim is None else dim
-    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
-        raise ValueError(f"ood scorer 'vim': dim={dim!r} must be a positive int or None")
     if dim >= d:
         raise InapplicableError(
             f"ood scorer 'vim': dim={dim} must be below the feature size {d} (the residual "
