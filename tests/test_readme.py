@@ -43,3 +43,33 @@ def test_readme_howto_registers_and_uses_every_kind_of_entry(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "README OK" in done.stdout
+
+
+def test_readme_uncertainty_example_runs(tmp_path):
+    """The uncertainty section's code, with fewer steps and members, runs as written and
+    gives what its comments say."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Uncertainty and OOD methods")
+    (block,) = re.findall(
+        r"```python\n(.*?)```", text[start : text.index("\n## ", start + 5)], re.S
+    )
+    assert "steps=2000" in block and "range(5)" in block
+    script = "import toolkit as tk\n" + block.replace("steps=2000", "steps=100").replace(
+        "range(5)", "range(2)"
+    )
+    script += (
+        "\nassert features.shape == (len(ds.test), 100) and logits.shape == (len(ds.test), 10)"
+        "\nood = table[table['kind'] == 'ood'].iloc[0]"
+        "\nassert all(0 <= ood[f'auroc_{n}'] <= 1 for n in tk.ood.scorers.names())"
+        "\nassert 0.5 < table.loc[0, 'coverage_lac'] <= 1"
+        "\nprint('README OK')\n"
+    )
+    path = tmp_path / "uncertainty.py"
+    path.write_text(script)
+    env = {**os.environ, "JAX_NUMPY_DTYPE_PROMOTION": "strict", "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run(
+        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "README OK" in done.stdout
