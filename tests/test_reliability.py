@@ -150,7 +150,8 @@ def quiet(function, *args):
 
 def rows_by_key(experiment):
     rows = quiet(store.read_evals, experiment)
-    return {store.row_key(r): r for r in rows}  # (run_id, checkpoint, split, set, severity)
+    # (run_id, checkpoint, split, set, severity, predictor)
+    return {store.row_key(r): r for r in rows}
 
 
 def curve(run: store.RunDir):
@@ -310,7 +311,7 @@ def drop_eval_rows(experiment, run_id):
     stays."""
     path = experiment / store.EVALS
     lines = path.read_text().splitlines(keepends=True)
-    lost = (run_id, "final", "test", "iid_noise", 2)
+    lost = (run_id, "final", "test", "iid_noise", 2, "single")
     kept = [x for x in lines if store.row_key(json.loads(x)) != lost]
     assert len(kept) == len(lines) - 1
     path.write_text("".join(kept))
@@ -334,7 +335,9 @@ PARTIAL = {
     "empty_config_json": (lambda e, r: r.config.write_text(""), 40),
     "garbled_config_json": (lambda e, r: cut(r.config), 40),
     "config_json_of_another_run": (
-        lambda e, r: shutil.copy(next(x for x in store.run_dirs(e) if x != r).config, r.config),
+        lambda e, r: shutil.copy(
+            next(x for x in store.run_dirs(e) if x.run_id != r.run_id).config, r.config
+        ),
         40,
     ),
     # The step-40 curve row is cut: the curve covers step 30, so training resumes at 20.
@@ -709,7 +712,7 @@ def test_a_malicious_results_directory_is_read_as_data_never_run(
     fake.path.mkdir()
     fake.config.write_text(json.dumps({**record, "run_id": fake.run_id, "dataset": code}))
     fake.done.write_text(json.dumps({"finished": code, "diverged_step": None, "step": code}))
-    row = rows_by_key(experiment)[reference.ids[1], "final", "test", "clean", 0]
+    row = rows_by_key(experiment)[reference.ids[1], "final", "test", "clean", 0, "single"]
     row = {**row, "run_id": fake.run_id}
     with open(experiment / store.EVALS, "a") as handle:
         handle.write(

@@ -86,9 +86,10 @@ def file_keys(experiment) -> list[tuple]:
 
 
 def marker_keys(experiment) -> set[tuple]:
-    """The keys the done markers list: what the file must hold, once each."""
+    """The keys the done markers list: what the file must hold, once each (the runs' own
+    rows: predictor "single")."""
     return {
-        (run.run_id, *entry)
+        (run.run_id, *entry, "single")
         for run in store.run_dirs(experiment)
         for entry in json.loads(run.done.read_text())["evals"]
     }
