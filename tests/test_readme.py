@@ -20,6 +20,19 @@ def howto_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text[start : end if end != -1 else None], re.S)
 
 
+def run_script(path: Path, script: str) -> None:
+    """Runs ``script`` in a fresh process (strict dtype promotion, one CPU device); it must
+    exit 0 and print README OK."""
+    path.write_text(script)
+    env = {**os.environ, "JAX_NUMPY_DTYPE_PROMOTION": "strict", "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)  # one device is enough here
+    done = subprocess.run(
+        [sys.executable, str(path)], cwd=path.parent, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "README OK" in done.stdout
+
+
 def test_readme_howto_registers_and_uses_every_kind_of_entry(tmp_path):
     blocks = howto_blocks()
     assert len(blocks) >= 2, "the how-to section lost its code blocks"
@@ -34,15 +47,7 @@ def test_readme_howto_registers_and_uses_every_kind_of_entry(tmp_path):
         "\nassert acc[0] > 0.8 and acc[0] > acc[1] > acc[3] > acc[5], acc"
         "\nprint('README OK')\n"
     )
-    path = tmp_path / "howto.py"
-    path.write_text(script)
-    env = {**os.environ, "JAX_NUMPY_DTYPE_PROMOTION": "strict", "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)  # one device is enough here
-    done = subprocess.run(
-        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "README OK" in done.stdout
+    run_script(tmp_path / "howto.py", script)
 
 
 def test_readme_uncertainty_example_runs(tmp_path):
@@ -64,12 +69,4 @@ def test_readme_uncertainty_example_runs(tmp_path):
         "\nassert 0.5 < table.loc[0, 'coverage_lac'] <= 1"
         "\nprint('README OK')\n"
     )
-    path = tmp_path / "uncertainty.py"
-    path.write_text(script)
-    env = {**os.environ, "JAX_NUMPY_DTYPE_PROMOTION": "strict", "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    done = subprocess.run(
-        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "README OK" in done.stdout
+    run_script(tmp_path / "uncertainty.py", script)
