@@ -24,118 +24,32 @@ import numpy as np
 from toolkit import metrics
 from toolkit.data import Split
 from toolkit.data.checks import check_finite
-from toolkit.evaluation import inference
 from toolkit.evaluation.checks import check_run
+from toolkit.evaluation.fitting import (
+    built_sets,
+    check_mc_samples,
+    fit_evaluation,
+    logits_fn,
+    predictions,
+    set_groups,
+)
 from toolkit.evaluation.methods import (
     Fitted,
     Methods,
-    Predictions,
     check_reference,
-    fit_conformal,
-    fit_scorers,
     labelled_columns,
     ood_columns,
 )
 from toolkit.evaluation.scoring import classification_row
 from toolkit.evaluation.sets import EvalSet, FarOod, Given, Shifted
 
-__all__ = ["ID_COLUMNS", "evaluate", "evaluate_sets", "fit_evaluation"]
+__all__ = ["ID_COLUMNS", "evaluate", "evaluate_sets"]
 
-# The MC-dropout passes draw from the evaluation key folded with this (fixed: paired runs).
-MC_KEY = 7
 
 ID_COLUMNS = ("eval_set", "kind", "severity", "num_examples")
 # The run's identity in tk.evaluate's table: every TrainConfig field, the *_hparams as
 # JSON strings (hashable, so a table of many runs can be grouped on them).
 HPARAMS_COLUMNS = ("model_hparams", "loss_hparams", "optimizer_hparams")
-
-
-def _groups(indexed: list[tuple[int, EvalSet]], keep: bool) -> list[list[tuple[int, EvalSet]]]:
-    """Specs that build together: one class (and, unless kept in memory, one ``group``)."""
-    groups: dict[tuple, list] = {}
-    for i, spec in indexed:
-        groups.setdefault((type(spec), None if keep else spec.group), []).append((i, spec))
-    return list(groups.values())
-
-
-def _built(group, clean: Split, *, key, cache: bool, keep: bool) -> list[Split]:
-    specs = [spec for _, spec in group]
-    return type(specs[0]).build_all(specs, clean, key=key, cache=cache, keep=keep)
-
-
-def _predict(run, x, methods: Methods, *, batch_size: int, mc_samples, key) -> Predictions:
-    """One set's predictions: logits, plus features and inputs when a scorer needs them."""
-    kwargs: dict[str, Any] = {"batch_size": batch_size}
-    if mc_samples is not None:
-        kwargs |= {"mc_samples": mc_samples, "key": jax.random.fold_in(key, MC_KEY)}
-    if methods.features:
-        logits, features = inference.predict(run, x, features=True, **kwargs)
-        return Predictions(logits, features, x)
-    logits = inference.predict(run, x, **kwargs)
-    return Predictions(logits, None, x if methods.inputs else None)
-
-
-def _logits_fn(run, mc_samples):
-    """The differentiable logits of ``run`` (for input-gradient scorers such as ODIN)."""
-    if mc_samples is not None or not hasattr(run, "model"):
-        return None
-    return lambda x: run.model.apply(run.variables, x, train=False)
-
-
-def fit_evaluation(
-    run,
-    methods: Methods | None = None,
-    *,
-    calibration: Split | None = None,
-    train: Split | None = None,
-    key: jax.Array | None = None,
-    batch_size: int = 1000,
-    cache: bool = True,
-    keep: bool = False,
-    mc_samples: int | None = None,
-) -> Fitted:
-    """What an evaluation of ``run`` fits before scoring any set (:class:`Fitted`): on the
-    ``calibration`` split (held-out ID data), the temperature (Guo et al. 2017) and each
-    conformal method's threshold; on the ``train`` split, the statistics of the feature
-    scorers; on the calibration split against ``methods.ood_validation`` (OOD sets disjoint
-    from the test ones), each scorer's hyperparameters."""
-    methods = methods or Methods()
-    key = jax.random.key(0) if key is None else key
-    temperature, thresholds, calibrated = None, {}, None
-    if calibration is not None:
-        calibrated = _predict(
-            run, calibration.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key
-        )
-        temperature = metrics.fit_temperature(calibrated.logits, calibration.y)
-        thresholds = fit_conformal(methods, calibrated.logits, calibration.y, temperature)
-    reference = None
-    if train is not None and methods.reference:
-        reference = _predict(
-            run, train.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key
-        )
-    # Host copies: the head is tiny, and uncommitted arrays follow the predictions, which
-    # live on every device when predict is data-parallel.
-    head = tuple(np.asarray(a) for a in inference.head_params(run)) if methods.head else None
-    validation_ood = []
-    if calibration is not None and methods.ood_validation and methods.tuned:
-        specs = list(enumerate(methods.ood_validation))
-        for group in _groups(specs, keep):
-            built = _built(group, calibration, key=key, cache=cache, keep=keep)
-            validation_ood += [
-                _predict(run, s.x, methods, batch_size=batch_size, mc_samples=mc_samples, key=key)
-                for s in built
-            ]
-    scorers = fit_scorers(
-        methods,
-        reference=reference,
-        train_labels=None if train is None else train.y,
-        head=head,
-        validation=calibrated,
-        validation_ood=validation_ood,
-        logits_fn=_logits_fn(run, mc_samples),
-    )
-    calibrated = None if calibrated is None else (calibration.x, calibrated)
-    return Fitted(temperature, thresholds, scorers, calibrated)
 
 
 def evaluate_sets(
@@ -195,8 +109,8 @@ def evaluate_sets(
     ood = [(i, s) for i, s in enumerate(specs) if s.kind == "ood"]
     labelled = [(i, s) for i, s in enumerate(specs) if s.kind != "ood"]
     ood_inputs = {}
-    for group in _groups(ood, keep):
-        built = _built(group, clean, key=key, cache=cache, keep=keep)
+    for group in set_groups(ood, keep):
+        built = built_sets(group, clean, key=key, cache=cache, keep=keep)
         ood_inputs.update({i: split.x for (i, _), split in zip(group, built, strict=True)})
     shapes = {"the evaluated split": clean.x.shape[1:]}
     if calibration is not None:
@@ -219,13 +133,13 @@ def evaluate_sets(
             mc_samples=mc_samples,
         )
     predict = functools.partial(
-        _predict, run, methods=methods, batch_size=batch_size, mc_samples=mc_samples, key=key
+        predictions, run, methods=methods, batch_size=batch_size, mc_samples=mc_samples, key=key
     )
     clean_predictions = fitted.predictions_of(clean.x) or predict(clean.x)
     temperature = fitted.temperature
     rows: dict[int, dict] = {}
-    for group in _groups(labelled, keep):  # one group of sets held at a time
-        built = _built(group, clean, key=key, cache=cache, keep=keep)
+    for group in set_groups(labelled, keep):  # one group of sets held at a time
+        built = built_sets(group, clean, key=key, cache=cache, keep=keep)
         for (i, spec), split in zip(group, built, strict=True):
             logits = predict(split.x).logits
             rows[i] = (
@@ -234,10 +148,10 @@ def evaluate_sets(
                 | labelled_columns(methods, fitted, logits, split.y)
             )
     clean_scores: dict = {}
-    logits_fn = _logits_fn(run, mc_samples)
+    gradient_fn = logits_fn(run, mc_samples)
     for i, spec in ood:
         out = predict(ood_inputs[i])
-        scores = ood_columns(fitted, clean_predictions, out, logits_fn, clean_scores)
+        scores = ood_columns(fitted, clean_predictions, out, gradient_fn, clean_scores)
         rows[i] = _head(spec, int(ood_inputs[i].shape[0])) | scores
         if temperature is not None:
             rows[i]["temperature"] = temperature
@@ -245,15 +159,6 @@ def evaluate_sets(
     clean_row |= classification_row(clean_predictions.logits, clean.y, temperature)
     clean_row |= labelled_columns(methods, fitted, clean_predictions.logits, clean.y)
     return [clean_row] + [rows[i] for i in range(len(specs))]
-
-
-def check_mc_samples(mc_samples: Any) -> None:
-    if mc_samples is not None and (
-        isinstance(mc_samples, bool)
-        or not isinstance(mc_samples, int | np.integer)
-        or mc_samples < 1
-    ):
-        raise ValueError(f"mc_samples must be a positive int or None, got {mc_samples!r}")
 
 
 def _head(spec: EvalSet, num: int) -> dict[str, Any]:

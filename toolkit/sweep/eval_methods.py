@@ -79,7 +79,7 @@ class McDropout(_Method):
     samples: int = 10
 
     def check(self, dataset: Dataset, trial: Trial) -> None:
-        from toolkit.evaluation.core import check_mc_samples
+        from toolkit.evaluation.fitting import check_mc_samples
 
         check_mc_samples(self.samples)
         dropout = trial.train.get("model_hparams", {}).get("dropout")

@@ -24,7 +24,8 @@ from typing import Any
 import jax
 
 from toolkit.data import Dataset, Split
-from toolkit.evaluation.core import ID_COLUMNS, evaluate_sets, fit_evaluation
+from toolkit.evaluation.core import ID_COLUMNS, evaluate_sets
+from toolkit.evaluation.fitting import fit_evaluation
 from toolkit.evaluation.methods import OOD_METRICS, Methods
 from toolkit.evaluation.sets import EvalSet, Shifted
 from toolkit.sweep.config import Trial
