@@ -118,3 +118,19 @@ def test_without_the_dataset_no_cell_is_flagged_and_the_report_says_why(tmp_path
     report = build_report(results, figures=False)
     assert report.blocks["invalid_cells"].startswith("No shift cell was checked: dataset")
     assert "'no_such_dataset'" in report.blocks["invalid_cells"]
+
+
+def test_a_cell_is_one_datasets_shift_with_that_datasets_chance():
+    """Two datasets with one shift name: the cell is flagged only where no run beats that
+    dataset's chance (1/10 vs 1/2), and only its rows are dropped."""
+    correct = [200, 190, 150]  # of N = 1000: far above 1/10, far below 1/2
+    ten = pd.DataFrame(cell_rows("gaussian_noise", 3, correct)).assign(dataset="ten")
+    two = pd.DataFrame(cell_rows("gaussian_noise", 3, correct)).assign(dataset="two")
+    rows = pd.concat([ten, two], ignore_index=True)
+    cells = invalid_cells(rows, {"ten": 10, "two": 2})
+    assert cells[["dataset", "eval_set", "severity"]].values.tolist() == [
+        ["two", "gaussian_noise", 3]
+    ]
+    assert cells["chance"].tolist() == [0.5]
+    kept = drop_cells(rows, cells)
+    assert set(kept["dataset"]) == {"ten"} and len(kept) == 3
