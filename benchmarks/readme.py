@@ -28,7 +28,7 @@ README = FOLDER / "README.md"
 BEGIN = "<!-- begin: written by `python -m benchmarks.readme` from the reports; do not edit -->"
 END = "<!-- end: written by `python -m benchmarks.readme` -->"
 ORDER = ("vs_pytorch", "population", "compile", "checkpoint", "data_load", "roofline",
-         "shuffle", "sweep_wall")  # fmt: skip
+         "shuffle", "sweep_wall", "ood_cost")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,11 @@ SECTIONS = {
         "Wall time of the loss-comparison sweeps through `python -m experiments.sweep`, cold "
         "and on a warm compilation cache (with `--from`, also finished sweeps as recorded).",
         (_cols("sweep", "cache", "command wall s", "runs done / found", "span of runs s"),),
+    ),
+    "ood_cost": Section(
+        "What every OOD scorer, and MC dropout, conformal sets, AURC and deep ensembles, add "
+        "to the wall time of the `ood_methods` sweep (`python -m experiments.sweep`, warm).",
+        (_cols("variant", "evaluates", "command wall s", "runs", "wall / baseline"),),
     ),
 }
 

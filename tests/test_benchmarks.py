@@ -17,7 +17,7 @@ import jax
 import pytest
 from xla_threads import xla_pool_threads
 
-from benchmarks import checkpoint, data_load, population, readme, shuffle, sweep_wall
+from benchmarks import checkpoint, data_load, ood_cost, population, readme, shuffle, sweep_wall
 from benchmarks.machine import header
 from toolkit.sweep.execute import Task
 from toolkit.sweep.executors import program_key, spread_programs
@@ -358,3 +358,34 @@ def test_runs_are_spread_so_that_workers_start_on_different_programs():
     assert spread_programs([], 2) == []
     with pytest.raises(ValueError, match="width must be a positive int, got 0"):
         spread_programs(sweep_order, 0)
+
+
+def test_ood_cost_runs_each_variant_after_a_priming_run_and_divides_by_the_baseline(
+    tmp_path, monkeypatch
+):
+    """The commands it runs (stood in for: each sweep is timed elsewhere) and the ratios
+    it prints, worked by hand."""
+    walls = {"prime": 99.0, "baseline": 100.0, "scorers": 112.0, "full": 150.0}
+    called = []
+
+    def fake_sweep(config, results, cache, overrides):
+        name = Path(results).name
+        called.append((config, name, overrides))
+        experiment = Path(results) / "ood_methods"
+        fake_run(experiment, "a", "2026-01-01T10:00:00+00:00", "2026-01-01T10:00:30+00:00", 20.0)
+        return walls[name], experiment
+
+    monkeypatch.setattr(ood_cost, "run_sweep_command", fake_sweep)
+    out = tmp_path / "ood_cost.md"
+    ood_cost.main(["--seeds", "2", "--out", str(out)])
+    assert [c[:2] for c in called] == [
+        ("experiments/configs/ood_methods.py:baseline", "prime"),
+        ("experiments/configs/ood_methods.py:baseline", "baseline"),
+        ("experiments/configs/ood_methods.py:scorers", "scorers"),
+        ("experiments/configs/ood_methods.py", "full"),
+    ]
+    assert {tuple(c[2]) for c in called} == {("--config.seeds=2",)}
+    text = out.read_text()
+    assert [r[5] for r in table_rows(text, "baseline")] == ["1.00"]
+    assert [r[5] for r in table_rows(text, "scorers")] == ["1.12"]
+    assert [r[5] for r in table_rows(text, "(full)")] == ["1.50"]
