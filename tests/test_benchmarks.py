@@ -379,7 +379,7 @@ def test_ood_cost_runs_each_variant_after_a_priming_run_and_divides_by_the_basel
     out = tmp_path / "ood_cost.md"
     ood_cost.main(["--seeds", "2", "--out", str(out)])
     assert [c[:2] for c in called] == [
-        ("experiments/configs/ood_methods.py:baseline", "prime"),
+        ("experiments/configs/ood_methods.py", "prime"),
         ("experiments/configs/ood_methods.py:baseline", "baseline"),
         ("experiments/configs/ood_methods.py:scorers", "scorers"),
         ("experiments/configs/ood_methods.py", "full"),
@@ -389,3 +389,4 @@ def test_ood_cost_runs_each_variant_after_a_priming_run_and_divides_by_the_basel
     assert [r[5] for r in table_rows(text, "baseline")] == ["1.00"]
     assert [r[5] for r in table_rows(text, "scorers")] == ["1.12"]
     assert [r[5] for r in table_rows(text, "(full)")] == ["1.50"]
+    assert "`python -m benchmarks.ood_cost --seeds 2 --out" in text

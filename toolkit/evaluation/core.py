@@ -141,7 +141,7 @@ def evaluate_sets(
     for group in set_groups(labelled, keep):  # one group of sets held at a time
         built = built_sets(group, clean, key=key, cache=cache, keep=keep)
         for (i, spec), split in zip(group, built, strict=True):
-            logits = predict(split.x).logits
+            logits = predict(split.x, scored=False).logits
             rows[i] = (
                 _head(spec, len(split))
                 | classification_row(logits, split.y, temperature)

@@ -9,6 +9,7 @@ OOD sets. :func:`predictions` predicts one set with what the scorers need.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -39,11 +40,16 @@ def built_sets(group, clean: Split, *, key, cache: bool, keep: bool) -> list[Spl
     return type(specs[0]).build_all(specs, clean, key=key, cache=cache, keep=keep)
 
 
-def predictions(run, x, methods: Methods, *, batch_size: int, mc_samples, key) -> Predictions:
-    """One set's predictions: logits, plus features and inputs when a scorer needs them."""
+def predictions(
+    run, x, methods: Methods, *, batch_size: int, mc_samples, key, scored: bool = True
+) -> Predictions:
+    """One set's predictions: logits, plus features and inputs when a scorer needs them and
+    the set is ``scored`` (the ID and OOD sides of detection; labelled sets are not)."""
     kwargs: dict[str, Any] = {"batch_size": batch_size}
     if mc_samples is not None:
         kwargs |= {"mc_samples": mc_samples, "key": jax.random.fold_in(key, MC_KEY)}
+    if not scored:
+        return Predictions(inference.predict(run, x, **kwargs))
     if methods.features:
         logits, features = inference.predict(run, x, features=True, **kwargs)
         return Predictions(logits, features, x)
@@ -51,11 +57,23 @@ def predictions(run, x, methods: Methods, *, batch_size: int, mc_samples, key) -
     return Predictions(logits, None, x if methods.inputs else None)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ModelLogits:
+    """``model.apply(variables, x)`` in inference mode; equal for equal modules, so jitted
+    code that takes it (with the variables as traced arguments) compiles once per model."""
+
+    model: Any
+
+    def __call__(self, variables, x):
+        return self.model.apply(variables, x, train=False)
+
+
 def logits_fn(run, mc_samples):
-    """The differentiable logits of ``run`` (for input-gradient scorers such as ODIN)."""
+    """The differentiable logits of ``run`` (for input-gradient scorers such as ODIN), as a
+    ``jax.tree_util.Partial`` whose variables are traced arguments."""
     if mc_samples is not None or not hasattr(run, "model"):
         return None
-    return lambda x: run.model.apply(run.variables, x, train=False)
+    return jax.tree_util.Partial(_ModelLogits(run.model), run.variables)
 
 
 def fit_evaluation(

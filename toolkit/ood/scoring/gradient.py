@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
@@ -15,7 +13,7 @@ ODIN_CHUNK = 1000
 """Inputs per gradient pass (bounds the backward pass's memory)."""
 
 
-@functools.partial(jax.jit, static_argnames="logits_fn")
+@jax.jit
 def _odin_chunk(x, temperature, noise, logits_fn):
     def log_msp(xi):
         z = logits_fn(xi)
@@ -30,6 +28,11 @@ def _odin_chunk(x, temperature, noise, logits_fn):
 def odin_perturb(logits_fn, x, temperature: float, noise: float):
     """``(x_tilde, scores)``: ``x_tilde = x - eps sign(-grad_x log S_yhat(x; T))`` and the
     tempered max-softmax of ``x_tilde``, in chunks of ODIN_CHUNK examples."""
+    if not isinstance(logits_fn, jax.tree_util.Partial):
+        # A plain function is the program's static part: one compile per function. A
+        # Partial's bound arguments (a model's variables) are traced instead, so every run
+        # of one model shares one compiled program.
+        logits_fn = jax.tree_util.Partial(logits_fn)
     x = jnp.asarray(x)
     dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
     x = x.astype(dtype)
