@@ -71,7 +71,7 @@ class _ModelLogits:
 def logits_fn(run, mc_samples):
     """The differentiable logits of ``run`` (for input-gradient scorers such as ODIN), as a
     ``jax.tree_util.Partial`` whose variables are traced arguments."""
-    if mc_samples is not None or not hasattr(run, "model"):
+    if mc_samples is not None or not hasattr(run, "variables"):  # MC dropout, ensembles
         return None
     return jax.tree_util.Partial(_ModelLogits(run.model), run.variables)
 
