@@ -212,7 +212,7 @@ def evaluate(
     """Evaluates ``run`` on ``split`` and, optionally, on shifted, other and OOD sets.
 
     Args:
-      run: a trained :class:`~toolkit.training.Run`.
+      run: a trained :class:`~toolkit.training.Run`, or ``tk.ensemble(runs)``.
       split: the in-distribution evaluation split (e.g. ``ds.test``).
       shifts: names in ``tk.shifts`` (or one name) applied to ``split`` at each of
         ``severities`` (an int or a sequence of ints).
