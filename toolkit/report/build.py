@@ -140,7 +140,7 @@ def build_report(
     if baseline is not None and baseline not in set(df["loss"]):
         losses = sorted(set(df["loss"].astype(str)))
         raise ValueError(f"baseline loss {baseline!r} is not in {results_dir}; losses: {losses}")
-    every_cell, cells = df, _invalid_cells(df, configs)
+    every_cell, cells = df, validity.flagged_cells(df, configs)
     if cells is not None:
         every, rows, df = (validity.drop_cells(r, cells[0]) for r in (every, rows, df))
     all_runs = per_run(df)
@@ -228,17 +228,6 @@ def build_report(
         "all tables as Markdown, with the definitions and the figures linked",
     )
     return report
-
-
-def _invalid_cells(df: pd.DataFrame, configs: dict) -> tuple[pd.DataFrame, str] | None:
-    """The shift cells no run classifies above chance (:mod:`toolkit.report.validity`) and
-    a note saying why none were checked; None without shift rows."""
-    if not (df["kind"] == "shift").any():
-        return None
-    num_classes, note = validity.class_count(configs)
-    if num_classes is None:
-        return validity.invalid_cells(df.iloc[:0], 2), note
-    return validity.invalid_cells(df, num_classes), ""
 
 
 def _robustness(report: Report, md: list[str], df: pd.DataFrame, runs: pd.DataFrame) -> None:

@@ -24,7 +24,14 @@ import scipy.stats
 from toolkit.report.stats import finished
 from toolkit.report.tables import markdown_table
 
-__all__ = ["ALPHA", "class_count", "drop_cells", "invalid_cells", "invalid_cells_text"]
+__all__ = [
+    "ALPHA",
+    "class_count",
+    "drop_cells",
+    "flagged_cells",
+    "invalid_cells",
+    "invalid_cells_text",
+]
 
 ALPHA = 0.05
 _CELL = ["dataset", "eval_set", "severity"]
@@ -131,3 +138,16 @@ def class_count(configs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, int
             return None, f"dataset {name!r} did not load ({error})"
         counts[name] = int(dataset.num_classes)
     return counts, ""
+
+
+def flagged_cells(
+    df: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]
+) -> tuple[pd.DataFrame, str] | None:
+    """The shift cells no run classifies above chance and
+    a note saying why none were checked; None without shift rows."""
+    if not (df["kind"] == "shift").any():
+        return None
+    num_classes, note = class_count(configs)
+    if num_classes is None:
+        return invalid_cells(df.iloc[:0], 2), note
+    return invalid_cells(df, num_classes), ""
